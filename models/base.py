@@ -1,0 +1,97 @@
+"""The one contract every model implements.
+
+A model is three sub-modules plus a loss, the way NRMS splits its news encoder, user encoder and scorer:
+
+    item_encoder : item inputs                        -> item vectors [N, D]
+    user_encoder : user inputs                        -> user vectors [B, D]
+    scorer       : (user [B, D], items [B, K, D])     -> scores [B, K]
+
+Training calls only `compute_loss`; evaluation calls `user_vectors` and `full_sort_scores`; export reads
+`onnx_parts` to trace each sub-module on its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class OnnxPart:
+    """How to trace one sub-module: example inputs with their names and dynamic axes."""
+
+    module: nn.Module
+    inputs: dict[str, Tensor]
+    output: str
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+
+
+class DotScorer(nn.Module):
+    """score = <user, item>; optionally squashed to a probability."""
+
+    def __init__(self, sigmoid: bool = False):
+        super().__init__()
+        self.sigmoid = sigmoid
+
+    def forward(self, user: Tensor, items: Tensor) -> Tensor:
+        scores = torch.einsum("bd,bkd->bk", user, items)
+        return torch.sigmoid(scores) if self.sigmoid else scores
+
+
+class RecModel(nn.Module):
+    """Base class. Subclasses set `item_encoder`, `user_encoder`, `scorer` and implement the methods below."""
+
+    kind: str = ""
+    # "raw" (an unbounded relevance score) or "probability" (a click probability in [0, 1]).
+    score_meaning: str = "raw"
+    # True when the scorer is a dot product (optionally through a monotone sigmoid), so a whole catalog
+    # can be scored with one matrix product.
+    dot_scorer: bool = True
+
+    item_encoder: nn.Module
+    user_encoder: nn.Module
+    scorer: nn.Module
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        raise NotImplementedError
+
+    def user_vectors(self, batch: dict[str, Tensor]) -> Tensor:
+        """User vectors [B, D] from an evaluation batch (the fields named in the model's docstring)."""
+        raise NotImplementedError
+
+    def item_vectors(self) -> Tensor:
+        """Vectors of the whole catalog [n_items, D], row 0 being the padding item."""
+        raise NotImplementedError
+
+    def full_sort_scores(self, user_vectors: Tensor, item_vectors: Tensor | None = None) -> Tensor:
+        """Scores of every catalog item for each user [B, n_items]; column 0 (padding) is -inf."""
+        items = self.item_vectors() if item_vectors is None else item_vectors
+        if self.dot_scorer:
+            scores = user_vectors @ items.T
+        else:
+            scores = self._chunked_scores(user_vectors, items)
+        scores[:, 0] = float("-inf")
+        return scores
+
+    def _chunked_scores(self, users: Tensor, items: Tensor, chunk: int = 512) -> Tensor:
+        """Run a pairwise scorer over (user, item) pairs a chunk of items at a time."""
+        out = []
+        for start in range(0, items.shape[0], chunk):
+            part = items[start : start + chunk]
+            expanded = part.unsqueeze(0).expand(users.shape[0], -1, -1)
+            out.append(self.scorer(users, expanded))
+        return torch.cat(out, dim=1)
+
+    def onnx_parts(self) -> dict[str, OnnxPart]:
+        """The three graphs to export, keyed item_encoder, user_encoder, scorer."""
+        raise NotImplementedError
+
+    def dot_scorer_part(self, dim: int) -> OnnxPart:
+        """The scorer graph shared by every dot-product model."""
+        return OnnxPart(
+            module=self.scorer,
+            inputs={"user": torch.randn(2, dim), "items": torch.randn(2, 3, dim)},
+            output="scores",
+            dynamic_axes={"user": {0: "batch"}, "items": {0: "batch", 1: "candidates"}, "scores": {0: "batch", 1: "candidates"}},
+        )

@@ -1,0 +1,1 @@
+"""Data readers: RecBole atomic files, MIND logs and synthetic generators."""
