@@ -53,6 +53,11 @@ class RecModel(nn.Module):
     user_encoder: nn.Module
     scorer: nn.Module
 
+    @property
+    def n_items(self) -> int:
+        """Catalog size including the padding item 0."""
+        return self.cfg.n_items
+
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError
 
@@ -87,11 +92,24 @@ class RecModel(nn.Module):
         """The three graphs to export, keyed item_encoder, user_encoder, scorer."""
         raise NotImplementedError
 
-    def dot_scorer_part(self, dim: int) -> OnnxPart:
-        """The scorer graph shared by every dot-product model."""
+    def scorer_part(self, dim: int) -> OnnxPart:
+        """The scorer graph: (user [B, D], items [B, K, D]) -> scores [B, K], the same for every model."""
         return OnnxPart(
             module=self.scorer,
             inputs={"user": torch.randn(2, dim), "items": torch.randn(2, 3, dim)},
             output="scores",
             dynamic_axes={"user": {0: "batch"}, "items": {0: "batch", 1: "candidates"}, "scores": {0: "batch", 1: "candidates"}},
         )
+
+
+def id_part(module: nn.Module, input_name: str, output_name: str, axis: str) -> OnnxPart:
+    """An encoder whose only input is a vector of indices (embedding lookups)."""
+    return OnnxPart(module, {input_name: torch.tensor([1, 2, 3])}, output_name,
+                    {input_name: {0: axis}, output_name: {0: axis}})
+
+
+def sequence_part(module: nn.Module) -> OnnxPart:
+    """A user encoder over left-aligned item-index sequences and their lengths."""
+    seq = torch.tensor([[1, 2, 3, 0], [2, 0, 0, 0]])
+    return OnnxPart(module, {"item_seq": seq, "seq_len": torch.tensor([3, 1])}, "user_vectors",
+                    {"item_seq": {0: "batch", 1: "length"}, "seq_len": {0: "batch"}, "user_vectors": {0: "batch"}})

@@ -1,0 +1,172 @@
+"""BERT4Rec (Sun et al., 2019), after RecBole 1.2.1's `bert4rec.py`.
+
+A bidirectional transformer over the item sequence. Training masks a share of positions (mask_ratio) and
+predicts the masked items; a share of samples (ft_ratio) masks only the last item, which is exactly the
+inference task. At inference a mask token is appended after the last real item and the output head's vector
+there is the user vector. Scores = head output . item embedding + per-item bias; the bias is folded into
+the item vector as one extra dimension (and a constant 1 on the user side) so scoring is a pure dot product.
+
+Batch fields: training {"item_seq", "seq_len", "target"} (the target is appended to the sequence);
+evaluation {"item_seq", "seq_len"}.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.base import DotScorer, OnnxPart, RecModel, id_part, sequence_part
+from models.layers import gather_positions
+
+
+@dataclass
+class BERT4RecConfig:
+    n_items: int                     # items including padding index 0; the mask token is index n_items
+    n_layers: int = 2                # transformer layers
+    n_heads: int = 2                 # attention heads
+    hidden_size: int = 64            # item embedding and transformer width
+    inner_size: int = 256            # feed-forward width
+    hidden_dropout_prob: float = 0.2 # dropout on embeddings and sub-layer outputs
+    attn_dropout_prob: float = 0.2   # dropout on attention weights
+    layer_norm_eps: float = 1e-12    # LayerNorm epsilon
+    initializer_range: float = 0.02  # std of the normal initialisation
+    mask_ratio: float = 0.2          # share of positions masked in training
+    ft_ratio: float = 0.5            # share of training samples that mask only the last item
+    max_seq_length: int = 50         # longest history; one more position holds the mask token
+
+
+class TransformerLayer(nn.Module):
+    """RecBole's post-LN layer: attention (+ residual, LayerNorm), then feed-forward (+ residual, LayerNorm)."""
+
+    def __init__(self, cfg: BERT4RecConfig):
+        super().__init__()
+        h = cfg.hidden_size
+        self.n_heads, self.head_dim = cfg.n_heads, h // cfg.n_heads
+        self.qkv = nn.Linear(h, 3 * h)
+        self.attn_out = nn.Linear(h, h)
+        self.attn_dropout = nn.Dropout(cfg.attn_dropout_prob)
+        self.ln1 = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
+        self.ff_in = nn.Linear(h, cfg.inner_size)
+        self.ff_out = nn.Linear(cfg.inner_size, h)
+        self.ln2 = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, x: Tensor, key_bias: Tensor) -> Tensor:  # key_bias [B, 1, 1, L]: 0 real, -10000 pad
+        b, t, h = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + key_bias, dim=-1)
+        attended = (self.attn_dropout(weights) @ v).transpose(1, 2).reshape(b, t, h)
+        x = self.ln1(x + self.dropout(self.attn_out(attended)))
+        return self.ln2(x + self.dropout(self.ff_out(F.gelu(self.ff_in(x)))))
+
+
+class BERT4RecNetwork(nn.Module):
+    """item sequence with mask tokens [B, L] -> output-head vectors at every position [B, L, H]."""
+
+    def __init__(self, cfg: BERT4RecConfig, item_embedding: nn.Embedding):
+        super().__init__()
+        h = cfg.hidden_size
+        self.item_embedding = item_embedding
+        self.position_embedding = nn.Embedding(cfg.max_seq_length + 1, h)
+        self.ln = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.layers = nn.ModuleList(TransformerLayer(cfg) for _ in range(cfg.n_layers))
+        self.head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h, eps=cfg.layer_norm_eps))
+
+    def forward(self, seq: Tensor) -> Tensor:
+        positions = torch.arange(seq.shape[1], device=seq.device)
+        x = self.dropout(self.ln(self.item_embedding(seq) + self.position_embedding(positions)))
+        key_bias = ((seq == 0).to(x.dtype) * -10000.0)[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, key_bias)
+        return self.head(x)
+
+
+def append_mask(item_seq: Tensor, seq_len: Tensor, mask_token: int) -> Tensor:
+    """[B, L] left-aligned sequences -> [B, L + 1] with the mask token at position seq_len (vectorised)."""
+    padded = F.pad(item_seq, (0, 1))
+    is_mask = torch.arange(padded.shape[1], device=padded.device)[None, :] == seq_len[:, None]
+    return torch.where(is_mask, torch.full_like(padded, mask_token), padded)
+
+
+class BERT4RecUserEncoder(nn.Module):
+    """(item_seq [B, L], seq_len [B]) -> [B, H + 1]: head output at an appended mask token, then a 1."""
+
+    def __init__(self, network: BERT4RecNetwork, mask_token: int):
+        super().__init__()
+        self.network = network
+        self.mask_token = mask_token
+
+    def forward(self, item_seq: Tensor, seq_len: Tensor) -> Tensor:
+        out = gather_positions(self.network(append_mask(item_seq, seq_len, self.mask_token)), seq_len)
+        return torch.cat([out, torch.ones_like(out[:, :1])], dim=1)
+
+
+class BERT4RecItemEncoder(nn.Module):
+    """item_idx [N] -> [N, H + 1]: the item embedding with its output bias as the last dimension."""
+
+    def __init__(self, item_embedding: nn.Embedding, output_bias: nn.Parameter):
+        super().__init__()
+        self.item_embedding = item_embedding
+        self.output_bias = output_bias
+
+    def forward(self, item_idx: Tensor) -> Tensor:
+        return torch.cat([self.item_embedding(item_idx), self.output_bias[item_idx].unsqueeze(1)], dim=1)
+
+
+class BERT4Rec(RecModel):
+    kind = "bert4rec"
+
+    def __init__(self, cfg: BERT4RecConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.mask_token = cfg.n_items
+        self.item_embedding = nn.Embedding(cfg.n_items + 1, cfg.hidden_size, padding_idx=0)
+        self.output_bias = nn.Parameter(torch.zeros(cfg.n_items))
+        self.network = BERT4RecNetwork(cfg, self.item_embedding)
+        self.apply(self._init_weights)
+        self.item_encoder = BERT4RecItemEncoder(self.item_embedding, self.output_bias)
+        self.user_encoder = BERT4RecUserEncoder(self.network, self.mask_token)
+        self.scorer = DotScorer()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(0.0, self.cfg.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+        if isinstance(module, nn.LayerNorm):
+            module.bias.data.zero_()
+            module.weight.data.fill_(1.0)
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        seq = append_mask(batch["item_seq"], batch["seq_len"], 0)  # room for the target
+        seq = seq.scatter(1, batch["seq_len"][:, None], batch["target"][:, None])
+        masked = self._training_mask(seq, batch["seq_len"])
+        hidden = self.network(seq.masked_fill(masked, self.mask_token))[masked]  # [M, H]
+        logits = hidden @ self.item_embedding.weight[: self.cfg.n_items].T + self.output_bias
+        return F.cross_entropy(logits, seq[masked])
+
+    def _training_mask(self, seq: Tensor, last: Tensor) -> Tensor:
+        """Cloze masking: each real item with probability mask_ratio; ft_ratio of the rows mask only the
+        last item. Every row masks at least its last item, so no sample goes unused."""
+        positions = torch.arange(seq.shape[1], device=seq.device)[None, :]
+        is_last = positions == last[:, None]
+        random = (torch.rand(seq.shape, device=seq.device) < self.cfg.mask_ratio) & (seq > 0)
+        only_last = torch.rand(seq.shape[0], 1, device=seq.device) < self.cfg.ft_ratio
+        return torch.where(only_last, is_last, random | is_last)
+
+    def user_vectors(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.user_encoder(batch["item_seq"], batch["seq_len"])
+
+    def item_vectors(self) -> Tensor:
+        return self.item_encoder(torch.arange(self.cfg.n_items, device=self.output_bias.device))
+
+    def onnx_parts(self) -> dict[str, OnnxPart]:
+        return {
+            "item_encoder": id_part(self.item_encoder, "item_idx", "item_vectors", "items"),
+            "user_encoder": sequence_part(self.user_encoder),
+            "scorer": self.scorer_part(self.cfg.hidden_size + 1),
+        }

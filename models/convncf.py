@@ -1,0 +1,91 @@
+"""ConvNCF (He et al., 2018), after RecBole 1.2.1's `convncf.py`.
+
+The outer product of a user and an item embedding is a D x D "interaction map"; a CNN whose kernels equal
+its strides shrinks it to 1 x 1, and a linear layer gives the score. Trained with ConvNCF's BPR loss
+(sum of log(1 + exp(-(pos - neg)))) plus L2 norms of the embeddings and of the CNN/predictor weights.
+
+Batch fields: training {"user", "pos_item", "neg_item"}; evaluation {"user"}.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.base import OnnxPart, RecModel, id_part
+from models.layers import Lookup
+
+
+@dataclass
+class ConvNCFConfig:
+    n_users: int                      # users including padding index 0
+    n_items: int                      # items including padding index 0
+    embedding_size: int = 64          # user and item embedding size (the map is embedding_size^2)
+    cnn_channels: list[int] = field(default_factory=lambda: [1, 32, 32, 32, 32])  # channels per CNN layer
+    cnn_kernels: list[int] = field(default_factory=lambda: [4, 4, 2, 2])          # kernel size per layer
+    cnn_strides: list[int] = field(default_factory=lambda: [4, 4, 2, 2])          # stride per layer
+    dropout_prob: float = 0.2         # dropout before the prediction layer
+    reg_weights: list[float] = field(default_factory=lambda: [0.1, 0.1])         # L2 on embeddings, on CNN/predictor
+
+
+class InteractionMapCNN(nn.Module):
+    """scorer(user [B, D], items [B, K, D]) -> [B, K]: outer product -> CNN -> sum-pool -> linear."""
+
+    def __init__(self, cfg: ConvNCFConfig):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in, c_out, k, s in zip(cfg.cnn_channels[:-1], cfg.cnn_channels[1:], cfg.cnn_kernels, cfg.cnn_strides):
+            layers += [nn.Conv2d(c_in, c_out, k, s), nn.ReLU()]
+        self.cnn = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(cfg.dropout_prob)
+        self.predict = nn.Linear(cfg.cnn_channels[-1], 1)
+
+    def forward(self, user: Tensor, items: Tensor) -> Tensor:
+        b, k, d = items.shape
+        maps = user.unsqueeze(1).unsqueeze(-1) * items.unsqueeze(-2)  # [B, K, D, D]
+        features = self.cnn(maps.reshape(b * k, 1, d, d)).sum(dim=(2, 3))
+        return self.predict(self.dropout(features)).view(b, k)
+
+
+class ConvNCF(RecModel):
+    kind = "convncf"
+    dot_scorer = False
+
+    def __init__(self, cfg: ConvNCFConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.user_embedding = nn.Embedding(cfg.n_users, cfg.embedding_size)
+        self.item_embedding = nn.Embedding(cfg.n_items, cfg.embedding_size)
+        self.item_encoder = Lookup(self.item_embedding)
+        self.user_encoder = Lookup(self.user_embedding)
+        self.scorer = InteractionMapCNN(cfg)
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        user = self.user_embedding(batch["user"])
+        items = self.item_embedding(torch.stack([batch["pos_item"], batch["neg_item"]], dim=1))
+        scores = self.scorer(user, items)
+        bpr = F.softplus(-(scores[:, 0] - scores[:, 1])).sum()  # = sum log(1 + exp(-(pos - neg)))
+        return bpr + self.reg_loss()
+
+    def reg_loss(self) -> Tensor:
+        reg_emb, reg_cnn = self.cfg.reg_weights
+        loss = reg_emb * (self.user_embedding.weight.norm(2) + self.item_embedding.weight.norm(2))
+        for name, param in self.scorer.named_parameters():
+            if name.endswith("weight"):
+                loss = loss + reg_cnn * param.norm(2)
+        return loss
+
+    def user_vectors(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.user_embedding(batch["user"])
+
+    def item_vectors(self) -> Tensor:
+        return self.item_embedding.weight
+
+    def onnx_parts(self) -> dict[str, OnnxPart]:
+        return {
+            "item_encoder": id_part(self.item_encoder, "item_idx", "item_vectors", "items"),
+            "user_encoder": id_part(self.user_encoder, "user_idx", "user_vectors", "batch"),
+            "scorer": self.scorer_part(self.cfg.embedding_size),
+        }

@@ -1,0 +1,100 @@
+"""GRU4RecF (Hidasi et al., 2016, with item features), after RecBole 1.2.1's `gru4recf.py`.
+
+Two GRUs run in parallel: one over the item embeddings of the sequence, one over the pooled (summed)
+embeddings of each item's selected features (default: `class`). Their outputs are concatenated, projected
+to the embedding size, and read at the last real position. Scores are dot products with the item
+embeddings (the output layer), trained with cross-entropy over all items.
+
+The item-feature table is a buffer of the user encoder, so the exported graph needs only item indices.
+Batch fields: training {"item_seq", "seq_len", "target"}; evaluation {"item_seq", "seq_len"}.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.base import DotScorer, OnnxPart, RecModel, id_part, sequence_part
+from models.layers import Lookup, gather_positions
+
+
+@dataclass
+class GRU4RecFConfig:
+    n_items: int                                  # items including padding index 0
+    feature_vocab_sizes: dict[str, int]           # selected feature -> number of tokens (incl. padding 0)
+    feature_lengths: dict[str, int]               # selected feature -> tokens per item in the table
+    embedding_size: int = 64                      # item and feature embedding size
+    hidden_size: int = 128                        # GRU hidden size
+    num_layers: int = 1                           # GRU layers
+    dropout_prob: float = 0.3                     # dropout on the item embeddings
+    max_seq_length: int = 50                      # longest history the user encoder reads
+    selected_features: list[str] = field(default_factory=lambda: ["class"])  # item features to use
+
+
+class GRU4RecFUserEncoder(nn.Module):
+    """(item_seq [B, L], seq_len [B]) -> [B, D]: item GRU || feature GRU -> dense -> last real position."""
+
+    def __init__(self, cfg: GRU4RecFConfig, item_embedding: nn.Embedding):
+        super().__init__()
+        d = cfg.embedding_size
+        self.features = list(cfg.selected_features)
+        self.item_embedding = item_embedding
+        self.feature_embeddings = nn.ModuleDict(
+            {f: nn.Embedding(cfg.feature_vocab_sizes[f], d, padding_idx=0) for f in self.features}
+        )
+        for f in self.features:
+            self.register_buffer(f"table_{f}", torch.zeros(cfg.n_items, cfg.feature_lengths[f], dtype=torch.long))
+        self.item_gru = nn.GRU(d, cfg.hidden_size, cfg.num_layers, bias=False, batch_first=True)
+        self.feature_gru = nn.GRU(d * len(self.features), cfg.hidden_size, cfg.num_layers, bias=False, batch_first=True)
+        self.dense = nn.Linear(2 * cfg.hidden_size, d)
+        self.dropout = nn.Dropout(cfg.dropout_prob)
+        nn.init.xavier_normal_(self.dense.weight)
+        nn.init.zeros_(self.dense.bias)
+
+    def pooled_features(self, item_seq: Tensor) -> Tensor:
+        """Sum of each item's feature-token embeddings (padding embeds to zero), features concatenated."""
+        pooled = [self.feature_embeddings[f](getattr(self, f"table_{f}")[item_seq]).sum(-2) for f in self.features]
+        return torch.cat(pooled, dim=-1)
+
+    def forward(self, item_seq: Tensor, seq_len: Tensor) -> Tensor:
+        item_out, _ = self.item_gru(self.dropout(self.item_embedding(item_seq)))
+        feature_out, _ = self.feature_gru(self.pooled_features(item_seq))
+        out = self.dense(torch.cat([item_out, feature_out], dim=-1))
+        return gather_positions(out, (seq_len - 1).clamp(min=0))
+
+
+class GRU4RecF(RecModel):
+    kind = "gru4recf"
+
+    def __init__(self, cfg: GRU4RecFConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.item_embedding = nn.Embedding(cfg.n_items, cfg.embedding_size, padding_idx=0)
+        # RecBole's xavier_normal_initialization covers Embedding and Linear, not the feature layer or GRUs.
+        nn.init.xavier_normal_(self.item_embedding.weight)
+        self.item_encoder = Lookup(self.item_embedding)
+        self.user_encoder = GRU4RecFUserEncoder(cfg, self.item_embedding)
+        self.scorer = DotScorer()
+
+    def set_item_features(self, tables: dict[str, Tensor]) -> None:
+        for f in self.cfg.selected_features:
+            getattr(self.user_encoder, f"table_{f}").copy_(tables[f])
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        user = self.user_encoder(batch["item_seq"], batch["seq_len"])
+        return F.cross_entropy(user @ self.item_embedding.weight.T, batch["target"])
+
+    def user_vectors(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.user_encoder(batch["item_seq"], batch["seq_len"])
+
+    def item_vectors(self) -> Tensor:
+        return self.item_embedding.weight
+
+    def onnx_parts(self) -> dict[str, OnnxPart]:
+        return {
+            "item_encoder": id_part(self.item_encoder, "item_idx", "item_vectors", "items"),
+            "user_encoder": sequence_part(self.user_encoder),
+            "scorer": self.scorer_part(self.cfg.embedding_size),
+        }

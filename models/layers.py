@@ -1,0 +1,72 @@
+"""Layers shared by the models: masked attention pieces and small helpers.
+
+Masks are float or bool tensors with 1/True = real position, 0/False = padding. Every attention here masks
+padding so that extra padding never changes an output, and an all-padding input gives a zero vector rather
+than NaN (the -1e9 fill keeps softmax finite; multiplying by the mask then zeroes the all-padding case).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+def masked_softmax(scores: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
+    mask = mask.to(scores.dtype)
+    weights = torch.softmax(scores.masked_fill(mask == 0, -1e9), dim=dim)
+    return weights * mask
+
+
+class AdditiveAttention(nn.Module):
+    """recommenders' AttLayer2: a = softmax(q . tanh(W x + b)); output = sum_t a_t x_t."""
+
+    def __init__(self, input_dim: int, hidden_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(input_dim, hidden_dim)
+        self.query = nn.Linear(hidden_dim, 1, bias=False)
+        nn.init.xavier_uniform_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        nn.init.xavier_uniform_(self.query.weight)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # x [B, T, D], mask [B, T] -> [B, D]
+        scores = self.query(torch.tanh(self.proj(x))).squeeze(-1)
+        weights = masked_softmax(scores, mask)
+        return torch.einsum("bt,btd->bd", weights, x)
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """recommenders' SelfAttention: bias-free Q/K/V projections, scaled dot product per head, heads
+    concatenated (no output projection). Padded keys are masked; padded query rows are zeroed."""
+
+    def __init__(self, input_dim: int, head_num: int, head_dim: int):
+        super().__init__()
+        self.head_num, self.head_dim = head_num, head_dim
+        out_dim = head_num * head_dim
+        self.qkv = nn.Linear(input_dim, 3 * out_dim, bias=False)
+        nn.init.xavier_uniform_(self.qkv.weight)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # x [B, T, D], mask [B, T] -> [B, T, H*d]
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.head_num, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)  # [B, H, T, T]
+        weights = masked_softmax(scores, mask[:, None, None, :])
+        out = (weights @ v).transpose(1, 2).reshape(b, t, self.head_num * self.head_dim)
+        return out * mask.unsqueeze(-1).to(out.dtype)
+
+
+def gather_positions(x: Tensor, positions: Tensor) -> Tensor:
+    """x [B, T, D], positions [B] -> x[b, positions[b]] as [B, D] (ONNX-friendly, no Python loop)."""
+    index = positions.view(-1, 1, 1).expand(-1, 1, x.shape[-1])
+    return x.gather(1, index).squeeze(1)
+
+
+class Lookup(nn.Module):
+    """An id -> vector encoder (item and user encoders of the id-based models)."""
+
+    def __init__(self, embedding: nn.Embedding):
+        super().__init__()
+        self.embedding = embedding
+
+    def forward(self, idx: Tensor) -> Tensor:
+        return self.embedding(idx)

@@ -1,0 +1,92 @@
+"""Evaluation metrics.
+
+Full sort (the interaction models): every catalog item is ranked for each user, the user's known items
+(the phase's history) excluded, and the single held-out target's rank gives Recall/NDCG/MRR/Hit@K — the
+definitions RecBole uses with one target per user. Ties are broken pessimistically (an item with the same
+score as the target counts as ranked above it), so a constant model scores no better than chance.
+
+Impressions (NRMS, MIND's definitions): per impression group AUC, MRR, nDCG@5, nDCG@10, then averaged.
+Impressions with a single label class are skipped for AUC, as MIND does; those without clicks for the rest.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def target_ranks(scores: Tensor, targets: Tensor, exclude_rows: Tensor, exclude_items: Tensor) -> Tensor:
+    """0-based rank of each row's target among its row's scores after excluding (row, item) pairs.
+
+    scores [U, I]; targets [U]; exclude_rows/exclude_items: parallel index vectors of excluded pairs.
+    """
+    scores = scores.clone()
+    scores[exclude_rows, exclude_items] = float("-inf")
+    target_scores = scores.gather(1, targets[:, None])
+    return (scores >= target_scores).sum(1) - 1  # -1: the target itself
+
+
+def rank_metrics(ranks: np.ndarray, ks: Sequence[int] = (10,)) -> dict[str, float]:
+    """Recall/NDCG/MRR/Hit @K from 0-based target ranks (one relevant item per user)."""
+    ranks = np.asarray(ranks)
+    out: dict[str, float] = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"recall@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2), 0.0).mean())
+        out[f"mrr@{k}"] = float(np.where(hit, 1.0 / (ranks + 1), 0.0).mean())
+        out[f"hit@{k}"] = float(hit.mean())
+    return out
+
+
+def csr_pairs(indptr: np.ndarray, indices: np.ndarray, rows: slice) -> tuple[Tensor, Tensor]:
+    """The (row, item) pairs of a slice of CSR rows, row numbers relative to the slice start."""
+    start, stop = rows.start, rows.stop
+    counts = np.diff(indptr[start : stop + 1])
+    row_ids = np.repeat(np.arange(stop - start), counts)
+    items = indices[indptr[start] : indptr[stop]]
+    return torch.from_numpy(row_ids), torch.from_numpy(np.asarray(items, dtype=np.int64))
+
+
+# --- impression metrics (MIND) ---------------------------------------------------------------------------
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC by the rank-sum (Mann-Whitney) formula, ties counted half."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    greater = (pos[:, None] > neg[None, :]).sum()
+    ties = (pos[:, None] == neg[None, :]).sum()
+    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+def mrr(labels: np.ndarray, scores: np.ndarray) -> float:
+    ordered = labels[np.argsort(-scores, kind="stable")]
+    return float((ordered / np.arange(1, len(ordered) + 1)).sum() / ordered.sum())
+
+
+def dcg(labels_in_order: np.ndarray, k: int) -> float:
+    gains = 2.0 ** labels_in_order[:k] - 1
+    return float((gains / np.log2(np.arange(len(gains)) + 2)).sum())
+
+
+def ndcg(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+    best = dcg(np.sort(labels)[::-1], k)
+    return dcg(labels[np.argsort(-scores, kind="stable")], k) / best
+
+
+def impression_metrics(labels: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> dict[str, float]:
+    """MIND's group AUC, MRR, nDCG@5 and nDCG@10, averaged over impressions."""
+    aucs, mrrs, n5, n10 = [], [], [], []
+    for y, s in zip(labels, scores):
+        y = np.asarray(y, dtype=np.float64)
+        s = np.asarray(s, dtype=np.float64)
+        if y.sum() == 0:
+            continue
+        if y.sum() < len(y):
+            aucs.append(auc(y, s))
+        mrrs.append(mrr(y, s))
+        n5.append(ndcg(y, s, 5))
+        n10.append(ndcg(y, s, 10))
+    mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
+    return {"group_auc": mean(aucs), "mrr": mean(mrrs), "ndcg@5": mean(n5), "ndcg@10": mean(n10)}

@@ -1,0 +1,174 @@
+"""Export a trained model as a bundle: three ONNX graphs + manifest + plain data files (docs/bundle.md).
+
+The bundle is written to a hidden temporary folder beside its final place, parity-checked against torch
+eager with ONNX Runtime, hashed, and renamed into place; `LATEST` is replaced last. Any failure removes the
+temporary folder, so a reader never sees half a bundle.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from models.base import RecModel
+from models.registry import config_dict
+
+OPSET = 17
+BUNDLE_FORMAT = "recserve-bundle/1"
+USER_INPUT = {"convncf": "user_id", "gru4recf": "sequence", "bert4rec": "sequence", "nrms": "news_vectors"}
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+@dataclass
+class BundleData:
+    """Everything a bundle carries besides the graphs."""
+
+    items: list[str]                        # external item ids of indices 1..N
+    item_inputs: dict[str, np.ndarray]      # the item encoder's inputs for indices 1..N
+    max_history: int
+    users: list[str] | None = None          # ConvNCF: external user ids of indices 1..U
+    histories: dict[str, list[str]] | None = None
+    tokenizer: dict | None = None           # NRMS: the tokenizer.json content
+    metrics: dict = field(default_factory=dict)
+    data_fingerprint: str = ""
+    training: dict = field(default_factory=dict)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_hash(model: RecModel) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def validate(model: RecModel, data: BundleData) -> None:
+    n_items = model.n_items - 1
+    if not data.items:
+        raise ExportError("the bundle has no item id map (items is empty)")
+    if len(data.items) != n_items:
+        raise ExportError(f"id map has {len(data.items)} items but the model was built for {n_items}: "
+                          "checkpoint and data do not match")
+    for name, array in data.item_inputs.items():
+        if len(array) != n_items:
+            raise ExportError(f"item input {name!r} has {len(array)} rows, expected {n_items}")
+    if model.kind == "convncf":
+        n_users = model.cfg.n_users - 1
+        if data.users is None or len(data.users) != n_users:
+            raise ExportError(f"ConvNCF needs a user id map of {n_users} users, got "
+                              f"{'none' if data.users is None else len(data.users)}")
+
+
+def export_graph(part, path: Path) -> dict:
+    names = list(part.inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
+        torch.onnx.export(part.module, tuple(part.inputs.values()), str(path), input_names=names,
+                          output_names=[part.output], dynamic_axes=part.dynamic_axes, opset_version=OPSET,
+                          dynamo=False)
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph)
+    return describe_graph(graph, path.name)
+
+
+def describe_graph(graph: onnx.ModelProto, file: str) -> dict:
+    def tensors(values):
+        out = []
+        for v in values:
+            t = v.type.tensor_type
+            dims = [d.dim_param or d.dim_value for d in t.shape.dim]
+            out.append({"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name, "shape": dims})
+        return out
+
+    return {"file": file, "inputs": tensors(graph.graph.input), "outputs": tensors(graph.graph.output)}
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False))
+
+
+def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, name: str | None = None,
+                  parity: bool = True) -> Path:
+    """Write `artifacts/<name>/<version>/` and point `artifacts/<name>/LATEST` at it. Returns the bundle dir."""
+    model = model.eval()
+    validate(model, data)
+    name = name or model.kind
+    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + weights_hash(model)[:8]
+    root = Path(artifacts) / name
+    final, tmp = root / version, root / f".tmp-{version}-{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            raise ExportError(f"bundle {final} already exists")
+        tmp.mkdir()
+        graphs = {part_name: export_graph(part, tmp / f"{part_name}.onnx")
+                  for part_name, part in model.onnx_parts().items()}
+        _write_data(tmp, data)
+        if parity:
+            from training.parity import check_bundle_parity  # imports onnxruntime only when checking
+            check_bundle_parity(model, tmp)
+        manifest = _manifest(model, data, name, version, graphs)
+        manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+        write_json(tmp / "manifest.json", manifest)
+        tmp.rename(final)
+        latest_tmp = root / f".LATEST-{os.getpid()}"
+        latest_tmp.write_text(version + "\n")
+        latest_tmp.replace(root / "LATEST")
+        return final
+    except OSError as err:
+        raise ExportError(f"could not write bundle under {root}: {err}") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_data(folder: Path, data: BundleData) -> None:
+    write_json(folder / "items.json", data.items)
+    np.savez(folder / "item_inputs.npz", **{k: np.ascontiguousarray(v) for k, v in data.item_inputs.items()})
+    if data.users is not None:
+        write_json(folder / "users.json", data.users)
+    if data.histories is not None:
+        write_json(folder / "histories.json", data.histories)
+    if data.tokenizer is not None:
+        write_json(folder / "tokenizer.json", data.tokenizer)
+
+
+def _manifest(model: RecModel, data: BundleData, name: str, version: str, graphs: dict) -> dict:
+    dim = graphs["item_encoder"]["outputs"][0]["shape"][-1]
+    return {
+        "format": BUNDLE_FORMAT,
+        "name": name,
+        "model": model.kind,
+        "version": version,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dim": dim,
+        "score": model.score_meaning,
+        "scorer": "pairwise" if not model.dot_scorer else ("dot_sigmoid" if model.score_meaning == "probability" else "dot"),
+        "user_input": USER_INPUT[model.kind],
+        "max_history": data.max_history,
+        "n_items": len(data.items),
+        "config": config_dict(model),
+        "metrics": data.metrics,
+        "training": data.training,
+        "data_fingerprint": data.data_fingerprint,
+        "graphs": graphs,
+    }

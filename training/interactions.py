@@ -1,0 +1,98 @@
+"""The data side of the interaction models (ConvNCF, GRU4RecF, BERT4Rec): batches and full-sort evaluation.
+
+Everything is turned into tensors once; an epoch is a permutation plus (ConvNCF) a fresh vectorised draw
+of negatives, so no Python loop runs per sample.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.base import RecModel
+from training.data.atomic import InteractionData
+from training.data.sequences import left_aligned, prefix_samples
+from training.data.split import EvalSet, Split
+from training.evaluate import csr_pairs, rank_metrics, target_ranks
+
+
+def sample_negatives(users: np.ndarray, n_items: int, positive_keys: np.ndarray, rng: np.random.Generator,
+                     rounds: int = 5) -> np.ndarray:
+    """One uniformly drawn item (index >= 1) per user that the user has not interacted with.
+
+    positive_keys: sorted `user * n_items + item` of every known interaction. Collisions are redrawn a few
+    rounds (like RecBole's uniform sampler); what still collides after that is kept (vanishingly rare).
+    """
+    negatives = rng.integers(1, n_items, size=len(users))
+    todo = np.arange(len(users))
+    for _ in range(rounds):
+        keys = users[todo] * n_items + negatives[todo]
+        pos = np.searchsorted(positive_keys, keys).clip(max=len(positive_keys) - 1)
+        todo = todo[positive_keys[pos] == keys]
+        if len(todo) == 0:
+            break
+        negatives[todo] = rng.integers(1, n_items, size=len(todo))
+    return negatives
+
+
+class InteractionTask:
+    """Training batches and evaluation for one interaction model on one leave-one-out split."""
+
+    def __init__(self, model: RecModel, data: InteractionData, split: Split, max_seq_length: int = 50,
+                 eval_batch_size: int = 256):
+        self.model, self.data, self.split = model, data, split
+        self.max_len, self.eval_batch_size = max_seq_length, eval_batch_size
+        self.n_items = len(data.items)
+        self.pairwise = model.kind == "convncf"
+        if self.pairwise:
+            self.train_user = torch.from_numpy(split.train_user.astype(np.int64))
+            self.train_item = torch.from_numpy(split.train_item.astype(np.int64))
+            self.positive_keys = np.unique(data.user.astype(np.int64) * self.n_items + data.item)
+            self.size = len(self.train_user)
+        else:
+            samples = prefix_samples(split.train_user, split.train_item, max_len=max_seq_length)
+            self.samples = {k: torch.from_numpy(v.astype(np.int64)) for k, v in samples.items()}
+            self.size = len(self.samples["target"])
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-self.size // batch_size)
+
+    def train_batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Tensor]]:
+        order = torch.from_numpy(rng.permutation(self.size))
+        if self.pairwise:
+            users = self.train_user[order]
+            negatives = torch.from_numpy(sample_negatives(users.numpy(), self.n_items, self.positive_keys, rng))
+            items = self.train_item[order]
+            for i in range(0, self.size, batch_size):
+                sl = slice(i, i + batch_size)
+                yield {"user": users[sl], "pos_item": items[sl], "neg_item": negatives[sl]}
+        else:
+            for i in range(0, self.size, batch_size):
+                idx = order[i : i + batch_size]
+                yield {k: v[idx] for k, v in self.samples.items()}
+
+    def eval_inputs(self, phase: str) -> dict[str, Tensor]:
+        """The user encoder's inputs for every user of a phase (`valid` or `test`)."""
+        part: EvalSet = getattr(self.split, phase)
+        if self.pairwise:
+            return {"user": torch.from_numpy(part.user.astype(np.int64))}
+        seq, length = left_aligned(part.history_indptr, part.history_items, self.max_len)
+        return {"item_seq": torch.from_numpy(seq), "seq_len": torch.from_numpy(length)}
+
+    @torch.no_grad()
+    def evaluate(self, phase: str, ks: tuple[int, ...] = (10,)) -> dict[str, float]:
+        """Full-sort metrics of a phase, each user's known items (its history) excluded from the ranking."""
+        part: EvalSet = getattr(self.split, phase)
+        inputs = self.eval_inputs(phase)
+        items = self.model.item_vectors()
+        targets = torch.from_numpy(part.target.astype(np.int64))
+        ranks = []
+        for start in range(0, len(targets), self.eval_batch_size):
+            rows = slice(start, min(start + self.eval_batch_size, len(targets)))
+            users = self.model.user_vectors({k: v[rows] for k, v in inputs.items()})
+            scores = self.model.full_sort_scores(users, items)
+            ex_rows, ex_items = csr_pairs(part.history_indptr, part.history_items, rows)
+            ranks.append(target_ranks(scores, targets[rows], ex_rows, ex_items))
+        return rank_metrics(torch.cat(ranks).numpy(), ks)

@@ -1,0 +1,134 @@
+"""The training loop. It knows one thing about a model: `compute_loss(batch)`.
+
+Each epoch is seeded with `seed + epoch` (torch and the task's sampler), so a resumed run repeats the
+epochs it would have run. `last.pt` holds what resuming needs, `best.pt` the best weights by the monitored
+validation metric; both load with `torch.load(weights_only=True)`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from models.base import RecModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10                 # upper bound on epochs
+    batch_size: int = 2048           # training samples per step
+    lr: float = 1e-3                 # Adam learning rate
+    weight_decay: float = 0.0        # Adam weight decay
+    patience: int = 3                # stop after this many epochs without a better validation metric
+    monitor: str = "ndcg@10"         # validation metric for early stopping and the best checkpoint
+    seed: int = 2020                 # seeds model init, sampling and dropout
+    max_steps_per_epoch: int | None = None  # cap on steps per epoch (quick runs and tests)
+    progress: bool = True            # show a progress bar
+
+
+class Task(Protocol):
+    """What the loop needs from the data side of one model."""
+
+    model: RecModel
+
+    def train_batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Tensor]]: ...
+
+    def num_batches(self, batch_size: int) -> int: ...
+
+    def evaluate(self, phase: str) -> dict[str, float]: ...
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_metric: float = -math.inf
+    stopped_early: bool = False
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # a crash mid-write never leaves a truncated checkpoint
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, meta: dict | None = None) -> FitResult:
+    """Train `task.model`; return the per-epoch history. The model ends holding its best weights."""
+    model = task.model
+    run_dir.mkdir(parents=True, exist_ok=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    result, start = FitResult(), 0
+    if resume and (run_dir / "last.pt").exists():
+        state = load_checkpoint(run_dir / "last.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        result = FitResult(state["history"], state["best_epoch"], state["best_metric"])
+        start = state["epoch"] + 1
+        log.info("resuming from epoch %d (best %s %.4f at epoch %d)", start, cfg.monitor, result.best_metric, result.best_epoch)
+    bad_epochs = sum(1 for h in result.history if h["epoch"] > result.best_epoch)
+    for epoch in range(start, cfg.epochs):
+        if bad_epochs >= cfg.patience:
+            result.stopped_early = True
+            break
+        row = _train_epoch(task, cfg, epoch, optimizer)
+        model.eval()
+        with torch.no_grad():
+            row.update({f"valid_{k}": v for k, v in task.evaluate("valid").items()})
+        result.history.append(row)
+        metric = row[f"valid_{cfg.monitor}"]
+        log.info("epoch %d: loss %.4f, valid %s %.4f (%.1f s)", epoch, row["loss"], cfg.monitor, metric, row["seconds"])
+        if metric > result.best_metric:
+            result.best_metric, result.best_epoch, bad_epochs = metric, epoch, 0
+            save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch, **(meta or {})})
+        else:
+            bad_epochs += 1
+        save_checkpoint(run_dir / "last.pt", {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+            "history": result.history, "best_epoch": result.best_epoch, "best_metric": result.best_metric,
+            "train_config": asdict(cfg),
+        })
+    if (run_dir / "best.pt").exists():
+        model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    model.eval()
+    return result
+
+
+def _train_epoch(task: Task, cfg: TrainConfig, epoch: int, optimizer: torch.optim.Optimizer) -> dict:
+    torch.manual_seed(cfg.seed + epoch)
+    rng = np.random.default_rng(cfg.seed + epoch)
+    task.model.train()
+    total = task.num_batches(cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        total = min(total, cfg.max_steps_per_epoch)
+    started, losses = time.perf_counter(), []
+    bar = tqdm(total=total, desc=f"epoch {epoch}", disable=not cfg.progress, leave=False, unit="batch")
+    for step, batch in enumerate(task.train_batches(cfg.batch_size, rng)):
+        if step >= total:
+            break
+        loss = task.model.compute_loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower --lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    bar.close()
+    return {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
+            "seconds": time.perf_counter() - started, "steps": len(losses)}
