@@ -1,0 +1,132 @@
+import errno
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from tests.models.conftest import N_ITEMS, tiny_models
+from training.bundle_data import BundleData, save_bundle_data
+from training.export import ExportError, export_bundle, sha256_file
+from training.parity import check_bundle_parity
+from training.train import export_checkpoint
+
+ITEMS = [f"item{i}" for i in range(1, N_ITEMS)]
+
+
+def bundle_data(kind: str, model) -> BundleData:
+    if kind == "nrms":
+        inputs = {"title_tokens": model.title_tokens[1:].numpy()}
+        tokenizer = {"type": "word-regex", "title_size": 30, "vocab": {"a": 1}}
+    else:
+        inputs, tokenizer = {"item_idx": np.arange(1, N_ITEMS, dtype=np.int64)}, None
+    return BundleData(items=ITEMS, item_inputs=inputs, max_history=10, tokenizer=tokenizer,
+                      users=[f"u{i}" for i in range(1, 15)] if kind == "convncf" else None,
+                      histories=None if kind == "convncf" else {"u1": ["item1", "item2"]},
+                      metrics={"valid": {"ndcg@10": 0.1}})
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("artifacts")
+    models = tiny_models()
+    return out, models, {kind: export_bundle(m, bundle_data(kind, m), out) for kind, m in models.items()}
+
+
+@pytest.mark.parametrize("kind", ["convncf", "gru4recf", "bert4rec", "nrms"])
+def test_bundle_layout_manifest_and_hashes(exported, kind):
+    out, _, bundles = exported
+    bundle = bundles[kind]
+    assert (out / kind / "LATEST").read_text().strip() == bundle.name
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["model"] == kind and manifest["version"] == bundle.name
+    assert set(manifest["graphs"]) == {"item_encoder", "user_encoder", "scorer"}
+    assert manifest["score"] == ("probability" if kind == "nrms" else "raw")
+    assert manifest["metrics"] == {"valid": {"ndcg@10": 0.1}}
+    files = {p.name for p in bundle.iterdir()} - {"manifest.json"}
+    assert set(manifest["files"]) == files
+    for name, digest in manifest["files"].items():
+        assert sha256_file(bundle / name) == digest
+    for part in manifest["graphs"].values():
+        graph = onnx.load(str(bundle / part["file"]))
+        assert graph.opset_import[0].version >= 17
+        onnx.checker.check_model(graph)
+    assert not [p for p in (out / kind).iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+@pytest.mark.parametrize("kind", ["convncf", "gru4recf", "bert4rec", "nrms"])
+def test_graphs_match_torch_on_random_inputs(exported, kind):
+    _, models, bundles = exported
+    diffs = check_bundle_parity(models[kind], bundles[kind], seed=3)
+    assert max(diffs.values()) <= 1e-4
+
+
+def test_dynamic_axes_accept_other_batch_and_length(exported):
+    _, models, bundles = exported
+    session = ort.InferenceSession(str(bundles["bert4rec"] / "user_encoder.onnx"), providers=["CPUExecutionProvider"])
+    seq = np.array([[3, 4, 5, 6, 7, 0, 0], [1, 0, 0, 0, 0, 0, 0], [2, 3, 0, 0, 0, 0, 0], [9, 9, 9, 9, 9, 9, 9]])
+    lengths = np.array([5, 1, 2, 7])
+    out = session.run(None, {"item_seq": seq, "seq_len": lengths})[0]
+    expected = models["bert4rec"].user_encoder(torch.from_numpy(seq), torch.from_numpy(lengths))
+    assert out.shape == (4, 65) and np.abs(out - expected.detach().numpy()).max() < 1e-4
+
+
+def test_mismatched_id_map_is_refused_without_leaving_anything(tmp_path):
+    model = tiny_models()["gru4recf"]
+    data = bundle_data("gru4recf", model)
+    data.items = ITEMS[:-3]
+    with pytest.raises(ExportError, match="id map has 36 items but the model was built for 39"):
+        export_bundle(model, data, tmp_path)
+    assert not (tmp_path / "gru4recf").exists() or not any((tmp_path / "gru4recf").iterdir())
+
+
+def test_missing_id_map_is_refused(tmp_path):
+    model = tiny_models()["bert4rec"]
+    data = bundle_data("bert4rec", model)
+    data.items = []
+    with pytest.raises(ExportError, match="no item id map"):
+        export_bundle(model, data, tmp_path)
+
+
+def test_convncf_needs_its_user_map(tmp_path):
+    model = tiny_models()["convncf"]
+    data = bundle_data("convncf", model)
+    data.users = None
+    with pytest.raises(ExportError, match="user id map"):
+        export_bundle(model, data, tmp_path)
+
+
+def test_a_full_disk_gives_a_clear_error_and_no_partial_bundle(tmp_path, monkeypatch):
+    model = tiny_models()["bert4rec"]
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(ExportError, match="No space left on device"):
+        export_bundle(model, bundle_data("bert4rec", model), tmp_path)
+    assert list((tmp_path / "bert4rec").iterdir()) == []
+
+
+def test_export_checkpoint_refuses_untrained_and_mismatched_checkpoints(tmp_path):
+    model = tiny_models()["bert4rec"]
+    run_dir = tmp_path / "train"
+    save_bundle_data(bundle_data("bert4rec", model), run_dir / "bundle_data")
+    untrained = run_dir / "untrained.pt"
+    torch.save({"model": model.state_dict()}, untrained)
+    with pytest.raises(ExportError, match="not a trained model checkpoint"):
+        export_checkpoint(untrained, tmp_path / "out")
+    wrong = run_dir / "wrong.pt"
+    config = {**vars(model.cfg), "hidden_size": 32}
+    torch.save({"model": model.state_dict(), "kind": "bert4rec", "model_config": config, "epoch": 0}, wrong)
+    with pytest.raises(ExportError, match="does not match its model config"):
+        export_checkpoint(wrong, tmp_path / "out")
+    good = run_dir / "best.pt"
+    torch.save({"model": model.state_dict(), "kind": "bert4rec", "model_config": vars(model.cfg), "epoch": 0}, good)
+    bundle = export_checkpoint(good, tmp_path / "out")
+    assert (bundle / "manifest.json").exists()
+    (run_dir / "bundle_data" / "items.json").unlink()
+    with pytest.raises(ExportError, match="no id map"):
+        export_checkpoint(good, tmp_path / "out")
