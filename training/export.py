@@ -93,7 +93,10 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
     model = model.eval()
     validate(model, data)
     name = name or model.kind
-    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + weights_hash(model)[:8]
+    # The short hash covers the weights and the moment, so re-exporting the same weights gets a new version.
+    now = time.time_ns()
+    digest = hashlib.sha256(f"{weights_hash(model)}:{now}".encode()).hexdigest()[:8]
+    version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now / 1e9)) + "-" + digest
     root = Path(artifacts) / name
     final, tmp = root / version, root / f".tmp-{version}-{os.getpid()}"
     try:
