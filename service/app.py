@@ -1,0 +1,79 @@
+"""The FastAPI app: `create_app(settings)`; `uvicorn service.app:app` serves one built from the environment."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from service import errors
+from service.cache import make_store
+from service.config import Settings
+from service.metrics import Metrics
+from service.middleware import LatencyMiddleware
+from service.ranking import Ranker
+from service.registry import Registry
+from service.routes import routers
+
+log = logging.getLogger("recserve")
+
+
+def _watch_sighup(registry: Registry) -> bool:
+    """Reload the bundles on SIGHUP; only possible from the main thread's event loop (the server's)."""
+    loop = asyncio.get_running_loop()
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading bundles")
+        loop.create_task(run_in_threadpool(registry.load))
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        return True
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+        return False
+
+
+def _configure_logging(level: str) -> None:
+    """Give the recserve loggers a stderr handler (uvicorn configures only its own)."""
+    logger = logging.getLogger("recserve")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    """Connect the cache, load and warm every model, then serve; reloads swap models in while serving."""
+    settings, metrics = app.state.settings, app.state.metrics
+    _configure_logging(settings.log_level)
+    store = make_store(settings.redis_url, settings.redis_timeout_s, settings.redis_retry_s,
+                       settings.local_cache_size, lambda down: metrics.cache_degraded.set(int(down)))
+    registry = Registry(settings, store, metrics)
+    app.state.store, app.state.registry = store, registry
+    app.state.ranker = Ranker(store, settings, metrics)
+    await run_in_threadpool(registry.load)
+    hup = _watch_sighup(registry)
+    yield
+    if hup:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """An app serving the bundles under `settings.artifacts` (models load when the app starts)."""
+    app = FastAPI(title="Recserve", version="1", lifespan=lifespan,
+                  description="Rank and recommend with NRMS, ConvNCF, GRU4RecF and BERT4Rec bundles.")
+    app.state.settings = settings or Settings()
+    app.state.metrics = Metrics()
+    errors.install(app)
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,166 @@
+"""The encoding cache: Redis when configured (with a circuit breaker), else an in-process LRU.
+
+Keys are namespaced by model and bundle version, so a new bundle never reads an old vector:
+`<prefix>:{<model>:<version>}:item:<item_id>` and `<prefix>:{<model>:<version>}:user:<user_id>:<history hash>`.
+Values are raw little-endian float32 bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+log = logging.getLogger("recserve.cache")
+CHUNK = 1000  # keys per MGET / per pipeline round
+
+
+class Keys:
+    """Key builder of one bundle version."""
+
+    def __init__(self, prefix: str, model: str, version: str):
+        self.base = f"{prefix}:{{{model}:{version}}}"
+
+    def item(self, item_id: str) -> str:
+        return f"{self.base}:item:{item_id}"
+
+    def user(self, user_id: str | None, history: Sequence[str]) -> str:
+        digest = hashlib.blake2b("\x1f".join(history).encode(), digest_size=12).hexdigest()
+        return f"{self.base}:user:{user_id or '-'}:{digest}"
+
+
+def to_bytes(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def from_bytes(raw: bytes | None, dim: int) -> np.ndarray | None:
+    """The vector in `raw`, or None when absent or of the wrong size."""
+    if raw is None or len(raw) != 4 * dim:
+        return None
+    return np.frombuffer(raw, dtype="<f4")
+
+
+class LocalStore:
+    """In-process LRU with per-key expiry; thread-safe."""
+
+    status = "in-process"
+
+    def __init__(self, size: int):
+        self.size = size
+        self._data: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self) -> str:
+        return self.status
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        now, out = time.monotonic(), []
+        with self._lock:
+            for key in keys:
+                entry = self._data.get(key)
+                if entry is None or entry[1] < now:
+                    out.append(None)
+                else:
+                    self._data.move_to_end(key)
+                    out.append(entry[0])
+        return out
+
+    def set_many(self, pairs: Sequence[tuple[str, bytes]], ttl: int | None) -> None:
+        deadline = time.monotonic() + ttl if ttl else float("inf")
+        with self._lock:
+            for key, value in pairs:
+                self._data[key] = (value, deadline)
+                self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+    def delete(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._data.pop(key, None)
+
+
+class RedisStore:
+    """Redis with short timeouts. A failure opens the circuit: calls return misses without touching Redis
+    until `retry_s` has passed, then one call tries again, so the service recovers by itself."""
+
+    def __init__(self, url: str, timeout_s: float, retry_s: float, on_degraded: Callable[[bool], None]):
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+        self.retry_s = retry_s
+        self._on_degraded = on_degraded
+        self._down_until = 0.0
+        self.degraded = False
+
+    @property
+    def status(self) -> str:
+        return "degraded" if self.degraded else "up"
+
+    def _call(self, fn: Callable[[], object], default: object) -> object:
+        if self.degraded and time.monotonic() < self._down_until:
+            return default
+        try:
+            result = fn()
+        except (redis.RedisError, OSError) as exc:
+            if not self.degraded:
+                log.warning("redis unreachable, serving without it and retrying every %.1fs: %s", self.retry_s, exc)
+            self.degraded, self._down_until = True, time.monotonic() + self.retry_s
+            self._on_degraded(True)
+            return default
+        if self.degraded:
+            log.warning("redis is back")
+            self.degraded = False
+            self._on_degraded(False)
+        return result
+
+    def check(self) -> str:
+        """Ping (when the circuit allows) and report "up" or "degraded"."""
+        self._call(self.client.ping, None)
+        return self.status
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if len(keys) == 1:
+            return [self._call(lambda: self.client.get(keys[0]), None)]
+
+        out: list[bytes | None] = []
+        for start in range(0, len(keys), 20 * CHUNK):
+            part = keys[start:start + 20 * CHUNK]
+            out.extend(self._call(lambda p=part: self._mget(p), None) or [None] * len(part))
+        return out
+
+    def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(keys), CHUNK):
+            pipe.mget(keys[start:start + CHUNK])
+        return [value for part in pipe.execute() for value in part]
+
+    def set_many(self, pairs: Sequence[tuple[str, bytes]], ttl: int | None) -> None:
+        for start in range(0, len(pairs), 20 * CHUNK):
+            part = pairs[start:start + 20 * CHUNK]
+
+            def write(part=part) -> None:
+                pipe = self.client.pipeline(transaction=False)
+                for key, value in part:
+                    pipe.set(key, value, ex=ttl or None)
+                pipe.execute()
+
+            self._call(write, None)
+
+    def delete(self, keys: Sequence[str]) -> None:
+        if keys:
+            self._call(lambda: self.client.delete(*keys), None)
+
+
+def make_store(url: str | None, timeout_s: float, retry_s: float, local_size: int,
+               on_degraded: Callable[[bool], None]) -> LocalStore | RedisStore:
+    """Redis when a URL is configured, else the in-process LRU."""
+    if url:
+        return RedisStore(url, timeout_s, retry_s, on_degraded)
+    return LocalStore(local_size)

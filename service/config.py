@@ -1,0 +1,35 @@
+"""Typed settings, read from the environment with the prefix RECSERVE_ (e.g. RECSERVE_REDIS_URL)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Defaults suit a laptop; production sets the Redis URL and an API key."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSERVE_", extra="ignore")
+
+    artifacts: Path = Field(Path("artifacts"), description="Folder of ARTIFACTS/<model>/LATEST bundles")
+    redis_url: str | None = Field(None, description="redis://host:port/db; unset = in-process LRU cache")
+    redis_timeout_s: float = Field(0.05, gt=0, description="Redis connect and per-operation timeout")
+    redis_retry_s: float = Field(1.0, ge=0, description="After a Redis failure, wait this long before retrying")
+    cache_prefix: str = Field("recserve", description="First part of every cache key")
+    local_cache_size: int = Field(100_000, ge=1, description="Entries kept by the in-process LRU cache")
+    user_ttl_s: int = Field(300, ge=1, description="Lifetime of a cached user vector")
+    item_ttl_s: int = Field(30 * 86400, ge=0, description="Lifetime of a cached item vector; 0 = no expiry")
+    providers: Literal["auto", "cpu", "cuda"] = Field("auto", description="onnxruntime execution provider")
+    intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = its default")
+    inter_op_threads: int = Field(0, ge=0, description="onnxruntime inter-op threads; 0 = its default")
+    encode_batch: int = Field(1024, ge=1, description="Items per item-encoder call when encoding a catalog")
+    pairwise_chunk: int = Field(2048, ge=1, description="Items per scorer call for pairwise (ConvNCF) models")
+    max_candidates: int = Field(1000, ge=1, description="Most candidates one /rank request may send")
+    max_k: int = Field(1000, ge=1, description="Largest k of /recommend")
+    max_history: int | None = Field(None, ge=1, description="History items used; default: the model's")
+    history_cap_factor: int = Field(10, ge=1, description="Histories longer than factor x max_history: 422")
+    max_new_items: int = Field(1000, ge=1, description="Most items one /items request may add")
+    api_key: SecretStr | None = Field(None, description="If set, routes but /healthz and /readyz need it")
+    log_level: str = Field("info", description="Logging level of the recserve loggers")

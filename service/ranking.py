@@ -1,0 +1,141 @@
+"""The request pipeline: history -> user vector (cached) -> scores -> top-k. No HTTP here, plain values in and out."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.cache import from_bytes, to_bytes
+from service.config import Settings
+from service.errors import unprocessable
+from service.metrics import Metrics
+from service.model import ServedModel
+
+
+@dataclass(frozen=True)
+class User:
+    """Who is being scored: the known history (all of it, for exclusion) and the window the encoder sees."""
+
+    user_id: str | None
+    seen: list[int]
+    window: list[int]
+    user_idx: int | None = None
+
+
+def encode_user(model: ServedModel, window: Sequence[int], user_idx: int | None) -> np.ndarray:
+    """One user vector [D] from the user encoder, inputs padded to the model's max_history as in training."""
+    bundle, kind = model.bundle, model.bundle.user_input
+    if kind == "user_id":
+        feeds = {"user_idx": np.array([user_idx], dtype=np.int64)}
+    elif kind == "sequence":
+        seq = np.zeros((1, bundle.max_history), dtype=np.int64)
+        seq[0, : len(window)] = window
+        feeds = {"item_seq": seq, "seq_len": np.array([max(len(window), 1)], dtype=np.int64)}
+    else:
+        vectors = np.zeros((1, bundle.max_history, bundle.dim), dtype=np.float32)
+        vectors[0, : len(window)] = model.catalog.matrix[list(window)]
+        mask = np.zeros((1, bundle.max_history), dtype=np.float32)
+        mask[0, : len(window)] = 1.0
+        feeds = {"history_vectors": vectors, "history_mask": mask}
+    return model.graphs["user_encoder"].run(feeds)[0]
+
+
+def raw_scores(model: ServedModel, user: np.ndarray, items: np.ndarray, chunk: int) -> np.ndarray:
+    """Scores [K] of item vectors [K, D]; before the sigmoid for "dot_sigmoid" (ranking uses these)."""
+    if model.bundle.scorer != "pairwise":
+        return items @ user
+    scorer, parts = model.graphs["scorer"], []
+    for start in range(0, items.shape[0], chunk):
+        parts.append(scorer.run({"user": user[None], "items": items[None, start:start + chunk]})[0])
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def shown(model: ServedModel, scores: np.ndarray) -> np.ndarray:
+    """What the API reports: the probability for "dot_sigmoid", else the raw score."""
+    if model.bundle.scorer != "dot_sigmoid":
+        return scores
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-scores.astype(np.float64)))
+
+
+def score_items(model: ServedModel, user: np.ndarray, indices: np.ndarray, chunk: int) -> np.ndarray:
+    return raw_scores(model, user, model.catalog.matrix[indices], chunk)
+
+
+class Ranker:
+    """Rank candidates or recommend from the catalog for one model, with user vectors cached per history."""
+
+    def __init__(self, store, settings: Settings, metrics: Metrics):
+        self.store, self.settings, self.metrics = store, settings, metrics
+
+    def user(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None) -> User:
+        """Resolve the request's user; raises 422 naming the field when nothing usable is given."""
+        if user_id is None and not history:
+            raise unprocessable("user_id", "give a user_id or a non-empty history")
+        cap = self.settings.history_cap_factor * model.max_history
+        if history and len(history) > cap:
+            raise unprocessable("history", f"{len(history)} items exceed the limit of {cap}")
+        if model.bundle.user_input == "user_id":
+            user_idx = model.users.get(user_id) if user_id is not None else None
+            if user_idx is None:
+                what = f"unknown user {user_id!r}" if user_id is not None else "missing"
+                raise unprocessable("user_id", f"{what}; model {model.name!r} scores only users it was trained on")
+            return User(user_id, model.catalog.lookup(history or ())[0], [], user_idx)
+        source = history or model.stored_history(user_id)
+        if source is None:
+            raise unprocessable("user_id", f"unknown user {user_id!r} and no history given")
+        seen = model.catalog.lookup(source)[0]
+        if not seen and model.bundle.user_input == "sequence":
+            field = "history" if history else "user_id"
+            raise unprocessable(field, f"no item of the history is known to model {model.name!r}")
+        return User(user_id, seen, seen[-model.max_history:])
+
+    def user_vector(self, model: ServedModel, user: User) -> np.ndarray:
+        """The user's vector from the cache, else encoded and cached for `user_ttl_s`."""
+        ids = model.catalog.ids
+        key = model.keys.user(user.user_id, [ids[i] for i in user.window])
+        vector = from_bytes(self.store.get_many([key])[0], model.bundle.dim)
+        self.metrics.cache_lookup("user", vector is not None, vector is None)
+        if vector is None:
+            vector = encode_user(model, user.window, user.user_idx)
+            self.store.set_many([(key, to_bytes(vector))], self.settings.user_ttl_s)
+        return vector
+
+    def forget_user(self, model: ServedModel, user_id: str) -> None:
+        """Drop the cached vector of the user's current stored history (called before it changes)."""
+        history = model.stored_history(user_id)
+        if history is not None and model.keeps_history:
+            window = model.catalog.lookup(history)[0][-model.max_history:]
+            self.store.delete([model.keys.user(user_id, [model.catalog.ids[i] for i in window])])
+
+    def rank(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
+             candidates: Sequence[str]) -> dict:
+        """Score the known candidates, best first; unknown ones are listed, not scored."""
+        user = self.user(model, user_id, history)
+        indices, unknown = model.catalog.lookup(dict.fromkeys(candidates))
+        vector = self.user_vector(model, user)
+        raw = score_items(model, vector, np.asarray(indices, dtype=np.int64), self.settings.pairwise_chunk)
+        order = np.argsort(-raw, kind="stable")
+        return self._response(model, [indices[j] for j in order], shown(model, raw[order]), unknown)
+
+    def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
+                  exclude_history: bool, exclude: Sequence[str]) -> dict:
+        """The k best items of the whole catalog, minus the history (optionally) and `exclude`."""
+        user = self.user(model, user_id, history)
+        vector = self.user_vector(model, user)
+        matrix = model.catalog.matrix
+        raw = np.asarray(raw_scores(model, vector, matrix, self.settings.pairwise_chunk), dtype=np.float32).copy()
+        excluded, unknown = model.catalog.lookup(exclude)
+        raw[[0, *excluded, *(user.seen if exclude_history else ())]] = -np.inf
+        k = min(k, int(np.isfinite(raw).sum()))
+        top = np.argpartition(-raw, k - 1)[:k] if 0 < k < raw.shape[0] else np.arange(raw.shape[0])[:k]
+        top = top[np.argsort(-raw[top], kind="stable")]
+        return self._response(model, top.tolist(), shown(model, raw[top]), unknown)
+
+    @staticmethod
+    def _response(model: ServedModel, indices: Sequence[int], scores: np.ndarray, unknown: list[str]) -> dict:
+        ids = model.catalog.ids
+        results = [{"item_id": ids[i], "score": s, "rank": r}
+                   for r, (i, s) in enumerate(zip(indices, scores.tolist()), start=1)]
+        return {"model": model.name, "version": model.version, "results": results, "unknown": unknown}

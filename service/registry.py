@@ -1,0 +1,77 @@
+"""The models being served. A reload builds a new dict and swaps it in with one assignment, so a request in
+flight keeps the models it started with; a bundle that fails to load is refused and the old one keeps serving."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.bundle import BundleError, discover, resolve_latest
+from service.config import Settings
+from service.metrics import Metrics
+from service.model import ServedModel, load_model
+
+log = logging.getLogger("recserve.registry")
+
+
+@dataclass
+class ReloadReport:
+    loaded: dict[str, str] = field(default_factory=dict)
+    unchanged: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+class Registry:
+    """Model name -> ServedModel, plus the per-model runtime state that outlives a bundle version."""
+
+    def __init__(self, settings: Settings, store, metrics: Metrics):
+        self.settings, self.store, self.metrics = settings, store, metrics
+        self.models: dict[str, ServedModel] = {}
+        self.failed: dict[str, str] = {}
+        self._events: dict[str, dict[str, list[str]]] = {}
+        self._added: dict[str, dict[str, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> ServedModel | None:
+        return self.models.get(name)
+
+    def load(self) -> ReloadReport:
+        """Load the LATEST bundle of every model under the artifacts folder (blocking; one reload at a time)."""
+        with self._lock:
+            report, current, models = ReloadReport(), self.models, {}
+            for name, folder in discover(self.settings.artifacts).items():
+                old = current.get(name)
+                try:
+                    path = resolve_latest(folder)
+                    if old is not None and old.bundle.path == path:
+                        models[name], report.unchanged[name] = old, old.version
+                        continue
+                    models[name] = self._load_one(name, path)
+                    report.loaded[name] = models[name].version
+                    self.metrics.reloads.labels(name, "loaded").inc()
+                except Exception as exc:  # noqa: BLE001 - any failure refuses this bundle, never the process
+                    message = str(exc) if isinstance(exc, BundleError) else f"{folder}: {type(exc).__name__}: {exc}"
+                    log.error("refused bundle of %s: %s", name, message)
+                    report.refused[name] = message
+                    self.metrics.reloads.labels(name, "refused").inc()
+                    if old is not None:
+                        models[name] = old
+            self.models = models  # the atomic swap
+            self.failed = {n: e for n, e in report.refused.items() if n not in models}
+            self.metrics.models_loaded.set(len(models))
+            return report
+
+    def _load_one(self, name: str, path) -> ServedModel:
+        events = self._events.setdefault(name, {})
+        added = self._added.setdefault(name, {})
+        model = load_model(path, self.settings, self.store, self.metrics, events, added)
+        if added and model.tokenizer is not None:
+            replay = [i for i in added if i not in model.catalog.index]
+            if replay:
+                from service.items import add_items
+
+                add_items(model, [added[i] | {"item_id": i} for i in replay], self.store, self.settings)
+        log.info("serving %s %s (%d items, %s)", name, model.version, model.catalog.size,
+                 model.graphs["user_encoder"].provider)
+        return model

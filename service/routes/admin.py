@@ -1,0 +1,25 @@
+"""POST /admin/reload: load the newest bundles and swap them in (SIGHUP does the same)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from service.routes.deps import Authorized, RegistryDep
+from service.schemas import ReloadResponse
+
+router = APIRouter(tags=["admin"], dependencies=Authorized)
+
+
+@router.post("/admin/reload", response_model=ReloadResponse, responses={409: {"description": "A bundle was refused"}})
+async def reload(registry: RegistryDep) -> JSONResponse:
+    """Load the LATEST bundle of every model again and swap them in atomically; requests in flight finish
+    on the models they started with. A bundle that fails verification (hash mismatch, unreadable file) is
+    refused, the model keeps serving its previous version, and the answer is 409 naming the file."""
+    report = asdict(await run_in_threadpool(registry.load))
+    if report["refused"]:
+        detail = "; ".join(f"{name}: {error}" for name, error in report["refused"].items())
+        return JSONResponse({"detail": f"refused: {detail}", "field": None, **report}, status_code=409)
+    return JSONResponse(report)

@@ -1,0 +1,65 @@
+"""Shared dependencies as `Annotated` aliases. All are `async def`: no thread-pool hop on the hot path."""
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.config import Settings
+from service.errors import ServiceError
+from service.metrics import Metrics
+from service.model import ServedModel
+from service.ranking import Ranker
+from service.registry import Registry
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_registry(request: Request) -> Registry:
+    return request.app.state.registry
+
+
+async def get_ranker(request: Request) -> Ranker:
+    return request.app.state.ranker
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+async def get_store(request: Request):
+    return request.app.state.store
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+RankerDep = Annotated[Ranker, Depends(get_ranker)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+StoreDep = Annotated[object, Depends(get_store)]
+
+
+async def require_api_key(request: Request) -> None:
+    """With RECSERVE_API_KEY set, demand `Authorization: Bearer <key>`."""
+    key = request.app.state.settings.api_key
+    if key is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.get_secret_value().encode()):
+        raise ServiceError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'")
+
+
+def served_model(request: Request, registry: Registry, name: str) -> ServedModel:
+    """The model called `name`: 503 while nothing is loaded, 404 when no such model is served."""
+    request.state.model = name
+    model = registry.models.get(name)
+    if model is not None:
+        return model
+    if not registry.models:
+        raise ServiceError(503, "no model is loaded yet; see GET /readyz")
+    raise ServiceError(404, f"unknown model {name!r}; served: {sorted(registry.models)}", "model")
+
+
+Authorized = [Depends(require_api_key)]

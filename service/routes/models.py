@@ -1,0 +1,25 @@
+"""GET /models: what is being served."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.routes.deps import Authorized, RegistryDep
+from service.schemas import ModelInfo
+
+router = APIRouter(tags=["models"], dependencies=Authorized)
+
+
+@router.get("/models", response_model=list[ModelInfo])
+async def list_models(registry: RegistryDep) -> list[ModelInfo]:
+    """Every served model: version, catalog size, vector dimension, execution provider, training metrics and
+    what its scores mean (`score`: "raw" relevance or "probability")."""
+    infos = []
+    for name, model in sorted(registry.models.items()):
+        m = model.bundle.manifest
+        infos.append(ModelInfo(
+            name=name, kind=m.get("kind", name), version=model.version, items=model.catalog.size,
+            dimension=model.bundle.dim, scorer=model.bundle.scorer, score=m.get("score", "raw"),
+            user_input=model.bundle.user_input, max_history=model.max_history,
+            provider=model.graphs["user_encoder"].provider, metrics=m.get("metrics", {}),
+            created_at=m.get("created_at")))
+    return infos

@@ -1,0 +1,34 @@
+"""POST /users/{user_id}/events: clicks that change what the user is recommended next."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Path, Request
+
+from service.errors import unprocessable
+from service.responses import FastJSON
+from service.routes.deps import Authorized, RankerDep, RegistryDep, served_model
+from service.schemas import EventsRequest, EventsResponse
+
+router = APIRouter(tags=["users"], dependencies=Authorized)
+
+
+@router.post("/users/{user_id}/events", response_model=EventsResponse, response_class=FastJSON)
+async def post_events(body: EventsRequest, request: Request, registry: RegistryDep, ranker: RankerDep,
+                      user_id: str = Path(min_length=1, max_length=256)) -> FastJSON:
+    """Append clicked `items` (oldest first) to the user's history in `model`, or in every model that keeps
+    histories. The user's cached vector is dropped, so the next /rank or /recommend with only `user_id`
+    reflects the clicks. Runtime histories are kept in memory (and across reloads), not on disk.
+    """
+    if body.model is not None:
+        targets = [served_model(request, registry, body.model)]
+        if not targets[0].keeps_history:
+            raise unprocessable("model", f"model {body.model!r} scores users by id and keeps no history")
+    else:
+        targets = [m for m in registry.models.values() if m.keeps_history]
+    lengths = {}
+    for model in targets:
+        ranker.forget_user(model, user_id)
+        events = model.events.setdefault(user_id, [])
+        events.extend(body.items)
+        del events[: -model.max_history * ranker.settings.history_cap_factor]
+        lengths[model.name] = len(model.stored_history(user_id) or ())
+    return FastJSON({"user_id": user_id, "models": lengths})

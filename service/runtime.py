@@ -1,0 +1,90 @@
+"""onnxruntime: choose the execution provider once, then one InferenceSession per graph."""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+import onnxruntime as ort
+
+log = logging.getLogger("recserve.runtime")
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+# A one-node Identity graph (opset 17), used only to find out whether a CUDA session really works.
+_PROBE_MODEL = base64.b64decode(
+    "CAgSDnJlY3NlcnZlLXByb2JlOjsKEAoBeBIBeSIISWRlbnRpdHkSBXByb2JlWg8KAXgSCgoICAESBAoCCAFiDwoBeRIKCggIARIECgIIAUIECgAQEQ=="
+)
+
+
+class ProviderError(RuntimeError):
+    """RECSERVE_PROVIDERS=cuda on a machine where CUDA does not work."""
+
+
+def _quiet_cuda_probe() -> tuple[bool, str]:
+    """Create a tiny CUDA session with onnxruntime's stderr captured; (works, why not)."""
+    if CUDA not in ort.get_available_providers():
+        return False, "not in this onnxruntime build"
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            session = ort.InferenceSession(_PROBE_MODEL, options, providers=[CUDA, CPU])
+            works, reason = session.get_providers()[0] == CUDA, ""
+        except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
+            works, reason = False, str(exc)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", captured.read().decode(errors="replace"))
+    found = re.search(r"with error: ([^\n]+)", text) or re.search(r"\] ([^\n]*(?:CUDA|cuda)[^\n]*)", text)
+    return works, reason or (found.group(1).strip() if found else "session fell back to CPU")
+
+
+@lru_cache(maxsize=None)
+def choose_providers(setting: str) -> tuple[str, ...]:
+    """Providers for every session, probed once per process; logs one line saying which and why."""
+    if setting == "cpu":
+        log.info("onnxruntime: serving on %s (RECSERVE_PROVIDERS=cpu)", CPU)
+        return (CPU,)
+    works, reason = _quiet_cuda_probe()
+    if works:
+        log.info("onnxruntime: serving on %s", CUDA)
+        return (CUDA, CPU)
+    if setting == "cuda":
+        raise ProviderError(f"RECSERVE_PROVIDERS=cuda but the CUDA provider is not usable: {reason}")
+    log.info("onnxruntime: serving on %s (CUDA provider not usable: %s)", CPU, reason)
+    return (CPU,)
+
+
+class Graph:
+    """One ONNX graph in one session; `run` returns the first output and reports its duration."""
+
+    def __init__(self, name: str, model: bytes, providers: tuple[str, ...], intra: int = 0, inter: int = 0,
+                 observe: Callable[[str, float], None] | None = None):
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = intra
+        options.inter_op_num_threads = inter
+        self.name = name
+        self.session = ort.InferenceSession(model, options, providers=list(providers))
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.output = self.session.get_outputs()[0].name
+        self.provider = self.session.get_providers()[0]
+        self._observe = observe
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        start = time.perf_counter()
+        out = self.session.run([self.output], feeds)[0]
+        if self._observe is not None:
+            self._observe(self.name, time.perf_counter() - start)
+        return out

@@ -1,0 +1,91 @@
+"""Request and response bodies. Requests reject unknown fields, so a typo is a 422 naming it."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ItemId = Annotated[str, Field(min_length=1, max_length=256, examples=["N1234"])]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserRef(Strict):
+    model: str = Field(examples=["nrms"], description="Model name, as listed by GET /models")
+    user_id: str | None = Field(None, min_length=1, max_length=256, description="A user the model knows")
+    history: list[ItemId] | None = Field(
+        None, description="Item ids, oldest first; when non-empty it is used instead of the stored history")
+
+
+class RankRequest(UserRef):
+    candidates: list[ItemId] = Field(min_length=1, description="Items to score (unknown ones are reported)")
+
+
+class RecommendRequest(UserRef):
+    k: int = Field(10, ge=1, description="How many items to return")
+    exclude_history: bool = Field(True, description="Leave out the items of the history")
+    exclude: list[ItemId] = Field(default_factory=list, description="Items never to return")
+
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float = Field(description="See the model's `score` in GET /models: raw relevance or probability")
+    rank: int = Field(description="1 = best")
+
+
+class RankResponse(BaseModel):
+    model: str
+    version: str
+    results: list[ScoredItem] = Field(description="Best first")
+    unknown: list[str] = Field(description="Request ids the model does not know; they are not scored")
+
+
+class NewItem(Strict):
+    item_id: ItemId
+    title: str = Field(min_length=1, max_length=10_000)
+    category: str | None = None
+
+
+class ItemsRequest(Strict):
+    model: str = Field(examples=["nrms"])
+    items: list[NewItem] = Field(min_length=1)
+
+
+class ItemsResponse(BaseModel):
+    model: str
+    version: str
+    added: list[str]
+    updated: list[str]
+
+
+class EventsRequest(Strict):
+    model: str | None = Field(None, description="Default: every model that keeps histories")
+    items: list[ItemId] = Field(min_length=1, description="Clicked items, oldest first")
+
+
+class EventsResponse(BaseModel):
+    user_id: str
+    models: dict[str, int] = Field(description="Model -> length of the user's history now")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    kind: str
+    version: str
+    items: int
+    dimension: int
+    scorer: str
+    score: str = Field(description='"raw" (unbounded relevance) or "probability"')
+    user_input: str
+    max_history: int
+    provider: str
+    metrics: dict
+    created_at: str | None = None
+
+
+class ReloadResponse(BaseModel):
+    loaded: dict[str, str]
+    unchanged: dict[str, str]
+    refused: dict[str, str]

@@ -1,0 +1,18 @@
+"""`recserve serve`: run the app under uvicorn. Imports lazily so the CLI stays light."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def serve(artifacts: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve the bundles under `artifacts` (other settings come from RECSERVE_* variables). Each worker
+    loads every model; SIGHUP to a worker, or POST /admin/reload, swaps in the newest bundles."""
+    import uvicorn
+
+    os.environ["RECSERVE_ARTIFACTS"] = str(artifacts)
+    from service.config import Settings
+
+    settings = Settings()
+    uvicorn.run("service.app:app", host=host, port=port, workers=workers, log_level=settings.log_level.lower(),
+                access_log=False)
