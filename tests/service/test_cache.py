@@ -1,0 +1,99 @@
+"""The Redis cache: hits, version isolation, TTLs, and surviving an outage."""
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.service.bundles import build
+
+RANK = {"model": "bert4rec", "user_id": "u1", "candidates": ["i1", "i2", "i3"]}
+
+
+def counter(client, kind, result):
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f'recserve_cache_requests_total{{kind="{kind}",result="{result}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_item_and_user_vectors_are_cached_in_redis(make_client, redis_prefix, redis_client, models):
+    first = make_client(redis_url="redis://127.0.0.1:6379/0", cache_prefix=redis_prefix)
+    assert first.get("/readyz").json()["cache"] == "up"
+    assert counter(first, "item", "miss") == 240 and counter(first, "item", "hit") == 0
+    version = models["bert4rec"].version
+    assert redis_client.exists(f"{redis_prefix}:{{bert4rec:{version}}}:item:i1")
+    assert len(redis_client.get(f"{redis_prefix}:{{bert4rec:{version}}}:item:i1")) == 4 * 8
+    first.post("/rank", json=RANK)
+    first.post("/rank", json=RANK)
+    assert counter(first, "user", "miss") == 1 and counter(first, "user", "hit") == 1
+    (user_key,) = redis_client.keys(f"{redis_prefix}:{{bert4rec:{version}}}:user:u1:*")
+    assert 0 < redis_client.ttl(user_key) <= 300
+    second = make_client(redis_url="redis://127.0.0.1:6379/0", cache_prefix=redis_prefix)
+    assert counter(second, "item", "hit") == 240 and counter(second, "item", "miss") == 0
+    assert second.post("/rank", json=RANK).json() == first.post("/rank", json=RANK).json()
+
+
+def test_bundle_versions_never_share_keys(make_client, redis_prefix, redis_client, artifacts):
+    url = "redis://127.0.0.1:6379/0"
+    make_client(artifacts=artifacts, redis_url=url, cache_prefix=redis_prefix)
+    newer = build(artifacts, "bert4rec", version="20260102T000000Z-00000002", seed=7)
+    client = make_client(artifacts=artifacts, redis_url=url, cache_prefix=redis_prefix)
+    assert counter(client, "item", "hit") == 180 and counter(client, "item", "miss") == 60  # only bert4rec's new version
+    namespaces = {k.split(b"}")[0] for k in redis_client.scan_iter(match=f"{redis_prefix}:{{bert4rec:*")}
+    assert len(namespaces) == 2
+    body = client.post("/rank", json=RANK).json()
+    assert body["version"] == newer.version
+    user = newer.expected_user(newer.histories["u1"])
+    want = dict(zip(["i1", "i2", "i3"], newer.expected_scores(user, newer.item_matrix()[[1, 2, 3]])))
+    assert all(abs(r["score"] - want[r["item_id"]]) < 1e-4 for r in body["results"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            return proc
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH")
+def test_redis_outage_degrades_then_recovers(make_client):
+    port = free_port()
+    proc = start_redis(port)
+    try:
+        client = make_client(redis_url=f"redis://127.0.0.1:{port}/0", redis_retry_s=0.2)
+        assert client.post("/rank", json=RANK).status_code == 200
+        proc.kill()
+        proc.wait()
+        for _ in range(3):
+            assert client.post("/rank", json=RANK).status_code == 200
+            assert client.post("/recommend", json={"model": "nrms", "user_id": "u2"}).status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["cache"] == "degraded"
+        assert "recserve_cache_degraded 1.0" in client.get("/metrics").text
+        proc = start_redis(port)
+        deadline = time.monotonic() + 5
+        while client.get("/readyz").json()["cache"] != "up":
+            assert time.monotonic() < deadline, "did not recover"
+            time.sleep(0.1)
+        assert "recserve_cache_degraded 0.0" in client.get("/metrics").text
+        before = counter(client, "user", "hit")
+        client.post("/rank", json=RANK)
+        client.post("/rank", json=RANK)
+        assert counter(client, "user", "hit") == before + 1  # writing and reading Redis again
+    finally:
+        proc.kill()
+        proc.wait()
