@@ -37,6 +37,12 @@ class Bundle:
 
     @property
     def model(self) -> str:
+        """The served name (the exporter's "name", e.g. a variant), defaulting to the kind."""
+        return self.manifest.get("name") or self.manifest["model"]
+
+    @property
+    def kind(self) -> str:
+        """The model family: nrms, convncf, gru4recf or bert4rec."""
         return self.manifest["model"]
 
     @property

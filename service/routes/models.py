@@ -17,7 +17,7 @@ async def list_models(registry: RegistryDep) -> list[ModelInfo]:
     for name, model in sorted(registry.models.items()):
         m = model.bundle.manifest
         infos.append(ModelInfo(
-            name=name, kind=m.get("kind", name), version=model.version, items=model.catalog.size,
+            name=name, kind=model.bundle.kind, version=model.version, items=model.catalog.size,
             dimension=model.bundle.dim, scorer=model.bundle.scorer, score=m.get("score", "raw"),
             user_input=model.bundle.user_input, max_history=model.max_history,
             provider=model.graphs["user_encoder"].provider, metrics=m.get("metrics", {}),

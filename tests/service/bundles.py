@@ -245,7 +245,7 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
     np.savez(buffer, **model.item_inputs)
     files["item_inputs.npz"] = buffer.getvalue()
     manifest = {
-        "format": "recserve-bundle/1", "model": name, "kind": name, "version": version,
+        "format": "recserve-bundle/1", "name": name, "model": name, "version": version,
         "created_at": "2026-01-01T00:00:00Z", "dim": DIM, **meta, "max_history": MAX_HISTORY,
         "n_items": N_ITEMS, "config": {"seed": seed}, "metrics": {"test": {"ndcg@10": 0.1 + seed / 100}},
         "graphs": {
