@@ -1,0 +1,187 @@
+"""Load-test the real server: uvicorn in a subprocess, Redis on, an asyncio + httpx client.
+
+    python bench/serve_load.py --artifacts artifacts --out bench/out/serve_load.json [--requests 2000]
+
+For every model under --artifacts it measures requests/s and p50/p99 latency at each concurrency for
+/rank (100 candidates, a 50-item history) and /recommend (k=10), with a cold user cache (every request a
+new history, so the user encoder runs) and warm (the same requests again: user vectors come from Redis),
+next to GET /healthz, the floor of one uvicorn worker. It also times server start-up with an empty cache
+(the catalog is encoded) and again with the item vectors already in Redis. Keys use a private prefix and
+are deleted at the end. Client and server share this machine's cores: compare rows with each other.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(artifacts: Path, port: int, redis_url: str, prefix: str, threads: int) -> tuple[subprocess.Popen, float]:
+    """Start uvicorn on the bundles; returns the process and seconds until /readyz said ready."""
+    env = {**os.environ, "RECSERVE_ARTIFACTS": str(artifacts), "RECSERVE_REDIS_URL": redis_url,
+           "RECSERVE_CACHE_PREFIX": prefix, "RECSERVE_LOG_LEVEL": "warning",
+           "RECSERVE_INTRA_OP_THREADS": str(threads), "RECSERVE_MAX_CANDIDATES": "1000"}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port),
+                             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env)
+    while time.perf_counter() - start < 600:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc, time.perf_counter() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("server not ready after 600 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def load(url: str, method: str, bodies: list[bytes | None], concurrency: int) -> dict:
+    """Send every body once with `concurrency` requests in flight; latency percentiles and throughput."""
+    latencies, errors, queue = [], 0, iter(bodies)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def worker() -> None:
+            nonlocal errors
+            for body in queue:
+                t = time.perf_counter()
+                r = await client.request(method, url, content=body, headers=headers if body else None)
+                latencies.append(time.perf_counter() - t)
+                errors += r.status_code != 200
+        base = url.split("/", 3)[:3]
+        await asyncio.gather(*(client.get("/".join(base) + "/healthz") for _ in range(concurrency)))  # open connections
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    ms = np.asarray(latencies) * 1000
+    return {"requests": len(latencies), "errors": errors, "rps": len(latencies) / wall,
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def bodies_for(bundle: Path, endpoint: str, n: int, seed: int) -> list[bytes]:
+    """n distinct requests: a fresh random 50-item history each (ConvNCF: known user ids, cycled)."""
+    items = json.loads((bundle / "items.json").read_text())
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    users = json.loads((bundle / "users.json").read_text()) if (bundle / "users.json").exists() else []
+    name, rng, out = bundle.parent.name, random.Random(seed), []
+    for i in range(n):
+        body: dict = {"model": name}
+        if manifest["user_input"] == "user_id":
+            body["user_id"] = users[i % len(users)]
+        else:
+            body["history"] = rng.sample(items, min(50, len(items)))
+        if endpoint == "rank":
+            body["candidates"] = rng.sample(items, min(100, len(items)))
+        else:
+            body["k"] = 10
+        out.append(json.dumps(body).encode())
+    return out
+
+
+def bench(args: argparse.Namespace) -> dict:
+    artifacts = Path(args.artifacts).resolve()
+    names = args.models or sorted(d.name for d in artifacts.iterdir() if (d / "LATEST").is_file())
+    prefix, port = f"recserve-bench-{uuid.uuid4().hex[:8]}", free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc, cold_start = start_server(artifacts, port, args.redis_url, prefix, args.threads)
+    rows = []
+    try:
+        for c in args.concurrency:
+            rows.append({"endpoint": "/healthz", "model": "-", "cache": "-", "concurrency": c,
+                         **asyncio.run(load(f"{url}/healthz", "GET", [None] * args.requests, c))})
+        for name in names:
+            bundle = artifacts / name / (artifacts / name / "LATEST").read_text().strip()
+            for endpoint in ("rank", "recommend"):
+                for c in args.concurrency:
+                    bodies = bodies_for(bundle, endpoint, args.requests, seed=hash((name, endpoint, c)) % 2**31)
+                    for cache in ("cold", "warm"):  # warm: the same bodies again, user vectors now cached
+                        rows.append({"endpoint": f"/{endpoint}", "model": name, "cache": cache, "concurrency": c,
+                                     **asyncio.run(load(f"{url}/{endpoint}", "POST", bodies, c))})
+                        print(_row(rows[-1]), flush=True)
+    finally:
+        stop(proc)
+    proc, warm_start = start_server(artifacts, port, args.redis_url, prefix, args.threads)
+    stop(proc)
+    _cleanup(args.redis_url, prefix)
+    return {"artifacts": str(artifacts), "requests_per_cell": args.requests, "startup_s": {
+        "cold_cache": cold_start, "warm_cache": warm_start}, "rows": rows}
+
+
+def _cleanup(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
+    for start in range(0, len(keys), 5000):
+        client.delete(*keys[start:start + 5000])
+
+
+def _row(r: dict) -> str:
+    return (f"| {r['endpoint']} | {r['model']} | {r['cache']} | {r['concurrency']} | {r['rps']:.0f} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
+
+
+def table(result: dict) -> str:
+    lines = ["| endpoint | model | cache | conc | req/s | p50 ms | p99 ms | errors |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    lines += [_row(r) for r in result["rows"]]
+    floor = {r["concurrency"]: r["rps"] for r in result["rows"] if r["endpoint"] == "/healthz"}
+    lines.append("")
+    for r in result["rows"]:
+        if r["endpoint"] == "/rank" and r["cache"] == "warm":
+            lines.append(f"- /rank {r['model']} c={r['concurrency']}: {r['rps'] / floor[r['concurrency']]:.2f}x "
+                         f"the /healthz rate")
+    s = result["startup_s"]
+    lines.append(f"- start-up: {s['cold_cache']:.1f} s with an empty cache, {s['warm_cache']:.1f} s with item "
+                 "vectors in Redis")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", required=True, help="folder of <model>/LATEST bundles")
+    parser.add_argument("--out", default="bench/out/serve_load.json", help="where to write the JSON results")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per cell")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--models", nargs="*", help="default: every model under --artifacts")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads of the server")
+    args = parser.parse_args()
+    result = bench(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(table(result))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
