@@ -104,14 +104,35 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_export_parser(sub)
     add_serve_parser(sub)
-    try:
-        from training.fetch import add_fetch_parser
-    except ImportError:
-        pass
-    else:
-        data = sub.add_parser("data", help="download real datasets", description="Download and convert real datasets.")
-        add_fetch_parser(data.add_subparsers(dest="data_command", required=True))
+    data = sub.add_parser("data", help="make or download datasets",
+                          description="Generate the built-in synthetic data or download real datasets.")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    add_synthetic_parser(data_sub)
+    from training.fetch import add_fetch_parser
+
+    add_fetch_parser(data_sub)
     return parser
+
+
+def add_synthetic_parser(sub) -> None:
+    p = sub.add_parser("synthetic", help="write the built-in synthetic datasets",
+                       description="Write <dest>/mind (MIND-format news + impressions) and <dest>/interactions "
+                                   "(RecBole atomic files), both with structure the models can learn.")
+    p.add_argument("--dest", type=Path, required=True, help="output folder")
+    p.add_argument("--users", type=int, default=500, help="users in each dataset (default 500)")
+    p.add_argument("--items", type=int, default=400, help="items / news in each dataset (default 400)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.set_defaults(func=cmd_synthetic)
+
+
+def cmd_synthetic(args) -> int:
+    from training.data.mind_synthetic import write_synthetic_mind
+    from training.data.synthetic import write_synthetic_atomic
+
+    mind = write_synthetic_mind(args.dest / "mind", n_news=args.items, n_users=args.users, seed=args.seed)
+    atomic = write_synthetic_atomic(args.dest / "interactions", n_users=args.users, n_items=args.items, seed=args.seed)
+    print(f"news data: {mind}\ninteraction data: {atomic}")
+    return 0
 
 
 COMMANDS = {"train": cmd_train, "export": cmd_export, "serve": cmd_serve}

@@ -13,6 +13,7 @@ import torch
 from models.base import RecModel
 
 ATOL = 1e-4
+ITEM_BATCH = 1024
 
 
 class ParityError(AssertionError):
@@ -78,8 +79,11 @@ def check_bundle_parity(model: RecModel, bundle: Path, atol: float = ATOL, seed:
         item_inputs = {k: npz[k] for k in npz.files}
     diffs = {}
 
-    onnx_items = run(sessions["item_encoder"], item_inputs)
-    torch_items = model.item_encoder(*[torch.from_numpy(v) for v in item_inputs.values()])
+    # In batches: one call over a 50k-news catalog would need tens of GB for the attention maps.
+    batches = [{k: v[i : i + ITEM_BATCH] for k, v in item_inputs.items()}
+               for i in range(0, len(next(iter(item_inputs.values()))), ITEM_BATCH)]
+    onnx_items = np.concatenate([run(sessions["item_encoder"], b) for b in batches])
+    torch_items = torch.cat([model.item_encoder(*[torch.from_numpy(v) for v in b.values()]) for b in batches])
     diffs["item_encoder"] = close("item_encoder", onnx_items, torch_items, atol)
     catalog = np.concatenate([np.zeros((1, onnx_items.shape[1]), np.float32), onnx_items])  # row 0 = padding
 
