@@ -3,7 +3,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench clean
+DEMO_DATA := demo-data
+ARTIFACTS := artifacts
+HOST := 127.0.0.1
+PORT := 8000
+
+.PHONY: install test demo demo-train bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,8 +24,24 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Synthetic data -> all four models trained briefly -> bundles -> the service on $(HOST):$(PORT).
+demo: demo-train
+	@scripts/demo_curls.sh $(HOST) $(PORT)
+	$(BIN)/recserve serve --artifacts $(ARTIFACTS) --host $(HOST) --port $(PORT)
+
+demo-train: $(STAMP)
+	@echo "==> writing synthetic data to $(DEMO_DATA)/"
+	$(BIN)/recserve data synthetic --dest $(DEMO_DATA)
+	@echo "==> training and exporting all four models into $(ARTIFACTS)/ (a few minutes)"
+	$(BIN)/recserve train --all --data-news $(DEMO_DATA)/mind --data-interactions $(DEMO_DATA)/interactions \
+		--out $(ARTIFACTS) --epochs 3
+
+# Benchmarks: run alone (two torch processes on 2 cores distort every figure). See docs/benchmarks.md.
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/train_vs_recbole.py --models convncf gru4recf bert4rec --epochs 5 \
+		--data ../shared/data/ml-100k --out bench/out/train_vs_recbole.json --md bench/out/train_vs_recbole.md
+	$(BIN)/python bench/nrms_mind.py --data ../shared/data/mind --out bench/out/nrms.json
+	$(BIN)/python bench/serve_load.py --artifacts $(ARTIFACTS) --out bench/out/serve_load.json
 
 clean:
 	rm -rf $(VENV) artifacts demo-data

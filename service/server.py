@@ -5,12 +5,13 @@ import os
 from pathlib import Path
 
 
-def serve(artifacts: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+def serve(artifacts: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Serve the bundles under `artifacts` (other settings come from RECSERVE_* variables). Each worker
     loads every model; SIGHUP to a worker, or POST /admin/reload, swaps in the newest bundles."""
     import uvicorn
 
-    os.environ["RECSERVE_ARTIFACTS"] = str(artifacts)
+    if artifacts is not None:  # else RECSERVE_ARTIFACTS or the default applies
+        os.environ["RECSERVE_ARTIFACTS"] = str(artifacts)
     from service.config import Settings
 
     settings = Settings()
