@@ -24,21 +24,25 @@ class User:
 
 
 def encode_user(model: ServedModel, window: Sequence[int], user_idx: int | None) -> np.ndarray:
-    """One user vector [D] from the user encoder, inputs padded to the model's max_history as in training."""
-    bundle, kind = model.bundle, model.bundle.user_input
+    """One user vector [D] from the user encoder."""
+    return encode_users(model, [window], [user_idx])[0]
+
+
+def encode_users(model: ServedModel, windows: Sequence[Sequence[int]], user_idx: Sequence[int | None]) -> np.ndarray:
+    """User vectors [B, D] in one user-encoder call, inputs padded to the model's max_history as in training."""
+    bundle, kind, b = model.bundle, model.bundle.user_input, len(windows)
     if kind == "user_id":
-        feeds = {"user_idx": np.array([user_idx], dtype=np.int64)}
-    elif kind == "sequence":
-        seq = np.zeros((1, bundle.max_history), dtype=np.int64)
-        seq[0, : len(window)] = window
-        feeds = {"item_seq": seq, "seq_len": np.array([max(len(window), 1)], dtype=np.int64)}
+        return model.graphs["user_encoder"].run({"user_idx": np.asarray(user_idx, dtype=np.int64)})
+    seq = np.zeros((b, bundle.max_history), dtype=np.int64)
+    for row, window in enumerate(windows):
+        seq[row, : len(window)] = window
+    lengths = np.array([len(w) for w in windows], dtype=np.int64)
+    if kind == "sequence":
+        feeds = {"item_seq": seq, "seq_len": np.maximum(lengths, 1)}
     else:
-        vectors = np.zeros((1, bundle.max_history, bundle.dim), dtype=np.float32)
-        vectors[0, : len(window)] = model.catalog.matrix[list(window)]
-        mask = np.zeros((1, bundle.max_history), dtype=np.float32)
-        mask[0, : len(window)] = 1.0
-        feeds = {"history_vectors": vectors, "history_mask": mask}
-    return model.graphs["user_encoder"].run(feeds)[0]
+        mask = (np.arange(bundle.max_history)[None, :] < lengths[:, None]).astype(np.float32)
+        feeds = {"history_vectors": model.catalog.matrix[seq] * mask[..., None], "history_mask": mask}
+    return model.graphs["user_encoder"].run(feeds)
 
 
 def raw_scores(model: ServedModel, user: np.ndarray, items: np.ndarray, chunk: int) -> np.ndarray:

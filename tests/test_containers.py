@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-yaml = pytest.importorskip("yaml")
+import yaml  # noqa: E402  (dev extra)
 
 ROOT = Path(__file__).resolve().parents[1]
 

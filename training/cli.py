@@ -97,6 +97,40 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def add_recommend_parser(sub) -> None:
+    p = sub.add_parser("recommend", help="top-k recommendations for many users, offline",
+                       description="Score a file of users with a bundle (batched, vectorised) and write JSON lines "
+                                   '{"user_id", "results": [{"item_id", "score", "rank"}]} (or {"user_id", "error"}).')
+    p.add_argument("--bundle", type=Path, required=True, help="a bundle folder, or ARTIFACTS/<model> (uses LATEST)")
+    p.add_argument("--users", type=Path, required=True, help="text file with one user id per line")
+    p.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    p.add_argument("--out", type=Path, required=True, help="output JSON-lines file")
+    p.add_argument("--batch-size", type=int, default=256, help="users per user-encoder call (default 256)")
+    p.add_argument("--include-history", action="store_true", help="do not leave out items the user already has")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cmd_recommend(args) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from service.batch import load_for_batch, recommend_users
+
+    user_ids = [line.strip() for line in args.users.read_text().splitlines() if line.strip()]
+    model = load_for_batch(args.bundle)
+    errors = 0
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    with open(tmp, "w") as out, tqdm(total=len(user_ids), disable=args.no_progress, unit="user") as bar:
+        for record in recommend_users(model, user_ids, args.k, args.batch_size, not args.include_history):
+            errors += "error" in record
+            out.write(json.dumps(record) + "\n")
+            bar.update(1)
+    tmp.replace(args.out)  # never leave a half-written result under the final name
+    print(f"{len(user_ids) - errors} users scored, {errors} skipped (see their 'error'): {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recserve", description="Train, export and serve recommenders.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -104,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_export_parser(sub)
     add_serve_parser(sub)
+    add_recommend_parser(sub)
     data = sub.add_parser("data", help="make or download datasets",
                           description="Generate the built-in synthetic data or download real datasets.")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -135,7 +170,7 @@ def cmd_synthetic(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "export": cmd_export, "serve": cmd_serve}
+COMMANDS = {"train": cmd_train, "export": cmd_export, "serve": cmd_serve, "recommend": cmd_recommend}
 
 
 def main(argv: list[str] | None = None) -> int:

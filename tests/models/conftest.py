@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -5,8 +6,10 @@ from models.bert4rec import BERT4Rec, BERT4RecConfig
 from models.convncf import ConvNCF, ConvNCFConfig
 from models.gru4recf import GRU4RecF, GRU4RecFConfig
 from models.nrms import NRMS, NRMSConfig
+from training.bundle_data import BundleData
 
 N_ITEMS = 40
+ITEMS = [f"item{i}" for i in range(1, N_ITEMS)]
 
 
 def tiny_models() -> dict:
@@ -30,3 +33,16 @@ def tiny_models() -> dict:
 @pytest.fixture
 def models():
     return tiny_models()
+
+
+def tiny_bundle_data(kind: str, model, histories: dict | None = None) -> BundleData:
+    """What export needs besides the model, for the tiny models above (items item1..item39)."""
+    if kind == "nrms":
+        inputs = {"title_tokens": model.title_tokens[1:].numpy()}
+        tokenizer = {"type": "word-regex", "title_size": 30, "vocab": {"a": 1}}
+    else:
+        inputs, tokenizer = {"item_idx": np.arange(1, N_ITEMS, dtype=np.int64)}, None
+    return BundleData(items=ITEMS, item_inputs=inputs, max_history=10, tokenizer=tokenizer,
+                      users=[f"u{i}" for i in range(1, 15)] if kind == "convncf" else None,
+                      histories=None if kind == "convncf" else (histories or {"u1": ["item1", "item2"]}),
+                      metrics={"valid": {"ndcg@10": 0.1}})

@@ -118,3 +118,4 @@ def test_length_buckets_encode_exactly_like_one_padded_batch(models):
     tokens = model.title_tokens[1:]
     assert torch.allclose(encode_titles(model.item_encoder, tokens), model.item_encoder(tokens), atol=1e-5)
 
+

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.base import DotScorer  # the scorer every dot-product model exports
+
 DIM, MAX_HISTORY, N_ITEMS, N_USERS, TITLE_SIZE = 8, 5, 60, 12, 6
 WORDS = [f"w{i}" for i in range(1, 41)]
 
@@ -94,16 +96,6 @@ class IdUsers(nn.Module):
 
     def forward(self, user_idx: Tensor) -> Tensor:
         return self.emb(user_idx)
-
-
-class Dot(nn.Module):
-    def __init__(self, sigmoid: bool = False):
-        super().__init__()
-        self.sigmoid = sigmoid
-
-    def forward(self, user: Tensor, items: Tensor) -> Tensor:
-        scores = torch.einsum("bd,bkd->bk", user, items)
-        return torch.sigmoid(scores) if self.sigmoid else scores
 
 
 class OuterCnn(nn.Module):
@@ -205,7 +197,7 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
             ids = [model.vocab[w] for w in model.titles[item].split()[:TITLE_SIZE]]
             tokens[row, : len(ids)] = ids
         model.item_inputs = {"title_tokens": tokens}
-        model.item_encoder, model.user_encoder, model.scorer = TitleItems(len(WORDS), DIM), NewsUser(DIM), Dot(True)
+        model.item_encoder, model.user_encoder, model.scorer = TitleItems(len(WORDS), DIM), NewsUser(DIM), DotScorer(sigmoid=True)
         user_in = ([torch.randn(2, MAX_HISTORY, DIM), torch.ones(2, MAX_HISTORY)], ["history_vectors", "history_mask"])
         user_axes = {"history_vectors": {0: "batch", 1: "history"}, "history_mask": {0: "batch", 1: "history"}}
         extra_files["tokenizer.json"] = json.dumps({"type": "word-regex", "pattern": r"[\w]+|[.,!?;|]",
@@ -223,7 +215,7 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
             histories = {}
         else:
             model.user_encoder = GruUser(N_ITEMS, DIM) if name == "gru4recf" else MeanUser(N_ITEMS, DIM)
-            model.scorer = Dot()
+            model.scorer = DotScorer()
             user_in = ([torch.randint(1, N_ITEMS, (2, MAX_HISTORY)), torch.tensor([3, MAX_HISTORY])], ["item_seq", "seq_len"])
             user_axes = {"item_seq": {0: "batch", 1: "length"}, "seq_len": {0: "batch"}}
             meta = {"score": "raw", "scorer": "dot", "user_input": "sequence"}

@@ -1,31 +1,26 @@
 """The service on bundles written by the real exporter (training/export.py) from the real model classes:
 /recommend must match torch's full_sort_scores."""
+import json
+
 import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
 
+import tests.models.conftest as tiny
 from service.app import create_app
+from service.batch import load_for_batch, recommend_users
 from service.config import Settings
-
-export = pytest.importorskip("training.export")
-tiny = pytest.importorskip("tests.models.conftest")
-BundleData = pytest.importorskip("training.bundle_data").BundleData
+from training import export
+from training.cli import main
 
 N = tiny.N_ITEMS
-ITEMS = [f"item{i}" for i in range(1, N)]
+ITEMS = tiny.ITEMS
 HISTORY = ITEMS[3:15]  # 12 items: the service keeps the last max_history=10
 
 
 def bundle_data(kind, model):
-    if kind == "nrms":
-        inputs = {"title_tokens": model.title_tokens[1:].numpy()}
-        tokenizer = {"type": "word-regex", "title_size": 30, "vocab": {"a": 1}}
-    else:
-        inputs, tokenizer = {"item_idx": np.arange(1, N, dtype=np.int64)}, None
-    return BundleData(items=ITEMS, item_inputs=inputs, max_history=10, tokenizer=tokenizer,
-                      users=[f"u{i}" for i in range(1, 15)] if kind == "convncf" else None,
-                      histories=None if kind == "convncf" else {"u1": HISTORY}, metrics={"test": {"ndcg@10": 0.2}})
+    return tiny.tiny_bundle_data(kind, model, histories={"u1": HISTORY})
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +30,7 @@ def served(tmp_path_factory):
     for kind, model in models.items():
         export.export_bundle(model, bundle_data(kind, model), out, parity=False)
     with TestClient(create_app(Settings(artifacts=out))) as client:
-        yield client, models
+        yield client, models, out
 
 
 @torch.no_grad()
@@ -53,7 +48,7 @@ def torch_scores(kind, model):
 
 @pytest.mark.parametrize("kind", ["convncf", "gru4recf", "bert4rec", "nrms"])
 def test_recommend_matches_torch_full_sort(served, kind):
-    client, models = served
+    client, models, _ = served
     body = client.post("/recommend", json={"model": kind, "user_id": "u1", "k": 10, "exclude_history": False})
     assert body.status_code == 200, body.text
     scores = torch_scores(kind, models[kind])
@@ -63,3 +58,30 @@ def test_recommend_matches_torch_full_sort(served, kind):
     assert [r["item_id"] for r in got] == [ITEMS[i] for i in top]
     info = next(m for m in client.get("/models").json() if m["name"] == kind)
     assert info["kind"] == kind and info["items"] == N - 1
+
+
+@pytest.mark.parametrize("kind", ["convncf", "bert4rec", "nrms"])
+def test_bulk_recommend_equals_the_api_per_user(served, kind):
+    client, _, out = served
+    users = ["u1", "u2", "u9"] if kind == "convncf" else ["u1"]
+    records = list(recommend_users(load_for_batch(out / kind), users + ["nobody"], k=5, batch_size=2))
+    assert [r["user_id"] for r in records] == users + ["nobody"]
+    assert "unknown user" in records[-1]["error"]
+    for record in records[:-1]:
+        api = client.post("/recommend", json={"model": kind, "user_id": record["user_id"], "k": 5}).json()
+        assert [r["item_id"] for r in record["results"]] == [r["item_id"] for r in api["results"]]
+        assert np.allclose([r["score"] for r in record["results"]], [r["score"] for r in api["results"]], atol=1e-5)
+
+
+def test_recommend_cli_writes_json_lines(served, tmp_path):
+    _, _, out = served
+    users = tmp_path / "users.txt"
+    users.write_text("u1\nstranger\n")
+    result = tmp_path / "recs.jsonl"
+    assert main(["recommend", "--bundle", str(out / "gru4recf"), "--users", str(users), "--k", "3",
+                 "--out", str(result), "--no-progress"]) == 0
+    lines = [json.loads(line) for line in result.read_text().splitlines()]
+    assert [line["user_id"] for line in lines] == ["u1", "stranger"]
+    assert [r["rank"] for r in lines[0]["results"]] == [1, 2, 3]
+    assert set(HISTORY[-10:]).isdisjoint(r["item_id"] for r in lines[0]["results"])
+    assert "unknown user" in lines[1]["error"]

@@ -7,25 +7,13 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from tests.models.conftest import N_ITEMS, tiny_models
-from training.bundle_data import BundleData, save_bundle_data
+from tests.models.conftest import ITEMS, tiny_bundle_data, tiny_models
+from training.bundle_data import save_bundle_data
 from training.export import ExportError, export_bundle, sha256_file
 from training.parity import check_bundle_parity
 from training.train import export_checkpoint
 
-ITEMS = [f"item{i}" for i in range(1, N_ITEMS)]
-
-
-def bundle_data(kind: str, model) -> BundleData:
-    if kind == "nrms":
-        inputs = {"title_tokens": model.title_tokens[1:].numpy()}
-        tokenizer = {"type": "word-regex", "title_size": 30, "vocab": {"a": 1}}
-    else:
-        inputs, tokenizer = {"item_idx": np.arange(1, N_ITEMS, dtype=np.int64)}, None
-    return BundleData(items=ITEMS, item_inputs=inputs, max_history=10, tokenizer=tokenizer,
-                      users=[f"u{i}" for i in range(1, 15)] if kind == "convncf" else None,
-                      histories=None if kind == "convncf" else {"u1": ["item1", "item2"]},
-                      metrics={"valid": {"ndcg@10": 0.1}})
+bundle_data = tiny_bundle_data
 
 
 @pytest.fixture(scope="module")

@@ -194,7 +194,7 @@ def test_ml100k_becomes_recbole_atomic_files(server, tmp_path):
 
 
 def test_ml100k_output_reads_as_atomic_data(server, tmp_path):
-    atomic = pytest.importorskip("training.data.atomic")
+    from training.data import atomic
     data = ml100k_zip()
     serve(server, ("ml-100k.zip", data))
     dest, _ = run("ml-100k", tmp_path / "ml-100k", server, table("ml-100k", ("ml-100k.zip", data)))
@@ -241,7 +241,7 @@ def test_mind_unpacks_train_and_valid_with_readme(server, tmp_path):
             in readme)
     assert sorted(p.name for p in dest.iterdir()) == ["README.txt", "fetch.json", "train", "valid"]
 
-    mind = pytest.importorskip("training.data.mind")
+    from training.data import mind
     loaded = mind.read_mind(dest / "train", valid_behaviors=dest / "valid" / "behaviors.tsv")
     assert loaded.news.n_news == 3
 

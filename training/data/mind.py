@@ -120,15 +120,18 @@ def _read_lines(path: Path) -> tuple[bytes, list[str]]:
     return raw, lines
 
 
+def _tab_rows(lines: list[str]):
+    """(1-based line number, tab-separated columns) of each non-blank line, tolerating CRLF endings."""
+    for lineno, line in enumerate(lines, start=1):
+        line = line.removesuffix("\r")
+        if line.strip():
+            yield lineno, line.split("\t")
+
+
 def _parse_news(path: Path, lines: list[str]) -> list[tuple[str, str, str, str, str]]:
     rows: list[tuple[str, str, str, str, str]] = []
     first_line: dict[str, int] = {}
-    for lineno, line in enumerate(lines, start=1):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line.strip():
-            continue
-        cols = line.split("\t")
+    for lineno, cols in _tab_rows(lines):
         n = len(cols)
         if n != _NEWS_COLS:
             if n < _NEWS_MIN_COLS or n > _NEWS_COLS:
@@ -196,12 +199,7 @@ def _parse_behaviors(path: Path, lines: list[str], index: dict[str, int]):
     c_labels: list[int] = []
     missing: dict[str, int] = {}
     get = index.get
-    for lineno, line in enumerate(lines, start=1):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line.strip():
-            continue
-        cols = line.split("\t")
+    for lineno, cols in _tab_rows(lines):
         if len(cols) != _BEHAVIOR_COLS:
             raise DataError(path, lineno, f"expected {_BEHAVIOR_COLS} tab-separated columns, got {len(cols)}")
         imp_id, user, ts, hist, imps = cols

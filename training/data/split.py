@@ -11,7 +11,10 @@ Each phase's ``EvalSet`` stores, as CSR, every interaction of the user before it
 - test: the training items plus the validation item.
 
 That one CSR is both the sequential models' input history and the set of items to exclude from full-sort
-ranking (RecBole excludes exactly these: the items the user is known to have seen before the target).
+ranking: the items the user is known to have seen before the target. RecBole excludes them for general
+models such as ConvNCF; its sequential models (GRU4RecF, BERT4Rec) run with `repeatable: True` and rank the
+seen items too. We exclude them for every model (a recommender should not re-suggest what was consumed);
+bench/train_vs_recbole.py also scores our models RecBole's way so the figures compare.
 """
 from __future__ import annotations
 

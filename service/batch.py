@@ -1,0 +1,66 @@
+"""Offline bulk recommendations from a bundle: users in batches, one user-encoder call and one matrix
+product per batch (ConvNCF: its scorer over the catalog in chunks). Torch-free, like the service."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from service.bundle import resolve_latest
+from service.cache import LocalStore
+from service.config import Settings
+from service.errors import ServiceError
+from service.metrics import Metrics
+from service.model import ServedModel, load_model
+from service.ranking import Ranker, User, encode_users, raw_scores, shown
+
+
+def load_for_batch(bundle: str | Path) -> ServedModel:
+    """A bundle folder, or a model folder holding LATEST."""
+    path = Path(bundle)
+    if (path / "LATEST").exists():
+        path = resolve_latest(path)
+    settings = Settings()
+    return load_model(path, settings, LocalStore(1), Metrics(), {}, {})
+
+
+def recommend_users(model: ServedModel, user_ids: Sequence[str], k: int = 10, batch_size: int = 256,
+                    exclude_history: bool = True, chunk: int = 2048) -> Iterator[dict]:
+    """Yield one record per user: {"user_id", "results": [{"item_id", "score", "rank"}]} or {"user_id", "error"}."""
+    ranker = Ranker(LocalStore(1), Settings(), Metrics())
+    for start in range(0, len(user_ids), batch_size):
+        records: list[dict] = []
+        users: list[tuple[dict, User]] = []
+        for user_id in user_ids[start : start + batch_size]:
+            records.append({"user_id": user_id})
+            try:
+                users.append((records[-1], ranker.user(model, user_id, None)))
+            except ServiceError as err:
+                records[-1]["error"] = err.message
+        if users:
+            _fill(model, users, k, exclude_history, chunk)
+        yield from records  # in input order
+
+
+def _fill(model: ServedModel, users: list[tuple[dict, User]], k: int, exclude_history: bool, chunk: int) -> None:
+    """Score one batch of resolved users and put each one's top-k into its record."""
+    resolved = [u for _, u in users]
+    vectors = encode_users(model, [u.window for u in resolved], [u.user_idx for u in resolved])
+    if model.bundle.scorer == "pairwise":
+        scores = np.stack([raw_scores(model, v, model.catalog.matrix, chunk) for v in vectors])
+    else:
+        scores = vectors @ model.catalog.matrix.T
+    scores[:, 0] = -np.inf
+    if exclude_history:
+        rows = np.repeat(np.arange(len(resolved)), [len(u.seen) for u in resolved])
+        scores[rows, np.asarray([i for u in resolved for i in u.seen], dtype=np.int64)] = -np.inf
+    kk = min(k, scores.shape[1] - 1)
+    top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable"), 1)
+    ids = model.catalog.ids
+    for (record, _), row, items in zip(users, scores, top):
+        items = items[np.isfinite(row[items])]
+        values = shown(model, row[items]).tolist()
+        record["results"] = [{"item_id": ids[i], "score": s, "rank": r}
+                             for r, (i, s) in enumerate(zip(items.tolist(), values), start=1)]
