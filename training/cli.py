@@ -175,7 +175,9 @@ COMMANDS = {"train": cmd_train, "export": cmd_export, "serve": cmd_serve, "recom
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command != "serve":  # the service configures its own logging (a second handler would print twice)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s")
     from training.data.errors import DataError
 
     try:
