@@ -45,6 +45,8 @@ class RecModel(nn.Module):
     kind: str = ""
     # "raw" (an unbounded relevance score) or "probability" (a click probability in [0, 1]).
     score_meaning: str = "raw"
+    # What the user encoder takes (docs/bundle.md): "user_id", "sequence" or "news_vectors".
+    user_input: str = "sequence"
     # True when the scorer is a dot product (optionally through a monotone sigmoid), so a whole catalog
     # can be scored with one matrix product.
     dot_scorer: bool = True

@@ -51,6 +51,7 @@ class InteractionMapCNN(nn.Module):
 
 class ConvNCF(RecModel):
     kind = "convncf"
+    user_input = "user_id"
     dot_scorer = False
 
     def __init__(self, cfg: ConvNCFConfig):

@@ -80,6 +80,7 @@ def encode_titles(encoder: NewsEncoder, tokens: Tensor, buckets: int = 8) -> Ten
 
 class NRMS(RecModel):
     kind = "nrms"
+    user_input = "news_vectors"
     score_meaning = "probability"
 
     def __init__(self, cfg: NRMSConfig):

@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 
 
+class ExportError(RuntimeError):
+    """A bundle that cannot be written; defined here, free of torch, so the CLI can catch it cheaply."""
+
+
 @dataclass
 class BundleData:
     """Everything a bundle carries besides the graphs."""

@@ -178,20 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":  # the service configures its own logging (a second handler would print twice)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s")
+    from training.bundle_data import ExportError
     from training.data.errors import DataError
 
     try:
         if args.command == "data":
             return args.func(args)
         return COMMANDS[args.command](args)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, FileNotFoundError, ExportError) as err:  # ParityError is an ExportError
         print(f"recserve: error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:
-        if type(err).__name__ in ("ExportError", "ParityError"):
-            print(f"recserve: error: {err}", file=sys.stderr)
-            return 2
-        raise
 
 
 if __name__ == "__main__":

@@ -19,15 +19,10 @@ import torch
 
 from models.base import RecModel
 from models.registry import config_dict
-from training.bundle_data import BundleData, write_data_files
+from training.bundle_data import BundleData, ExportError, write_data_files
 
 OPSET = 17
 BUNDLE_FORMAT = "recserve-bundle/1"
-USER_INPUT = {"convncf": "user_id", "gru4recf": "sequence", "bert4rec": "sequence", "nrms": "news_vectors"}
-
-
-class ExportError(RuntimeError):
-    pass
 
 
 def sha256_file(path: Path) -> str:
@@ -110,7 +105,7 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
         if parity:
             from training.parity import check_bundle_parity  # imports onnxruntime only when checking
             check_bundle_parity(model, tmp)
-        manifest = _manifest(model, data, name, version, graphs)
+        manifest = _manifest(model, data, name, version, now, graphs)
         manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         tmp.rename(final)
@@ -124,18 +119,18 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _manifest(model: RecModel, data: BundleData, name: str, version: str, graphs: dict) -> dict:
+def _manifest(model: RecModel, data: BundleData, name: str, version: str, now_ns: int, graphs: dict) -> dict:
     dim = graphs["item_encoder"]["outputs"][0]["shape"][-1]
     return {
         "format": BUNDLE_FORMAT,
         "name": name,
         "model": model.kind,
         "version": version,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ns / 1e9)),
         "dim": dim,
         "score": model.score_meaning,
         "scorer": "pairwise" if not model.dot_scorer else ("dot_sigmoid" if model.score_meaning == "probability" else "dot"),
-        "user_input": USER_INPUT[model.kind],
+        "user_input": model.user_input,
         "max_history": data.max_history,
         "n_items": len(data.items),
         "config": config_dict(model),

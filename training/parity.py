@@ -11,13 +11,14 @@ import numpy as np
 import torch
 
 from models.base import RecModel
+from training.bundle_data import ExportError
 
 ATOL = 1e-4
 ITEM_BATCH = 1024
 
 
-class ParityError(AssertionError):
-    pass
+class ParityError(ExportError):
+    """The exported graphs do not compute what the torch model computes."""
 
 
 def ort_session(path: Path):
@@ -42,17 +43,17 @@ def close(name: str, onnx_out: np.ndarray, torch_out: torch.Tensor, atol: float)
     return diff
 
 
-def user_inputs(model: RecModel, manifest_user_input: str, item_vectors: np.ndarray, rng: np.random.Generator,
+def user_inputs(model: RecModel, item_vectors: np.ndarray, rng: np.random.Generator,
                 batch: int = 8, length: int = 50) -> dict[str, np.ndarray]:
     """Real-shaped random user-encoder inputs: ids, left-aligned sequences of varied length, or news vectors."""
     n_items = model.n_items
     lengths = rng.integers(1, length + 1, size=batch)
     lengths[0] = length
-    if manifest_user_input == "user_id":
+    if model.user_input == "user_id":
         return {"user_idx": rng.integers(1, model.cfg.n_users, size=batch)}
     items = rng.integers(1, n_items, size=(batch, length))
     mask = np.arange(length)[None, :] < lengths[:, None]
-    if manifest_user_input == "sequence":
+    if model.user_input == "sequence":
         return {"item_seq": np.where(mask, items, 0).astype(np.int64), "seq_len": lengths.astype(np.int64)}
     return {"history_vectors": (item_vectors[items] * mask[..., None]).astype(np.float32),
             "history_mask": mask.astype(np.float32)}
@@ -70,8 +71,6 @@ def catalog_scores(scorer, users: np.ndarray, items: np.ndarray, chunk: int = 20
 @torch.no_grad()
 def check_bundle_parity(model: RecModel, bundle: Path, atol: float = ATOL, seed: int = 0) -> dict[str, float]:
     """Raise ParityError unless every graph and the composed ranking match torch. Returns the max diffs."""
-    from training.export import USER_INPUT
-
     model = model.eval()
     rng = np.random.default_rng(seed)
     sessions = {part: ort_session(bundle / f"{part}.onnx") for part in ("item_encoder", "user_encoder", "scorer")}
@@ -87,7 +86,7 @@ def check_bundle_parity(model: RecModel, bundle: Path, atol: float = ATOL, seed:
     diffs["item_encoder"] = close("item_encoder", onnx_items, torch_items, atol)
     catalog = np.concatenate([np.zeros((1, onnx_items.shape[1]), np.float32), onnx_items])  # row 0 = padding
 
-    inputs = user_inputs(model, USER_INPUT[model.kind], catalog, rng,
+    inputs = user_inputs(model, catalog, rng,
                          length=getattr(model.cfg, "max_seq_length", getattr(model.cfg, "his_size", 50)))
     onnx_users = run(sessions["user_encoder"], inputs)
     torch_users = model.user_encoder(*[torch.from_numpy(v) for v in inputs.values()])
