@@ -20,6 +20,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from models.base import RecModel
+from training.memory import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def load_checkpoint(path: str | Path) -> dict:
 def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, meta: dict | None = None) -> FitResult:
     """Train `task.model`; return the per-epoch history. The model ends holding its best weights."""
     model = task.model
+    keep_freed_memory()
     run_dir.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result, start = FitResult(), 0

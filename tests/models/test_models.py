@@ -119,3 +119,37 @@ def test_length_buckets_encode_exactly_like_one_padded_batch(models):
     assert torch.allclose(encode_titles(model.item_encoder, tokens), model.item_encoder(tokens), atol=1e-5)
 
 
+
+
+@pytest.mark.parametrize("dim,kernels", [(64, [4, 4, 2, 2]), (24, [2, 3]), (32, [4, 4])])
+def test_convncf_patch_products_equal_the_conv_stack_values_and_gradients(dim, kernels):
+    from models.convncf import ConvNCF, ConvNCFConfig
+
+    channels = [1] + [8] * len(kernels)
+    model = ConvNCF(ConvNCFConfig(5, 9, embedding_size=dim, cnn_channels=channels, cnn_kernels=kernels,
+                                  cnn_strides=kernels, dropout_prob=0.0))
+    scorer = model.scorer
+    assert scorer.patch_grid is not None
+    user, items = torch.randn(3, dim), torch.randn(3, 4, dim)
+
+    def scores_and_grads(grid):
+        scorer.patch_grid = grid
+        scorer.zero_grad()
+        scores = scorer(user, items)
+        (scores * torch.arange(12.0).view(3, 4)).sum().backward()
+        return scores.detach(), [p.grad.clone() for p in scorer.parameters()]
+
+    grid = scorer.patch_grid
+    patch_scores, patch_grads = scores_and_grads(grid)
+    conv_scores, conv_grads = scores_and_grads(None)
+    assert torch.allclose(patch_scores, conv_scores, atol=1e-5)
+    for a, b in zip(patch_grads, conv_grads):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_convncf_overlapping_kernels_use_the_conv_stack():
+    from models.convncf import ConvNCF, ConvNCFConfig
+
+    model = ConvNCF(ConvNCFConfig(5, 9, embedding_size=16, cnn_channels=[1, 4, 4], cnn_kernels=[4, 2], cnn_strides=[2, 2]))
+    assert model.scorer.patch_grid is None
+    assert model.scorer(torch.randn(2, 16), torch.randn(2, 3, 16)).shape == (2, 3)
