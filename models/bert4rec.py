@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import DotScorer, OnnxPart, RecModel, id_part, sequence_part
-from models.layers import gather_positions
+from models.layers import Dropout, gather_positions
 
 
 @dataclass
@@ -47,12 +47,12 @@ class TransformerLayer(nn.Module):
         self.n_heads, self.head_dim = cfg.n_heads, h // cfg.n_heads
         self.qkv = nn.Linear(h, 3 * h)
         self.attn_out = nn.Linear(h, h)
-        self.attn_dropout = nn.Dropout(cfg.attn_dropout_prob)
+        self.attn_dropout = Dropout(cfg.attn_dropout_prob)
         self.ln1 = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
         self.ff_in = nn.Linear(h, cfg.inner_size)
         self.ff_out = nn.Linear(cfg.inner_size, h)
         self.ln2 = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
 
     def forward(self, x: Tensor, key_bias: Tensor) -> Tensor:  # key_bias [B, 1, 1, L]: 0 real, -10000 pad
         b, t, h = x.shape
@@ -72,7 +72,7 @@ class BERT4RecNetwork(nn.Module):
         self.item_embedding = item_embedding
         self.position_embedding = nn.Embedding(cfg.max_seq_length + 1, h)
         self.ln = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
-        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
         self.layers = nn.ModuleList(TransformerLayer(cfg) for _ in range(cfg.n_layers))
         self.head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h, eps=cfg.layer_norm_eps))
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import OnnxPart, RecModel, id_part
-from models.layers import Lookup
+from models.layers import Dropout, Lookup
 
 
 @dataclass
@@ -48,7 +48,7 @@ class InteractionMapCNN(nn.Module):
         for c_in, c_out, k, s in zip(cfg.cnn_channels[:-1], cfg.cnn_channels[1:], cfg.cnn_kernels, cfg.cnn_strides):
             layers += [nn.Conv2d(c_in, c_out, k, s), nn.ReLU()]
         self.cnn = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(cfg.dropout_prob)
+        self.dropout = Dropout(cfg.dropout_prob)
         self.predict = nn.Linear(cfg.cnn_channels[-1], 1)
         self.patch_grid = _patch_grid(cfg.embedding_size, cfg.cnn_kernels, cfg.cnn_strides)
 

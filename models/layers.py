@@ -73,3 +73,18 @@ class Lookup(nn.Module):
 
     def forward(self, idx: Tensor) -> Tensor:
         return self.embedding(idx)
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout (same p, same 1/(1-p) scaling, identity in eval) with the mask drawn by comparing
+    uniform noise to p: torch's CPU bernoulli_ is slower, and this measured 1.8x faster forward and
+    backward on [100, 30, 400] (about 6% of an NRMS training step)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p >= 1:
+            return torch.zeros_like(x)
+        keep = torch.empty_like(x).uniform_() >= self.p
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+

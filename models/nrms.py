@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.base import DotScorer, OnnxPart, RecModel
-from models.layers import AdditiveAttention, MultiHeadSelfAttention
+from models.layers import AdditiveAttention, Dropout, MultiHeadSelfAttention
 
 
 @dataclass
@@ -42,7 +42,7 @@ class NewsEncoder(nn.Module):
         super().__init__()
         dim = cfg.head_num * cfg.head_dim
         self.word_embedding = nn.Embedding(cfg.vocab_size, cfg.word_emb_dim, padding_idx=0)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.self_attention = MultiHeadSelfAttention(cfg.word_emb_dim, cfg.head_num, cfg.head_dim)
         self.attention = AdditiveAttention(dim, cfg.attention_hidden_dim)
 

@@ -153,3 +153,16 @@ def test_convncf_overlapping_kernels_use_the_conv_stack():
     model = ConvNCF(ConvNCFConfig(5, 9, embedding_size=16, cnn_channels=[1, 4, 4], cnn_kernels=[4, 2], cnn_strides=[2, 2]))
     assert model.scorer.patch_grid is None
     assert model.scorer(torch.randn(2, 16), torch.randn(2, 3, 16)).shape == (2, 3)
+
+
+def test_dropout_zeroes_a_share_p_scales_the_rest_and_is_identity_in_eval():
+    from models.layers import Dropout
+
+    torch.manual_seed(0)
+    drop, x = Dropout(0.3), torch.full((200, 500), 2.0)
+    y = drop.train()(x)
+    zeros = (y == 0).float().mean().item()
+    assert abs(zeros - 0.3) < 0.01
+    assert torch.allclose(y[y != 0], torch.tensor(2.0 / 0.7))
+    assert torch.equal(drop.eval()(x), x)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
