@@ -146,6 +146,12 @@ def test_convncf_patch_products_equal_the_conv_stack_values_and_gradients(dim, k
     for a, b in zip(patch_grads, conv_grads):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
 
+    users, catalog = torch.randn(5, dim), torch.randn(6, dim)
+    with torch.no_grad():
+        expected = scorer(users, catalog.unsqueeze(0).expand(5, -1, -1))  # the conv stack (grid still None)
+        scorer.patch_grid = grid
+        assert torch.allclose(scorer.score_all(users, catalog, rows=2), expected, atol=1e-5)
+
 
 def test_convncf_overlapping_kernels_use_the_conv_stack():
     from models.convncf import ConvNCF, ConvNCFConfig
