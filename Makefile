@@ -38,9 +38,9 @@ demo-train: $(STAMP)
 
 # Benchmarks: run alone (two torch processes on 2 cores distort every figure). See docs/benchmarks.md.
 bench: $(STAMP)
-	$(BIN)/python bench/train_vs_recbole.py --models convncf gru4recf bert4rec --epochs 5 \
+	$(BIN)/python bench/train_vs_recbole.py --models convncf gru4recf bert4rec --epochs 3 --batch-size 2048 \
 		--data ../shared/data/ml-100k --out bench/out/train_vs_recbole.json --md bench/out/train_vs_recbole.md
-	$(BIN)/python bench/nrms_mind.py --data ../shared/data/mind --out bench/out/nrms.json
+	$(BIN)/python bench/nrms_mind.py --data ../shared/data/mind --lr 5e-4 --out bench/out/nrms_5e-4.json
 	$(BIN)/python bench/serve_load.py --artifacts $(ARTIFACTS) --out bench/out/serve_load.json
 
 clean:

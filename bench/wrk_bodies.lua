@@ -1,12 +1,11 @@
--- wrk script for bench/serve_load.py: send the bodies of a file (one JSON per line) in turn, stop after
--- a number of responses, print requests, wall time and latency percentiles as one JSON line.
--- wrk -t1 -cC -d600s -s bench/wrk_bodies.lua URL -- BODIES_FILE LIMIT METHOD
-local bodies, next_body, responses, limit = {}, 0, 0, 0
+-- wrk script for bench/serve_load.py: send the bodies of a file (one JSON per line) in turn and print
+-- requests, wall time and latency percentiles as one JSON line at the end.
+-- wrk -t1 -cC -dSECONDSs -s bench/wrk_bodies.lua URL -- BODIES_FILE METHOD
+local bodies, next_body = {}, 0
 
 function init(args)
   for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
-  limit = tonumber(args[2])
-  wrk.method = args[3]
+  wrk.method = args[2]
   if wrk.method == "POST" then wrk.headers["Content-Type"] = "application/json" end
 end
 
@@ -14,11 +13,6 @@ function request()
   if #bodies == 0 then return wrk.format() end
   next_body = next_body % #bodies + 1
   return wrk.format(nil, nil, nil, bodies[next_body])
-end
-
-function response(status, headers, body)
-  responses = responses + 1
-  if responses >= limit then wrk.thread:stop() end
 end
 
 function done(summary, latency, requests)
