@@ -71,8 +71,7 @@ class InteractionMapCNN(nn.Module):
         m = len(grid)
         # bmm then permute: its backward is two batched mat-vecs, 2x faster than a broadcast product's
         maps = torch.bmm(users.unsqueeze(2), items.unsqueeze(1)).view(n, *grid, *grid)
-        interleaved = [0] + [d for i in range(1, m + 1) for d in (i, i + m)]
-        return self._patch_layers(maps.permute(interleaved), n, first=0)
+        return self._patch_layers(maps.permute(_interleaved(m)), n, first=0)
 
     def _patch_layers(self, x: Tensor, n: int, first: int) -> Tensor:
         """Conv layers first.. as matrix products over x laid out as in `_patch_cnn`, then the sum-pool."""
@@ -94,7 +93,7 @@ class InteractionMapCNN(nn.Module):
         item_half = torch.einsum("vbj,oij->vibo", items.reshape(len(items), blocks, k1), conv1.weight[:, 0])
         item_half = item_half.reshape(len(items), k1, blocks * channels)
         user_blocks = users.reshape(-1, k1)
-        interleaved = [0] + [d for i in range(1, m + 1) for d in (i, i + m)] + [2 * m + 1]
+        interleaved = _interleaved(m) + [2 * m + 1]  # channels stay last
         scores = users.new_empty(len(users), len(items))
         for start in range(0, len(users), rows):
             part = user_blocks[start * blocks:(start + rows) * blocks]
@@ -105,6 +104,11 @@ class InteractionMapCNN(nn.Module):
                 features = self._patch_layers(x, n, first=1)
                 scores[start:start + n, v] = self.predict(self.dropout(features)).squeeze(-1)
         return scores
+
+
+def _interleaved(m: int) -> list[int]:
+    """Permutation of (batch, a_1..a_m, b_1..b_m) to (batch, a_1, b_1, ..., a_m, b_m)."""
+    return [0] + [d for i in range(1, m + 1) for d in (i, i + m)]
 
 
 def _patch_grid(dim: int, kernels: list[int], strides: list[int]) -> list[int] | None:
