@@ -90,7 +90,8 @@ def load_wrk(url: str, method: str, bodies: list[bytes | None], concurrency: int
                "--", f.name, method]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
-    return {"requests": r["requests"], "errors": r["non2xx"] + r["socket_errors"], "distinct_bodies": len(bodies),
+    return {"requests": r["requests"], "errors": r["non2xx"] + r["socket_errors"],
+            "distinct_bodies": sum(1 for body in bodies if body),
             "rps": r["requests"] / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000}
 
 
@@ -153,10 +154,10 @@ def bench(args: argparse.Namespace) -> dict:
             for endpoint in ("rank", "recommend"):
                 for c in args.concurrency:
                     # wrk runs for a duration: give it more distinct bodies than it can send, so cold stays cold
-                    n = args.requests if args.client == "httpx" else int(3000 * args.seconds)
+                    n = args.requests if args.client == "httpx" else 3000 * args.seconds
                     bodies = bodies_for(bundle, endpoint, n, seed=hash((name, endpoint, c)) % 2**31)
-                    for cache in ("cold", "warm"):  # warm: bodies already sent once, user vectors now cached
-                        sent = bodies if cache == "cold" or args.client == "httpx" else bodies[:500]
+                    for cache in ("cold", "warm"):  # warm: bodies the cold run sent, user vectors now cached
+                        sent = bodies if cache == "cold" or args.client == "httpx" else bodies[:min(500, rows[-1]["requests"])]
                         rows.append({"endpoint": f"/{endpoint}", "model": name, "cache": cache, "concurrency": c,
                                      **load(args, f"{url}/{endpoint}", "POST", sent, c)})
                         print(_row(rows[-1]), flush=True)

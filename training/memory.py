@@ -4,7 +4,7 @@ By default glibc's malloc hands large blocks straight back to the kernel when th
 above its mmap threshold, and free space at the top of the heap), so every training step faults the
 same hundreds of megabytes in again. On the VMs we run on, a page fault is expensive: a ConvNCF
 full-sort pass spent 30-70% of its time in the kernel. Raising both thresholds keeps the blocks for
-reuse: measured 1.3-1.7x faster training steps for ConvNCF, GRU4RecF and BERT4Rec, and 3x faster first
+reuse: measured 1.3-1.9x faster training steps for ConvNCF, GRU4RecF and BERT4Rec, and 3x faster first
 full sort. It does what `MALLOC_MMAP_THRESHOLD_` / `MALLOC_TRIM_THRESHOLD_` would do before start-up, and
 what PyTorch's CPU tuning guide gets from jemalloc or tcmalloc.
 """

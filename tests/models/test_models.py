@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from models.bert4rec import append_mask
-from models.layers import gather_positions
+from models.convncf import ConvNCF, ConvNCFConfig
+from models.layers import Dropout, gather_positions
 from models.nrms import encode_titles
 
 SEQ_BATCH = {"item_seq": torch.tensor([[1, 2, 3, 0, 0], [4, 5, 0, 0, 0], [6, 0, 0, 0, 0]]), "seq_len": torch.tensor([3, 2, 1]),
@@ -118,13 +119,8 @@ def test_length_buckets_encode_exactly_like_one_padded_batch(models):
     tokens = model.title_tokens[1:]
     assert torch.allclose(encode_titles(model.item_encoder, tokens), model.item_encoder(tokens), atol=1e-5)
 
-
-
-
 @pytest.mark.parametrize("dim,kernels", [(64, [4, 4, 2, 2]), (24, [2, 3]), (32, [4, 4])])
 def test_convncf_patch_products_equal_the_conv_stack_values_and_gradients(dim, kernels):
-    from models.convncf import ConvNCF, ConvNCFConfig
-
     channels = [1] + [8] * len(kernels)
     model = ConvNCF(ConvNCFConfig(5, 9, embedding_size=dim, cnn_channels=channels, cnn_kernels=kernels,
                                   cnn_strides=kernels, dropout_prob=0.0))
@@ -154,16 +150,12 @@ def test_convncf_patch_products_equal_the_conv_stack_values_and_gradients(dim, k
 
 
 def test_convncf_overlapping_kernels_use_the_conv_stack():
-    from models.convncf import ConvNCF, ConvNCFConfig
-
     model = ConvNCF(ConvNCFConfig(5, 9, embedding_size=16, cnn_channels=[1, 4, 4], cnn_kernels=[4, 2], cnn_strides=[2, 2]))
     assert model.scorer.patch_grid is None
     assert model.scorer(torch.randn(2, 16), torch.randn(2, 3, 16)).shape == (2, 3)
 
 
 def test_dropout_zeroes_a_share_p_scales_the_rest_and_is_identity_in_eval():
-    from models.layers import Dropout
-
     torch.manual_seed(0)
     drop, x = Dropout(0.3), torch.full((200, 500), 2.0)
     y = drop.train()(x)
