@@ -28,14 +28,11 @@ class Catalog:
 
     def lookup(self, ids: Sequence[str]) -> tuple[list[int], list[str]]:
         """(indices of the known ids in order, the unknown ids)."""
-        known, unknown, index = [], [], self.index
-        for item in ids:
-            i = index.get(item)
-            if i is None:
-                unknown.append(item)
-            else:
-                known.append(i)
-        return known, unknown
+        found = list(map(self.index.get, ids))
+        if None not in found:  # the common case, without a per-id branch
+            return found, []
+        known = [i for i in found if i is not None]
+        return known, [item for item, i in zip(ids, found) if i is None]
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> tuple[list[str], list[str]]:
         """Replace the vectors of known ids and append the others; returns (added, updated)."""

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     redis_retry_s: float = Field(1.0, ge=0, description="After a Redis failure, wait this long before retrying")
     cache_prefix: str = Field("recserve", description="First part of every cache key")
     local_cache_size: int = Field(100_000, ge=1, description="Entries kept by the in-process LRU cache")
+    user_near_cache_size: int = Field(
+        10_000, ge=0, description="User vectors each worker also keeps in process, in front of Redis; 0 = none")
     user_ttl_s: int = Field(300, ge=1, description="Lifetime of a cached user vector")
     item_ttl_s: int = Field(30 * 86400, ge=0, description="Lifetime of a cached item vector; 0 = no expiry")
     providers: Literal["auto", "cpu", "cuda"] = Field("auto", description="onnxruntime execution provider")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.cache import from_bytes, to_bytes
+from service.cache import LocalStore, NearCache, from_bytes, to_bytes
 from service.config import Settings
 from service.errors import unprocessable
 from service.metrics import Metrics
@@ -71,7 +71,9 @@ class Ranker:
     """Rank candidates or recommend from the catalog for one model, with user vectors cached per history."""
 
     def __init__(self, store, settings: Settings, metrics: Metrics):
-        self.store, self.settings, self.metrics = store, settings, metrics
+        self.settings, self.metrics = settings, metrics
+        near = settings.user_near_cache_size
+        self.store = NearCache(LocalStore(near), store, settings.user_ttl_s) if near and not isinstance(store, LocalStore) else store
 
     def user(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None) -> User:
         """Resolve the request's user; raises 422 naming the field when nothing usable is given."""

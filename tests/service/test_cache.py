@@ -5,7 +5,9 @@ import subprocess
 import time
 
 import pytest
+import redis
 
+from service.cache import LocalStore, NearCache, RedisStore
 from tests.service.bundles import build
 
 RANK = {"model": "bert4rec", "user_id": "u1", "candidates": ["i1", "i2", "i3"]}
@@ -50,6 +52,34 @@ def test_bundle_versions_never_share_keys(make_client, redis_prefix, redis_clien
     assert all(abs(r["score"] - want[r["item_id"]]) < 1e-4 for r in body["results"])
 
 
+def test_near_cache_keeps_user_vectors_in_process(make_client, redis_prefix, redis_client, models):
+    """A repeat user is answered from the worker's own copy even when Redis lost the key; with the near
+    cache off, the same request goes back to Redis (a miss, then encoded again)."""
+    version = models["bert4rec"].version
+    for near_size, expected in [(100, ("hit", 1)), (0, ("miss", 2))]:
+        client = make_client(redis_url="redis://127.0.0.1:6379/0", cache_prefix=redis_prefix,
+                             user_near_cache_size=near_size)
+        first = client.post("/rank", json=RANK).json()
+        redis_client.delete(*redis_client.keys(f"{redis_prefix}:{{bert4rec:{version}}}:user:u1:*"))
+        assert client.post("/rank", json=RANK).json() == first
+        assert counter(client, "user", expected[0]) == expected[1]
+
+
+def test_near_cache_reads_through_writes_through_and_deletes_both(redis_prefix, redis_client):
+    far = RedisStore("redis://127.0.0.1:6379/0", 1.0, 1.0, lambda down: None)
+    cache = NearCache(LocalStore(2), far, ttl=60)
+    a, b, c = (f"{redis_prefix}:{name}" for name in "abc")
+    redis_client.set(a, b"A")
+    assert cache.get_many([a, b]) == [b"A", None]
+    redis_client.delete(a)
+    assert cache.get_many([a]) == [b"A"]  # filled on the read through
+    cache.set_many([(b, b"B"), (c, b"C")], 30)
+    assert redis_client.get(b) == b"B" and 0 < redis_client.ttl(b) <= 30
+    assert cache.get_many([a, b, c]) == [None, b"B", b"C"]  # a was the least recent of 2 entries
+    cache.delete([b])
+    assert redis_client.get(b) is None and cache.get_many([b]) == [None]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,10 +120,9 @@ def test_redis_outage_degrades_then_recovers(make_client):
             assert time.monotonic() < deadline, "did not recover"
             time.sleep(0.1)
         assert "recserve_cache_degraded 0.0" in client.get("/metrics").text
-        before = counter(client, "user", "hit")
-        client.post("/rank", json=RANK)
-        client.post("/rank", json=RANK)
-        assert counter(client, "user", "hit") == before + 1  # writing and reading Redis again
+        fresh = {**RANK, "history": ["i4", "i5"]}  # a user this worker has not kept in process
+        client.post("/rank", json=fresh)
+        assert redis.Redis(port=port).keys("*:user:*")  # writing Redis again
     finally:
         proc.kill()
         proc.wait()
