@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(0, ge=0, description="onnxruntime inter-op threads; 0 = its default")
     encode_batch: int = Field(1024, ge=1, description="Items per item-encoder call when encoding a catalog")
     pairwise_chunk: int = Field(2048, ge=1, description="Items per scorer call for pairwise (ConvNCF) models")
+    pairwise_score_cache_size: int = Field(
+        1000, ge=0, description="Users whose pairwise (ConvNCF) scores each worker keeps; 0 = none")
     max_candidates: int = Field(1000, ge=1, description="Most candidates one /rank request may send")
     max_k: int = Field(1000, ge=1, description="Largest k of /recommend")
     max_history: int | None = Field(None, ge=1, description="History items used; default: the model's")

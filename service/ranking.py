@@ -63,17 +63,17 @@ def shown(model: ServedModel, scores: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-scores.astype(np.float64)))
 
 
-def score_items(model: ServedModel, user: np.ndarray, indices: np.ndarray, chunk: int) -> np.ndarray:
-    return raw_scores(model, user, model.catalog.matrix[indices], chunk)
-
-
 class Ranker:
     """Rank candidates or recommend from the catalog for one model, with user vectors cached per history."""
 
     def __init__(self, store, settings: Settings, metrics: Metrics):
         self.settings, self.metrics = settings, metrics
-        near = settings.user_near_cache_size
-        self.store = NearCache(LocalStore(near), store, settings.user_ttl_s) if near and not isinstance(store, LocalStore) else store
+        self.store = store
+        if settings.user_near_cache_size and not isinstance(store, LocalStore):
+            self.store = NearCache(LocalStore(settings.user_near_cache_size), store, settings.user_ttl_s)
+        # Pairwise scores per user key (values: float32 [catalog rows], NaN = not scored yet); see `scores`.
+        size = settings.pairwise_score_cache_size
+        self.pair_scores = LocalStore(size) if size else None
 
     def user(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None) -> User:
         """Resolve the request's user; raises 422 naming the field when nothing usable is given."""
@@ -97,16 +97,44 @@ class Ranker:
             raise unprocessable(field, f"no item of the history is known to model {model.name!r}")
         return User(user_id, seen, seen[-model.max_history:])
 
-    def user_vector(self, model: ServedModel, user: User) -> np.ndarray:
-        """The user's vector from the cache, else encoded and cached for `user_ttl_s`."""
+    @staticmethod
+    def user_key(model: ServedModel, user: User) -> str:
         ids = model.catalog.ids
-        key = model.keys.user(user.user_id, [ids[i] for i in user.window])
+        return model.keys.user(user.user_id, [ids[i] for i in user.window])
+
+    def user_vector(self, model: ServedModel, user: User, key: str) -> np.ndarray:
+        """The user's vector from the cache, else encoded and cached for `user_ttl_s`."""
         vector = from_bytes(self.store.get_many([key])[0], model.bundle.dim)
         self.metrics.cache_lookup("user", vector is not None, vector is None)
         if vector is None:
             vector = encode_user(model, user.window, user.user_idx)
             self.store.set_many([(key, to_bytes(vector))], self.settings.user_ttl_s)
         return vector
+
+    def scores(self, model: ServedModel, key: str, vector: np.ndarray, indices: np.ndarray | None) -> np.ndarray:
+        """Raw scores (a new array) of catalog rows `indices`, or of every row (padding row 0 included) for None,
+        for the user under `key`.
+
+        A pairwise scorer (ConvNCF's CNN) costs ~0.4M multiply-adds per item, about 40x a dot product, so its
+        scores are kept per user key in process and a repeat request scores only the items it has not seen.
+        A score depends on nothing but the key (bundle version and user) and the item, and these models'
+        catalogs never change while serving (no tokenizer, so no /items), so a kept score is never stale.
+        """
+        chunk = self.settings.pairwise_chunk
+        if model.bundle.scorer != "pairwise" or self.pair_scores is None or model.tokenizer is not None:
+            items = model.catalog.matrix if indices is None else model.catalog.matrix[indices]
+            return raw_scores(model, vector, items, chunk)
+        rows = model.catalog.size + 1
+        indices = np.arange(rows) if indices is None else indices
+        known = self.pair_scores.get_many([key])[0]
+        if known is None or known.shape[0] != rows:
+            known = np.full(rows, np.nan, dtype=np.float32)
+            self.pair_scores.set_many([(key, known)], self.settings.user_ttl_s)
+        todo = np.unique(indices[np.isnan(known[indices])])
+        self.metrics.cache_lookup("score", indices.size - todo.size, todo.size)
+        if todo.size:
+            known[todo] = raw_scores(model, vector, model.catalog.matrix[todo], chunk)
+        return known[indices]
 
     def forget_user(self, model: ServedModel, user_id: str) -> None:
         """Drop the cached vector of the user's current stored history (called before it changes)."""
@@ -120,8 +148,8 @@ class Ranker:
         """Score the known candidates, best first; unknown ones are listed, not scored."""
         user = self.user(model, user_id, history)
         indices, unknown = model.catalog.lookup(dict.fromkeys(candidates))
-        vector = self.user_vector(model, user)
-        raw = score_items(model, vector, np.asarray(indices, dtype=np.int64), self.settings.pairwise_chunk)
+        key = self.user_key(model, user)
+        raw = self.scores(model, key, self.user_vector(model, user, key), np.asarray(indices, dtype=np.int64))
         order = np.argsort(-raw, kind="stable")
         return self._response(model, [indices[j] for j in order], shown(model, raw[order]), unknown)
 
@@ -129,9 +157,8 @@ class Ranker:
                   exclude_history: bool, exclude: Sequence[str]) -> dict:
         """The k best items of the whole catalog, minus the history (optionally) and `exclude`."""
         user = self.user(model, user_id, history)
-        vector = self.user_vector(model, user)
-        matrix = model.catalog.matrix
-        raw = np.asarray(raw_scores(model, vector, matrix, self.settings.pairwise_chunk), dtype=np.float32).copy()
+        key = self.user_key(model, user)
+        raw = np.asarray(self.scores(model, key, self.user_vector(model, user, key), None), dtype=np.float32)
         excluded, unknown = model.catalog.lookup(exclude)
         raw[[0, *excluded, *(user.seen if exclude_history else ())]] = -np.inf
         k = min(k, int(np.isfinite(raw).sum()))

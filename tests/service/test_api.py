@@ -65,6 +65,36 @@ def test_convncf_recommend_runs_the_scorer_in_chunks(make_client, models):
     assert 'recserve_inference_seconds_count{graph="scorer",model="convncf"} 10.0' in metrics  # warm-up + 9
 
 
+def scorer_calls(client) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith('recserve_inference_seconds_count{graph="scorer",model="convncf"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_convncf_scores_each_user_item_pair_once(make_client, models):
+    """Kept pairwise scores: a repeat /rank runs no scorer, /recommend scores only the rows not yet scored,
+    and every answer equals the torch model's."""
+    client = make_client(pairwise_chunk=1000)
+    model, user = models["convncf"], models["convncf"].expected_user(user_id="u6")
+    rank = {"model": "convncf", "user_id": "u6", "candidates": model.items[5:25]}
+    first = client.post("/rank", json=rank).json()
+    calls = scorer_calls(client)
+    assert client.post("/rank", json=rank).json() == first and scorer_calls(client) == calls
+    check(first["results"], model, user, model.items[5:25])
+    body = client.post("/recommend", json={"model": "convncf", "user_id": "u6", "k": 60}).json()
+    assert scorer_calls(client) == calls + 1
+    scores = expected(model, user, model.items)
+    assert [r["item_id"] for r in body["results"]] == [model.items[i] for i in np.argsort(-scores, kind="stable")]
+    metrics = client.get("/metrics").text
+    assert 'recserve_cache_requests_total{kind="score",result="hit"} 40.0' in metrics  # 20 + the 20 ranked
+    assert 'recserve_cache_requests_total{kind="score",result="miss"} 61.0' in metrics  # 20 + 41 other rows (padding row 0 too)
+    other = make_client(pairwise_score_cache_size=0)
+    other.post("/rank", json=rank)
+    other.post("/rank", json=rank)
+    assert scorer_calls(other) == 3  # warm-up + one per request
+
+
 @pytest.mark.parametrize("name", ["gru4recf", "nrms"])
 def test_recommend_excludes_history_and_exclude_list(client, models, name):
     model = models[name]
