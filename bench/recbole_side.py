@@ -180,7 +180,8 @@ def main() -> None:
 
         valid_passes = [e for e in evals if e["phase"] == "valid"]
         scores = [e["metrics"]["ndcg@10"] for e in valid_passes]
-        best = int(np.argmax(scores)) if scores else -1  # first maximum: RecBole updates on strictly better
+        # The last maximum: RecBole's early_stopping saves the model on `value >= best`.
+        best = len(scores) - 1 - int(np.argmax(scores[::-1])) if scores else -1
         epoch_seconds = [e["seconds"] for e in epochs]
         report = {
             "side": "recbole",

@@ -27,12 +27,21 @@ class Metrics:
         self.models_loaded = Gauge("recserve_models_loaded", "Models being served", registry=self.registry)
         self.reloads = Counter("recserve_reloads", "Bundle loads by outcome", ["model", "outcome"],
                                registry=self.registry)
+        self._children: dict = {}
+
+    def child(self, metric, *labels: str):
+        """`metric.labels(*labels)`, remembered: prometheus_client's lookup is a few us on every request."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def cache_lookup(self, kind: str, hits: int, misses: int) -> None:
         if hits:
-            self.cache_requests.labels(kind, "hit").inc(hits)
+            self.child(self.cache_requests, kind, "hit").inc(hits)
         if misses:
-            self.cache_requests.labels(kind, "miss").inc(misses)
+            self.child(self.cache_requests, kind, "miss").inc(misses)
 
     def inference_observer(self, model: str):
         """A callback for runtime.Graph: (graph name, seconds) -> histogram."""

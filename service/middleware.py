@@ -25,4 +25,5 @@ class LatencyMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             model = scope.get("state", {}).get("model", "")
-            self.metrics.request_seconds.labels(route, model, str(status[0])).observe(time.perf_counter() - start)
+            self.metrics.child(self.metrics.request_seconds, route, model, str(status[0])).observe(
+                time.perf_counter() - start)

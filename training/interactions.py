@@ -22,11 +22,11 @@ from training.evaluate import csr_pairs, rank_metrics, target_ranks
 
 
 def sample_negatives(users: np.ndarray, n_items: int, positive_keys: np.ndarray, rng: np.random.Generator,
-                     rounds: int = 5) -> np.ndarray:
-    """One uniformly drawn item (index >= 1) per user that the user has not interacted with.
+                     rounds: int = 100) -> np.ndarray:
+    """One uniformly drawn item (index >= 1) per user that is not among the user's positives.
 
-    positive_keys: sorted `user * n_items + item` of every known interaction. Collisions are redrawn a few
-    rounds (like RecBole's uniform sampler); what still collides after that is kept (vanishingly rare).
+    positive_keys: sorted `user * n_items + item` of the training interactions. Collisions are redrawn until
+    none is left, like RecBole's uniform sampler; the round cap only guards a user who has every item.
     """
     negatives = rng.integers(1, n_items, size=len(users))
     todo = np.arange(len(users))
@@ -54,7 +54,9 @@ class InteractionTask:
         if self.pairwise:
             self.train_user = torch.from_numpy(split.train_user.astype(np.int64))
             self.train_item = torch.from_numpy(split.train_item.astype(np.int64))
-            self.positive_keys = np.unique(data.user.astype(np.int64) * self.n_items + data.item)
+            # Training positives only, as RecBole's training sampler: the held-out items of validation and
+            # test may be drawn as negatives, since excluding them would let the split leak into training.
+            self.positive_keys = np.unique(self.train_user.numpy() * self.n_items + split.train_item)
             self.size = len(self.train_user)
         else:
             samples = prefix_samples(split.train_user, split.train_item, max_len=max_seq_length)

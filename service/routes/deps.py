@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from service.config import Settings
 from service.errors import ServiceError
@@ -53,9 +55,9 @@ async def require_api_key(request: Request) -> None:
 
 def served_model(request: Request, registry: Registry, name: str) -> ServedModel:
     """The model called `name`: 503 while nothing is loaded, 404 when no such model is served."""
-    request.state.model = name
     model = registry.models.get(name)
     if model is not None:
+        request.state.model = name  # a metrics label: only served names, so a client cannot grow the series
         return model
     if not registry.models:
         raise ServiceError(503, "no model is loaded yet; see GET /readyz")
@@ -63,3 +65,22 @@ def served_model(request: Request, registry: Registry, name: str) -> ServedModel
 
 
 Authorized = [Depends(require_api_key)]
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def parse_body(request: Request, schema: type[Body]) -> Body:
+    """The request body as `schema`, parsed and validated in one pass by pydantic-core.
+
+    The hot routes take their body this way rather than as a FastAPI body parameter, which decodes with
+    `json.loads` and then validates the Python objects (~40 us more per /rank). Errors are the same 422.
+    """
+    try:
+        return schema.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def documented_body(schema: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` that documents a body read by `parse_body` (the schemas have no nested models)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema.model_json_schema()}}}}

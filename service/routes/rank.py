@@ -1,21 +1,22 @@
 """POST /rank and POST /recommend: the hot path.
 
-They read the registry, ranker and settings off `request.app.state` instead of injecting them: FastAPI
-solves each injected dependency per request, and three of them cost more than scoring 100 candidates."""
+FastAPI solves every injected dependency per request, and on these routes three of them cost more than
+scoring 100 candidates, so the handlers check the API key themselves, read the registry, ranker and settings
+off `request.app.state` and parse their body with `parse_body`."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
 from service.errors import unprocessable
 from service.responses import FastJSON
-from service.routes.deps import Authorized, served_model
+from service.routes.deps import documented_body, parse_body, require_api_key, served_model
 from service.schemas import RankRequest, RankResponse, RecommendRequest
 
-router = APIRouter(tags=["ranking"], dependencies=Authorized)
+router = APIRouter(tags=["ranking"])
 
 
-@router.post("/rank", response_model=RankResponse, response_class=FastJSON)
-async def rank(body: RankRequest, request: Request) -> FastJSON:
+@router.post("/rank", response_model=RankResponse, response_class=FastJSON, openapi_extra=documented_body(RankRequest))
+async def rank(request: Request) -> FastJSON:
     """Score `candidates` for a user, best first.
 
     The user is `history` (item ids, oldest first) when it is given and non-empty, else the stored history
@@ -23,7 +24,8 @@ async def rank(body: RankRequest, request: Request) -> FastJSON:
     Unknown candidates are returned in `unknown` and not scored; unknown history items are ignored.
     Histories longer than the model's `max_history` keep their last items.
     """
-    state = request.app.state
+    await require_api_key(request)
+    body, state = await parse_body(request, RankRequest), request.app.state
     model, settings = served_model(request, state.registry, body.model), state.settings
     if len(body.candidates) > settings.max_candidates:
         raise unprocessable("candidates", f"{len(body.candidates)} candidates exceed the limit of "
@@ -31,14 +33,16 @@ async def rank(body: RankRequest, request: Request) -> FastJSON:
     return FastJSON(state.ranker.rank(model, body.user_id, body.history, body.candidates))
 
 
-@router.post("/recommend", response_model=RankResponse, response_class=FastJSON)
-async def recommend(body: RecommendRequest, request: Request) -> FastJSON:
+@router.post("/recommend", response_model=RankResponse, response_class=FastJSON,
+             openapi_extra=documented_body(RecommendRequest))
+async def recommend(request: Request) -> FastJSON:
     """The `k` best items of the whole catalog for a user (same user rules as /rank).
 
     `exclude_history` leaves out the items of the history used; `exclude` lists more items never to return.
     Dot-product models score the catalog with one matrix product; ConvNCF runs its scorer in chunks.
     """
-    state = request.app.state
+    await require_api_key(request)
+    body, state = await parse_body(request, RecommendRequest), request.app.state
     model, settings = served_model(request, state.registry, body.model), state.settings
     if body.k > settings.max_k:
         raise unprocessable("k", f"{body.k} exceeds the limit of {settings.max_k}")

@@ -173,6 +173,12 @@ def test_api_key(make_client):
     assert client.post("/rank", json=body).status_code == 401
     assert client.post("/rank", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.post("/rank", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.post("/rank", json={"bad": 1}).status_code == 401  # the key is checked before the body
+    recommend = {"model": "nrms", "user_id": "u1"}
+    assert client.post("/recommend", json=recommend).status_code == 401
+    assert client.post("/recommend", json=recommend, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    for path in ("/items", "/users/u1/events", "/admin/reload"):
+        assert client.post(path, json={}).status_code == 401
     assert client.get("/models").status_code == 401 and client.get("/metrics").status_code == 401
     assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
 
