@@ -13,7 +13,7 @@ silently swaps in its own bundled copy when the dataset is named "ml-100k"; this
 Configuration: RecBole's own defaults (overall.yaml, the model's yaml, the dataset yaml) with only what the
 benchmark fixes on top: leave-one-out split (LS valid_and_test, time order, full sort, grouped by user),
 Recall/NDCG/MRR/Hit@10, NDCG@10 for model selection, the epoch count and batch size, no early stop within
-the run, seed 2020, CPU. GRU4RecF and BERT4Rec train with CE over all items (no negative sampling); ConvNCF
+the run, seed 2020 unless --seed, CPU. GRU4RecF and BERT4Rec train with CE over all items (no negative sampling); ConvNCF
 with its default pairwise BPR against one uniformly sampled negative.
 
 Timing: the trainer's `_train_epoch` (one pass over the training data: batching, sampling, forward,
@@ -57,7 +57,7 @@ def config_dict(args, work_dir: Path) -> dict:
         "epochs": args.epochs,
         "stopping_step": 10**9,            # never stop early: every side runs all epochs
         "MAX_ITEM_LIST_LENGTH": 50,
-        "seed": 2020,
+        "seed": args.seed,
         "reproducibility": True,
         "use_gpu": False,
         "gpu_id": "",
@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--eval-batch-size", type=int, default=4096, help="RecBole's default, 4096")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--work-dir", type=Path, default=None,

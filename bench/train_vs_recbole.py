@@ -99,7 +99,7 @@ def run_recbole(kind: str, args, epochs: int, work: Path) -> dict:
     cmd = [args.recbole_python, str(REPO / "bench" / "recbole_side.py"), "--model", RECBOLE_NAMES[kind],
            "--data-path", str(data_path), "--dataset", args.data.name, "--epochs", str(epochs),
            "--batch-size", str(args.batch_size), "--eval-batch-size", str(args.recbole_eval_batch_size),
-           "--out", str(out)]
+           "--seed", str(args.seed), "--out", str(out)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
@@ -138,7 +138,8 @@ def run_ours(kind: str, args, epochs: int, work: Path) -> dict:
               f"{evals[-1]['seconds']:.2f} s", file=sys.stderr, flush=True)
         return result
 
-    cfg = train_config(kind, epochs=epochs, batch_size=args.batch_size, patience=epochs, progress=False)
+    cfg = train_config(kind, epochs=epochs, batch_size=args.batch_size, patience=epochs, progress=False,
+                       seed=args.seed)
     print(f"[{kind}] ours: run({kind!r}, {str(args.data)!r}, ..., {cfg})", file=sys.stderr, flush=True)
     InteractionTask.__init__, InteractionTask.evaluate = init, evaluate
     started = time.perf_counter()
@@ -298,7 +299,7 @@ def markdown(report: dict) -> str:
         f"with torch {report['versions'].get('torch_recbole', '?')}; torch threads: "
         f"RecBole {report['threads'].get('recbole', '?')}, ours {report['threads'].get('ours', '?')}",
         f"- Epochs: {', '.join(f'{k} {v}' for k, v in report['epochs'].items())}; training batch size "
-        f"{report['batch_size']}; Adam, lr 1e-3, seed 2020; no early stopping; test figures from the best epoch "
+        f"{report['batch_size']}; Adam, lr 1e-3, seed {report.get('seed', 2020)}; no early stopping; test figures from the best epoch "
         f"by validation NDCG@10",
         f"- Evaluation batches: RecBole eval_batch_size {report['recbole_eval_batch_size']} (interactions: "
         f"for ConvNCF that is {report['recbole_eval_batch_size']} // n_items users per batch; for the sequential "
@@ -390,6 +391,7 @@ def main() -> None:
     for kind in RECBOLE_NAMES:
         parser.add_argument(f"--epochs-{kind}", type=int, default=None, help=f"epochs for {kind} (else --epochs)")
     parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--seed", type=int, default=2020, help="the seed of both sides (RecBole's default: 2020)")
     parser.add_argument("--data", type=Path, default=Path("/work/shared/data/ml-100k"),
                         help="folder <name>/ holding <name>.inter (and <name>.item)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/train_vs_recbole.json"))
@@ -427,6 +429,7 @@ def main() -> None:
         "dataset": args.data.name,
         "data": str(args.data),
         "batch_size": args.batch_size,
+        "seed": args.seed,
         "recbole_eval_batch_size": args.recbole_eval_batch_size,
         "recbole_timestamps": ("as dense ranks (a temporary copy of the .inter: same order as ours, as float32 holds "
                                "ranks exactly)" if args.recbole_rank_timestamps else "as in the file"),

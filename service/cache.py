@@ -31,8 +31,11 @@ class Keys:
     def item(self, item_id: str) -> str:
         return f"{self.base}:item:{item_id}"
 
-    def user(self, user_id: str | None, history: Sequence[str]) -> str:
-        digest = hashlib.blake2b("\x1f".join(history).encode(), digest_size=12).hexdigest()
+    def user(self, user_id: str | None, history: Sequence[str], generation: int = 0) -> str:
+        """`generation` counts the catalog's replaced vectors (a news re-posted to /items) for models that
+        encode users from item vectors: a new one changes every key, so no vector of the old items is served."""
+        text = "\x1f".join(history) + (f"\x1e{generation}" if generation else "")
+        digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
         return f"{self.base}:user:{user_id or '-'}:{digest}"
 
 
@@ -161,8 +164,9 @@ class RedisStore:
 class NearCache:
     """An in-process LRU in front of another store, for values that never change under their key.
 
-    A user vector is a pure function of its key (bundle version + history hash), so a copy kept in the
-    process can never be stale: a new event makes a new key. Repeat users then skip the Redis round trip,
+    A user vector is a pure function of its key (bundle version, history and, for models that read item
+    vectors, the catalog generation), so a copy kept in the process can never be stale: a new event or a
+    replaced item vector makes a new key. Repeat users then skip the Redis round trip,
     which was a third of a warm /rank; Redis still shares vectors between workers and restarts.
     """
 

@@ -19,6 +19,7 @@ class Catalog:
         self.ids: list[str] = ["", *ids]
         self.index: dict[str, int] = {item: i for i, item in enumerate(ids, start=1)}
         self.size = n
+        self.generation = 0  # bumped whenever a known item's vector is replaced
         self._lock = threading.Lock()
 
     @property
@@ -52,4 +53,5 @@ class Catalog:
             self.ids.extend(new)
             self.index.update(rows)
             self.size += len(new)
+            self.generation += bool(updated)
         return list(dict.fromkeys(added)), list(dict.fromkeys(updated))

@@ -71,7 +71,7 @@ class Ranker:
         self.store = store
         if settings.user_near_cache_size and not isinstance(store, LocalStore):
             self.store = NearCache(LocalStore(settings.user_near_cache_size), store, settings.user_ttl_s)
-        # Pairwise scores per user key (values: float32 [catalog rows], NaN = not scored yet); see `scores`.
+        # Pairwise scores per user key: (float32 scores, bool scored) over the catalog rows; see `scores`.
         size = settings.pairwise_score_cache_size
         self.pair_scores = LocalStore(size) if size else None
 
@@ -98,9 +98,11 @@ class Ranker:
         return User(user_id, seen, seen[-model.max_history:])
 
     @staticmethod
-    def user_key(model: ServedModel, user: User) -> str:
-        ids = model.catalog.ids
-        return model.keys.user(user.user_id, [ids[i] for i in user.window])
+    def user_key(model: ServedModel, user_id: str | None, window: Sequence[int]) -> str:
+        """The cache key of a user vector; see `Keys.user`."""
+        catalog = model.catalog
+        generation = catalog.generation if model.bundle.user_input == "news_vectors" else 0
+        return model.keys.user(user_id, [catalog.ids[i] for i in window], generation)
 
     def user_vector(self, model: ServedModel, user: User, key: str) -> np.ndarray:
         """The user's vector from the cache, else encoded and cached for `user_ttl_s`."""
@@ -126,14 +128,16 @@ class Ranker:
             return raw_scores(model, vector, items, chunk)
         rows = model.catalog.size + 1
         indices = np.arange(rows) if indices is None else indices
-        known = self.pair_scores.get_many([key])[0]
-        if known is None or known.shape[0] != rows:
-            known = np.full(rows, np.nan, dtype=np.float32)
-            self.pair_scores.set_many([(key, known)], self.settings.user_ttl_s)
-        todo = np.unique(indices[np.isnan(known[indices])])
+        entry = self.pair_scores.get_many([key])[0]
+        if entry is None or entry[0].shape[0] != rows:
+            entry = (np.zeros(rows, dtype=np.float32), np.zeros(rows, dtype=bool))  # scores, which are set
+            self.pair_scores.set_many([(key, entry)], self.settings.user_ttl_s)
+        known, scored = entry
+        todo = np.unique(indices[~scored[indices]])
         self.metrics.cache_lookup("score", indices.size - todo.size, todo.size)
-        if todo.size:
+        if todo.size:  # on the event loop's thread; if it ran in threads, a race would only score twice
             known[todo] = raw_scores(model, vector, model.catalog.matrix[todo], chunk)
+            scored[todo] = True
         return known[indices]
 
     def forget_user(self, model: ServedModel, user_id: str) -> None:
@@ -141,14 +145,14 @@ class Ranker:
         history = model.stored_history(user_id)
         if history is not None and model.keeps_history:
             window = model.catalog.lookup(history)[0][-model.max_history:]
-            self.store.delete([model.keys.user(user_id, [model.catalog.ids[i] for i in window])])
+            self.store.delete([self.user_key(model, user_id, window)])
 
     def rank(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
              candidates: Sequence[str]) -> dict:
         """Score the known candidates, best first; unknown ones are listed, not scored."""
         user = self.user(model, user_id, history)
         indices, unknown = model.catalog.lookup(dict.fromkeys(candidates))
-        key = self.user_key(model, user)
+        key = self.user_key(model, user.user_id, user.window)
         raw = self.scores(model, key, self.user_vector(model, user, key), np.asarray(indices, dtype=np.int64))
         order = np.argsort(-raw, kind="stable")
         return self._response(model, [indices[j] for j in order], shown(model, raw[order]), unknown)
@@ -157,7 +161,7 @@ class Ranker:
                   exclude_history: bool, exclude: Sequence[str]) -> dict:
         """The k best items of the whole catalog, minus the history (optionally) and `exclude`."""
         user = self.user(model, user_id, history)
-        key = self.user_key(model, user)
+        key = self.user_key(model, user.user_id, user.window)
         raw = np.asarray(self.scores(model, key, self.user_vector(model, user, key), None), dtype=np.float32)
         excluded, unknown = model.catalog.lookup(exclude)
         raw[[0, *excluded, *(user.seen if exclude_history else ())]] = -np.inf
@@ -168,6 +172,8 @@ class Ranker:
 
     @staticmethod
     def _response(model: ServedModel, indices: Sequence[int], scores: np.ndarray, unknown: list[str]) -> dict:
+        if not np.isfinite(scores).all():  # a broken bundle; JSON has no NaN, and null would break clients
+            raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
         ids = model.catalog.ids
         results = [{"item_id": ids[i], "score": s, "rank": r}
                    for r, (i, s) in enumerate(zip(indices, scores.tolist()), start=1)]

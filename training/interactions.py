@@ -22,21 +22,30 @@ from training.evaluate import csr_pairs, rank_metrics, target_ranks
 
 
 def sample_negatives(users: np.ndarray, n_items: int, positive_keys: np.ndarray, rng: np.random.Generator,
-                     rounds: int = 100) -> np.ndarray:
+                     rounds: int = 20) -> np.ndarray:
     """One uniformly drawn item (index >= 1) per user that is not among the user's positives.
 
-    positive_keys: sorted `user * n_items + item` of the training interactions. Collisions are redrawn until
-    none is left, like RecBole's uniform sampler; the round cap only guards a user who has every item.
+    positive_keys: sorted `user * n_items + item` of the training interactions. Collisions are redrawn, like
+    RecBole's uniform sampler; after `rounds` the few left draw from their users' complement directly.
     """
     negatives = rng.integers(1, n_items, size=len(users))
+    if len(positive_keys) == 0:
+        return negatives
     todo = np.arange(len(users))
     for _ in range(rounds):
         keys = users[todo] * n_items + negatives[todo]
         pos = np.searchsorted(positive_keys, keys).clip(max=len(positive_keys) - 1)
         todo = todo[positive_keys[pos] == keys]
         if len(todo) == 0:
-            break
+            return negatives
         negatives[todo] = rng.integers(1, n_items, size=len(todo))
+    for row in todo:  # the few left (users with nearly every item): draw from what they lack, exactly
+        user = int(users[row])
+        lo, hi = np.searchsorted(positive_keys, [user * n_items, (user + 1) * n_items])
+        free = np.setdiff1d(np.arange(1, n_items), positive_keys[lo:hi] - user * n_items)
+        if len(free) == 0:
+            raise ValueError(f"user index {user} has interacted with every item: no negative to sample")
+        negatives[row] = rng.choice(free)
     return negatives
 
 

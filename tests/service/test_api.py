@@ -195,3 +195,18 @@ def test_openapi_documents_the_routes(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/rank", "/recommend", "/items", "/users/{user_id}/events", "/models", "/admin/reload"} <= set(paths)
     assert "stored history" in paths["/rank"]["post"]["description"]
+    for path, field in (("/rank", "candidates"), ("/recommend", "k")):
+        post = paths[path]["post"]
+        assert field in post["requestBody"]["content"]["application/json"]["schema"]["properties"]
+        assert "422" in post["responses"]
+
+
+@pytest.mark.parametrize(("content", "headers", "message"), [
+    (b'{"model": "nrms", "user_id": "u1", "candidates": ["N1"]}', {"content-type": "text/plain"}, "Content-Type"),
+    (b"", {"content-type": "application/json"}, "Field required"),
+    (b'{"model": "nrms", "candidates": [', {"content-type": "application/json"}, "Invalid JSON"),
+    (b'["nrms"]', {"content-type": "application/json"}, "should be an object"),
+])
+def test_rank_bodies_that_are_not_json_objects_are_422_on_body(client, content, headers, message):
+    r = client.post("/rank", content=content, headers=headers)
+    assert r.status_code == 422 and r.json()["field"] == "body" and message in r.json()["detail"]

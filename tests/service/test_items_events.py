@@ -23,6 +23,25 @@ def test_new_item_is_rankable_and_recommendable_at_once(make_client, models):
     assert client.get("/models").json()[-1]["items"] == 61
 
 
+def test_replacing_a_history_item_changes_the_cached_user_vector(make_client, models, redis_prefix):
+    """NRMS users are encoded from item vectors: re-posting an item of the history must not leave the old
+    user vector in the near cache or in Redis."""
+    client, model = make_client(redis_url="redis://127.0.0.1:6379/0", cache_prefix=redis_prefix), models["nrms"]
+    history, candidates = model.items[:4], model.items[10:20]
+    request = {"model": "nrms", "history": history, "candidates": candidates}
+    before = client.post("/rank", json=request).json()["results"]
+    title = "w2 w2 w9"
+    assert client.post("/items", json={"model": "nrms", "items": [{"item_id": history[1], "title": title}]}).json()[
+        "updated"] == [history[1]]
+    after = {r["item_id"]: r["score"] for r in client.post("/rank", json=request).json()["results"]}
+    assert after != {r["item_id"]: r["score"] for r in before}
+    matrix = model.item_matrix().clone()
+    matrix[2] = model.encode_titles([title])[0]
+    user = model.expected_user(history, matrix=matrix)
+    want = model.expected_scores(user, matrix[11:21])
+    assert np.allclose([after[i] for i in candidates], want, atol=1e-4)
+
+
 def test_events_change_the_next_answer_and_drop_the_cached_vector(make_client, models):
     client, model = make_client(), models["gru4recf"]
     store: LocalStore = client.app.state.store

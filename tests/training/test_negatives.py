@@ -1,6 +1,7 @@
 """ConvNCF's negatives: uniform over the items that are not the user's training positives, as RecBole draws
 them (held-out validation and test items can be drawn: excluding them would leak the split into training)."""
 import numpy as np
+import pytest
 
 from models.convncf import ConvNCF, ConvNCFConfig
 from training.data.atomic import read_atomic
@@ -17,6 +18,14 @@ def test_negatives_are_redrawn_until_none_is_a_positive():
     assert set(negatives[users == 0].tolist()) == {8, 9}  # both, uniformly
     assert abs((negatives[users == 0] == 8).mean() - 0.5) < 0.05
     assert set(negatives[users == 1].tolist()) == {9}  # one item left: every draw lands on it in the end
+    few_rounds = sample_negatives(users, n_items, positive_keys, np.random.default_rng(0), rounds=1)
+    assert not np.isin(users * n_items + few_rounds, positive_keys).any()  # the leftovers are drawn exactly
+
+
+def test_a_user_with_every_item_is_a_clear_error():
+    positive_keys = np.arange(1, 10)  # user 0 has items 1..9 of 10
+    with pytest.raises(ValueError, match="user index 0 has interacted with every item"):
+        sample_negatives(np.zeros(4, dtype=np.int64), 10, positive_keys, np.random.default_rng(0))
 
 
 def test_training_negatives_skip_training_items_but_may_be_held_out_items(tmp_path):
