@@ -45,13 +45,9 @@ class Metrics:
 
     def inference_observer(self, model: str):
         """A callback for runtime.Graph: (graph name, seconds) -> histogram."""
-        children = {}
 
         def observe(graph: str, seconds: float) -> None:
-            child = children.get(graph)
-            if child is None:
-                child = children[graph] = self.inference_seconds.labels(model, graph)
-            child.observe(seconds)
+            self.child(self.inference_seconds, model, graph).observe(seconds)
 
         return observe
 
