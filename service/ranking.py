@@ -153,9 +153,10 @@ class Ranker:
         user = self.user(model, user_id, history)
         indices, unknown = model.catalog.lookup(dict.fromkeys(candidates))
         key = self.user_key(model, user.user_id, user.window)
-        raw = self.scores(model, key, self.user_vector(model, user, key), np.asarray(indices, dtype=np.int64))
+        rows = np.asarray(indices, dtype=np.int64)
+        raw = self.scores(model, key, self.user_vector(model, user, key), rows)
         order = np.argsort(-raw, kind="stable")
-        return self._response(model, [indices[j] for j in order], shown(model, raw[order]), unknown)
+        return self._response(model, rows[order].tolist(), shown(model, raw[order]), unknown)
 
     def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
                   exclude_history: bool, exclude: Sequence[str]) -> dict:
@@ -176,5 +177,5 @@ class Ranker:
             raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
         ids = model.catalog.ids
         results = [{"item_id": ids[i], "score": s, "rank": r}
-                   for r, (i, s) in enumerate(zip(indices, scores.tolist()), start=1)]
+                   for i, s, r in zip(indices, scores.tolist(), range(1, len(indices) + 1))]
         return {"model": model.name, "version": model.version, "results": results, "unknown": unknown}

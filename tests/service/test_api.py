@@ -199,6 +199,8 @@ def test_openapi_documents_the_routes(client):
         post = paths[path]["post"]
         assert field in post["requestBody"]["content"]["application/json"]["schema"]["properties"]
         assert "422" in post["responses"]
+        assert post["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/RankResponse"}
 
 
 @pytest.mark.parametrize(("content", "headers", "message"), [
