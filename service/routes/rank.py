@@ -15,7 +15,6 @@ from service.routes.deps import documented_body, parse_body, require_api_key, se
 from service.schemas import RankRequest, RankResponse, RecommendRequest
 
 
-
 class RequestRoute(APIRoute):
     """A route whose endpoint takes the bare `Request` and returns a `Response`, called as it is: no dependency
     solving, no body decoding, no response-model pass. Its path, body schema (`openapi_extra`) and response
