@@ -1,8 +1,8 @@
 """POST /rank and POST /recommend: the hot path.
 
-FastAPI's request handler solves every injected dependency, builds a spare response for them and reads the
-body with `json.loads` before validating it: on these routes that cost about as much as scoring 100
-candidates. So they are `RequestRoute`s: the handlers take the bare request, check the API key themselves,
+FastAPI's request handler solves the endpoint's parameters (even a lone `Request`), builds a spare response
+for dependencies and pulls telemetry data, per request: on these routes that cost about a fifth of a warm
+request (measured in docs/benchmarks.md, section 3). So they are `RequestRoute`s: the handlers take the bare request, check the API key themselves,
 read the registry, ranker and settings off `request.app.state` and parse their body with `parse_body`."""
 from __future__ import annotations
 
