@@ -2,8 +2,9 @@
 
 FastAPI's request handler solves the endpoint's parameters (even a lone `Request`), builds a spare response
 for dependencies and pulls telemetry data, per request: on these routes that cost about a fifth of a warm
-request (measured in docs/benchmarks.md, section 3). So they are `RequestRoute`s: the handlers take the bare request, check the API key themselves,
-read the registry, ranker and settings off `request.app.state` and parse their body with `parse_body`."""
+request (measured in docs/benchmarks.md, section 3). So they are `RequestRoute`s: the handlers take the bare
+request, check the API key themselves, read the registry, ranker and settings off `request.app.state` and
+parse their body with `parse_body`."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
