@@ -1,4 +1,4 @@
-"""The request pipeline: history -> user vector (cached) -> scores -> top-k. No HTTP here, plain values in and out."""
+"""The request pipeline: history -> user vector (cached) -> scores -> top-k -> the response body. No HTTP here."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,6 +11,7 @@ from service.config import Settings
 from service.errors import unprocessable
 from service.metrics import Metrics
 from service.model import ServedModel
+from service.responses import ranking_json
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,8 @@ class Ranker:
             self.store.delete([self.user_key(model, user_id, window)])
 
     def rank(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
-             candidates: Sequence[str]) -> dict:
-        """Score the known candidates, best first; unknown ones are listed, not scored."""
+             candidates: Sequence[str]) -> bytes:
+        """Score the known candidates, best first; unknown ones are listed, not scored. Returns the JSON body."""
         user = self.user(model, user_id, history)
         indices, unknown = model.catalog.lookup(dict.fromkeys(candidates))
         key = self.user_key(model, user.user_id, user.window)
@@ -159,8 +160,8 @@ class Ranker:
         return self._response(model, rows[order].tolist(), shown(model, raw[order]), unknown)
 
     def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
-                  exclude_history: bool, exclude: Sequence[str]) -> dict:
-        """The k best items of the whole catalog, minus the history (optionally) and `exclude`."""
+                  exclude_history: bool, exclude: Sequence[str]) -> bytes:
+        """The k best items of the whole catalog, minus the history (optionally) and `exclude`, as a JSON body."""
         user = self.user(model, user_id, history)
         key = self.user_key(model, user.user_id, user.window)
         raw = np.asarray(self.scores(model, key, self.user_vector(model, user, key), None), dtype=np.float32)
@@ -172,10 +173,7 @@ class Ranker:
         return self._response(model, top.tolist(), shown(model, raw[top]), unknown)
 
     @staticmethod
-    def _response(model: ServedModel, indices: Sequence[int], scores: np.ndarray, unknown: list[str]) -> dict:
+    def _response(model: ServedModel, rows: list[int], scores: np.ndarray, unknown: list[str]) -> bytes:
         if not np.isfinite(scores).all():  # a broken bundle; JSON has no NaN, and null would break clients
             raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
-        ids = model.catalog.ids
-        results = [{"item_id": ids[i], "score": s, "rank": r}
-                   for i, s, r in zip(indices, scores.tolist(), range(1, len(indices) + 1))]
-        return {"model": model.name, "version": model.version, "results": results, "unknown": unknown}
+        return ranking_json(model.name, model.version, model.catalog.json_ids, rows, scores.tolist(), unknown)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
 
 from service.errors import unprocessable
-from service.responses import FastJSON
+from service.responses import EncodedJSON
 from service.routes.deps import documented_body, parse_body, require_api_key, served_model
 from service.schemas import RankRequest, RankResponse, RecommendRequest
 
@@ -28,8 +28,9 @@ class RequestRoute(APIRoute):
 router = APIRouter(tags=["ranking"], route_class=RequestRoute)
 
 
-@router.post("/rank", response_model=RankResponse, response_class=FastJSON, openapi_extra=documented_body(RankRequest))
-async def rank(request: Request) -> FastJSON:
+@router.post("/rank", response_model=RankResponse, response_class=EncodedJSON,
+             openapi_extra=documented_body(RankRequest))
+async def rank(request: Request) -> EncodedJSON:
     """Score `candidates` for a user, best first.
 
     The user is `history` (item ids, oldest first) when it is given and non-empty, else the stored history
@@ -43,12 +44,12 @@ async def rank(request: Request) -> FastJSON:
     if len(body.candidates) > settings.max_candidates:
         raise unprocessable("candidates", f"{len(body.candidates)} candidates exceed the limit of "
                                           f"{settings.max_candidates}")
-    return FastJSON(state.ranker.rank(model, body.user_id, body.history, body.candidates))
+    return EncodedJSON(state.ranker.rank(model, body.user_id, body.history, body.candidates))
 
 
-@router.post("/recommend", response_model=RankResponse, response_class=FastJSON,
+@router.post("/recommend", response_model=RankResponse, response_class=EncodedJSON,
              openapi_extra=documented_body(RecommendRequest))
-async def recommend(request: Request) -> FastJSON:
+async def recommend(request: Request) -> EncodedJSON:
     """The `k` best items of the whole catalog for a user (same user rules as /rank).
 
     `exclude_history` leaves out the items of the history used; `exclude` lists more items never to return.
@@ -59,5 +60,5 @@ async def recommend(request: Request) -> FastJSON:
     model, settings = served_model(request, state.registry, body.model), state.settings
     if body.k > settings.max_k:
         raise unprocessable("k", f"{body.k} exceeds the limit of {settings.max_k}")
-    return FastJSON(state.ranker.recommend(model, body.user_id, body.history, body.k, body.exclude_history,
+    return EncodedJSON(state.ranker.recommend(model, body.user_id, body.history, body.k, body.exclude_history,
                                            body.exclude))
