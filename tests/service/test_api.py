@@ -33,6 +33,16 @@ def test_rank_matches_torch_and_reports_unknown(client, models, name):
     check(body["results"], model, user, model.items[10:30])
 
 
+def test_rank_lists_each_repeated_candidate_once(client, models):
+    model = models["gru4recf"]
+    a, b, c = model.items[5:8]
+    candidates = [a, "ghost", b, a, "zombie", "ghost", c, b]
+    body = client.post("/rank", json={"model": "gru4recf", "user_id": "u3", "candidates": candidates}).json()
+    assert sorted(r["item_id"] for r in body["results"]) == sorted([a, b, c])
+    assert body["unknown"] == ["ghost", "zombie"]
+    check(body["results"], model, model.expected_user(model.histories.get("u3"), user_id="u3"), [a, b, c])
+
+
 @pytest.mark.parametrize("name", ["nrms", "gru4recf", "bert4rec"])
 def test_history_wins_over_stored_history_and_is_truncated(client, models, name):
     model = models[name]
