@@ -6,11 +6,13 @@ For every model under --artifacts it measures requests/s and p50/p99 latency at 
 /rank (100 candidates, a 50-item history) and /recommend (k=10), with a cold user cache (every request a
 new history, so the user encoder runs) and warm (the same requests again: user vectors are cached),
 next to GET /healthz, the floor of one uvicorn worker (measured first, and again right before each /rank and
-/recommend cell, whose row keeps it as `healthz_rps_before`). It also times server start-up with an empty cache
-(the catalog is encoded) and again with the item vectors already in Redis. Keys use a private prefix and
-are deleted at the end. Client and server share this machine's cores: compare rows with each other.
-wrk (`apt-get install wrk`; written in C, one thread) takes far less of them than the Python client, which
-on 2 cores capped /healthz at ~740 req/s and put 190 ms of its own queueing into p99 at concurrency 16.
+/recommend cell, whose row keeps it as `healthz_rps_before`). With --repeats N each warm cell runs N times,
+each after its own /healthz run; its row is the run of median ratio, and `runs` keeps them all. It also times
+server start-up with an empty cache (the catalog is encoded) and again with the item vectors already in Redis.
+Keys use a private prefix and are deleted at the end. Client and server share this machine's cores: compare
+rows with each other. wrk (`apt-get install wrk`; written in C, one thread) takes far less of them than the
+Python client, which on 2 cores capped /healthz at ~740 req/s and put 190 ms of its own queueing into p99 at
+concurrency 16.
 """
 from __future__ import annotations
 
@@ -160,10 +162,16 @@ def bench(args: argparse.Namespace) -> dict:
                     for cache in ("cold", "warm"):  # warm: bodies the cold run sent, user vectors now cached
                         sent = bodies if cache == "cold" or args.client == "httpx" else bodies[:min(500, rows[-1]["requests"])]
                         # The floor again right before the cell: this VM's speed drifts within a run, so each
-                        # ratio compares two measurements taken seconds apart.
-                        floor = load(args, f"{url}/healthz", "GET", [None] * args.requests, c)["rps"]
+                        # ratio compares two measurements taken seconds apart. A cold cell runs once (a second
+                        # run would be warm); a warm one --repeats times, and the row is the run of median ratio.
+                        runs = []
+                        for _ in range(1 if cache == "cold" else args.repeats):
+                            floor = load(args, f"{url}/healthz", "GET", [None] * args.requests, c)["rps"]
+                            run = load(args, f"{url}/{endpoint}", "POST", sent, c)
+                            runs.append({**run, "healthz_rps_before": floor})
+                        runs.sort(key=lambda run: run["rps"] / run["healthz_rps_before"])
                         rows.append({"endpoint": f"/{endpoint}", "model": name, "cache": cache, "concurrency": c,
-                                     **load(args, f"{url}/{endpoint}", "POST", sent, c), "healthz_rps_before": floor})
+                                     **runs[len(runs) // 2], "runs": runs})
                         print(_row(rows[-1]), flush=True)
     finally:
         stop(proc)
@@ -195,8 +203,10 @@ def table(result: dict) -> str:
     lines.append("")
     for r in result["rows"]:
         if r["endpoint"] == "/rank" and r["cache"] == "warm":
+            ratios = ", ".join(f"{run['rps'] / run['healthz_rps_before']:.2f}" for run in r.get("runs", [r]))
             lines.append(f"- /rank {r['model']} c={r['concurrency']}: {r['rps'] / r['healthz_rps_before']:.2f}x "
-                         f"the /healthz rate measured just before it ({r['healthz_rps_before']:.0f} req/s)")
+                         f"the /healthz rate measured just before it ({r['healthz_rps_before']:.0f} req/s); "
+                         f"every run: {ratios}")
     s = result["startup_s"]
     lines.append(f"- start-up: {s['cold_cache']:.1f} s with an empty cache, {s['warm_cache']:.1f} s with item "
                  "vectors in Redis")
@@ -210,6 +220,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per cell (httpx client)")
     parser.add_argument("--seconds", type=int, default=5, help="seconds per cell (wrk client)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each warm cell, each after its own /healthz run; the row shows the median ratio")
     parser.add_argument("--models", nargs="*", help="default: every model under --artifacts")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads of the server")
