@@ -61,4 +61,4 @@ async def recommend(request: Request) -> EncodedJSON:
     if body.k > settings.max_k:
         raise unprocessable("k", f"{body.k} exceeds the limit of {settings.max_k}")
     return EncodedJSON(state.ranker.recommend(model, body.user_id, body.history, body.k, body.exclude_history,
-                                           body.exclude))
+                                              body.exclude))
