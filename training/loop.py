@@ -1,7 +1,7 @@
 """The training loop. It knows one thing about a model: `compute_loss(batch)`.
 
-Each epoch is seeded with `seed + epoch` (torch and the task's sampler), so a resumed run repeats the
-epochs it would have run. `last.pt` holds what resuming needs, `best.pt` the best weights by the monitored
+Each epoch draws from streams of its own, derived from (seed, epoch) (`epoch_rng`), so a resumed run repeats
+the epochs it would have run. `last.pt` holds what resuming needs, `best.pt` the best weights by the monitored
 validation metric; both load with `torch.load(weights_only=True)`.
 """
 from __future__ import annotations
@@ -110,9 +110,19 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
     return result
 
 
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """Seed torch (dropout, masking) for one epoch and return the epoch's numpy generator (order, negatives).
+
+    Both come from numpy's SeedSequence of (seed, epoch), not from `seed + epoch`: with that, epoch 0 replayed
+    the stream that initialised the model (`torch.manual_seed(seed)`), and seed s's epoch 1 was seed s+1's
+    epoch 0, so runs with neighbouring seeds were not independent."""
+    torch_seq, numpy_seq = np.random.SeedSequence([seed, epoch]).spawn(2)
+    torch.manual_seed(int(torch_seq.generate_state(1, np.uint64)[0]))
+    return np.random.default_rng(numpy_seq)
+
+
 def _train_epoch(task: Task, cfg: TrainConfig, epoch: int, optimizer: torch.optim.Optimizer) -> dict:
-    torch.manual_seed(cfg.seed + epoch)
-    rng = np.random.default_rng(cfg.seed + epoch)
+    rng = epoch_rng(cfg.seed, epoch)
     task.model.train()
     total = task.num_batches(cfg.batch_size)
     if cfg.max_steps_per_epoch:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from training.data.synthetic import write_synthetic_atomic
-from training.loop import load_checkpoint
+from training.loop import epoch_rng, load_checkpoint
 from training.train import DataOptions, prepare, run, train_config
 
 
@@ -24,6 +24,24 @@ def test_resume_repeats_the_epochs_an_uninterrupted_run_would_have(data, tmp_pat
     for a, b in zip(straight.metrics["history"], resumed.metrics["history"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
     assert resumed.metrics["test"] == pytest.approx(straight.metrics["test"], rel=1e-5)
+
+
+def draws(seed: int, epoch: int) -> tuple[list[float], list[float]]:
+    """What an epoch's numpy generator and torch draw first."""
+    rng = epoch_rng(seed, epoch)
+    return rng.random(4).tolist(), torch.rand(4).tolist()
+
+
+def test_epoch_streams_repeat_for_the_same_seed_and_epoch_and_are_shared_by_no_other():
+    assert draws(7, 1) == draws(7, 1)
+    # seed + epoch gave seed 7's epoch 1 the streams of seed 8's epoch 0
+    numpy_a, torch_a = draws(7, 1)
+    numpy_b, torch_b = draws(8, 0)
+    assert numpy_a != numpy_b and torch_a != torch_b
+    # and replayed the stream that initialised the model in epoch 0
+    torch.manual_seed(7)
+    init = torch.rand(4).tolist()
+    assert draws(7, 0)[1] != init
 
 
 def test_best_checkpoint_holds_the_best_validation_epoch_and_loads_safely(data, tmp_path):

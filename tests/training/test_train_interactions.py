@@ -16,19 +16,27 @@ from training.train import DataOptions, run, train_config
 
 # A few hundred steps each: enough to learn the generator's structure, short enough for CI.
 SETTINGS = {
-    "convncf": {"epochs": 8, "batch_size": 256, "lr": 5e-3},
+    "convncf": {"epochs": 4, "batch_size": 256, "lr": 1e-2},
     "gru4recf": {"epochs": 4, "batch_size": 128, "lr": 3e-3},
     "bert4rec": {"epochs": 6, "batch_size": 128, "lr": 3e-3},
 }
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return write_synthetic_atomic(tmp_path_factory.mktemp("atomic"), n_users=400, n_items=100, n_classes=4, seed=3)
+def datasets(tmp_path_factory):
+    """The sequence models get the generator's default mix, where most structure is in the order. ConvNCF
+    ignores order, and there no collaborative model beats popularity (item co-occurrence scores 0.140 against
+    popularity's 0.134), so it gets data whose structure is tastes: no successor steps, flat popularity, and
+    enough users for their tastes to show (1,000: with 400 it memorised its training pairs and fell below
+    popularity on held-out items)."""
+    sequences = write_synthetic_atomic(tmp_path_factory.mktemp("sequences"), n_users=400, n_items=100,
+                                       n_classes=4, seed=3)
+    tastes = write_synthetic_atomic(tmp_path_factory.mktemp("tastes"), n_users=1000, n_items=100, n_classes=8,
+                                    p_successor=0.0, p_taste=0.9, zipf_exponent=0.0, seed=3)
+    return {"convncf": tastes, "gru4recf": sequences, "bert4rec": sequences}
 
 
-@pytest.fixture(scope="module")
-def popularity_ndcg(dataset):
+def popularity_ndcg(dataset) -> float:
     """Test NDCG@10 of ranking every item by its training popularity (known items excluded)."""
     import torch
 
@@ -43,19 +51,16 @@ def popularity_ndcg(dataset):
 
 
 @pytest.fixture(scope="module")
-def trained(dataset, tmp_path_factory):
+def trained(datasets, tmp_path_factory):
     out = tmp_path_factory.mktemp("artifacts")
-    return {kind: run(kind, dataset, out, train_config(kind, progress=False, patience=100, **s), DataOptions())
+    return {kind: run(kind, datasets[kind], out, train_config(kind, progress=False, patience=100, **s), DataOptions())
             for kind, s in SETTINGS.items()}
 
 
 @pytest.mark.parametrize("kind", list(SETTINGS))
-def test_beats_popularity_on_held_out_ndcg(trained, popularity_ndcg, kind):
-    ndcg = trained[kind].metrics["test"]["ndcg@10"]
-    # ConvNCF (no pretraining, N(0, 1) embeddings as RecBole's) ignores order, and at this budget its user
-    # embeddings barely leave their random start, so it only just beats popularity here (0.140 vs 0.134).
-    margin = 1.0 if kind == "convncf" else 1.1
-    assert ndcg > popularity_ndcg * margin, f"{kind}: test NDCG@10 {ndcg:.4f} vs popularity {popularity_ndcg:.4f}"
+def test_beats_popularity_on_held_out_ndcg(trained, datasets, kind):
+    ndcg, popularity = trained[kind].metrics["test"]["ndcg@10"], popularity_ndcg(datasets[kind])
+    assert ndcg > popularity * 1.1, f"{kind}: test NDCG@10 {ndcg:.4f} vs popularity {popularity:.4f}"
 
 
 @pytest.mark.parametrize("kind", list(SETTINGS))

@@ -37,19 +37,24 @@ def _draw(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def write_synthetic_atomic(dest: str | os.PathLike, *, name: str = "synthetic", n_users: int = 300,
                            n_items: int = 200, n_classes: int = 8, interactions_per_user: tuple[int, int] = (15, 40),
-                           seed: int = 0) -> Path:
+                           p_successor: float = P_SUCCESSOR, p_taste: float = P_TASTE,
+                           zipf_exponent: float = ZIPF_EXPONENT, seed: int = 0) -> Path:
     """Write ``dest/<name>.inter`` and ``dest/<name>.item``; returns ``dest`` (the dataset folder).
 
     ``.inter``: user_id:token (``u1``...), item_id:token (``i1``...), rating:float, timestamp:float (integral
     seconds); rows in global time order. ``.item``: item_id:token, class:token_seq (``c0``..., one or two).
     Each user gets between interactions_per_user[0] and [1] interactions (inclusive), all distinct items.
-    Items nobody drew are listed in ``.item`` only.
+    Items nobody drew are listed in ``.item`` only. ``p_successor``, ``p_taste`` and ``zipf_exponent`` set the
+    mix (module constants by default): ``p_successor=0`` leaves order meaningless and tastes as the structure to
+    learn, which is what a model that ignores order (ConvNCF) can show it learns.
     """
     lo, hi = interactions_per_user
     if not 1 <= lo <= hi <= n_items:
         raise ValueError(f"interactions_per_user must satisfy 1 <= low <= high <= n_items, got {interactions_per_user}")
     if n_users < 1 or n_classes < 1:
         raise ValueError("n_users and n_classes must be positive")
+    if min(p_successor, p_taste) < 0 or p_successor + p_taste > 1:
+        raise ValueError(f"p_successor and p_taste must be non-negative with a sum <= 1, got {p_successor}, {p_taste}")
     rng = np.random.default_rng(seed)
 
     # Items: classes, popularity, the per-class chain.
@@ -59,7 +64,7 @@ def write_synthetic_atomic(dest: str | os.PathLike, *, name: str = "synthetic", 
     second = (primary + rng.integers(1, max(n_classes, 2), n_items)) % n_classes
     has_second = (rng.random(n_items) < P_SECOND_CLASS) & (n_classes > 1)
     item_classes[np.flatnonzero(has_second), second[has_second]] = True
-    popularity = 1.0 / (rng.permutation(n_items) + 1.0) ** ZIPF_EXPONENT
+    popularity = 1.0 / (rng.permutation(n_items) + 1.0) ** zipf_exponent
     successor = np.empty(n_items, dtype=np.int64)
     by_class = np.lexsort((rng.random(n_items), primary))       # each class's items in a random cycle order
     class_start = np.searchsorted(primary[by_class], primary[by_class], side="left")
@@ -80,12 +85,12 @@ def write_synthetic_atomic(dest: str | os.PathLike, *, name: str = "synthetic", 
         by_taste = _draw(taste_weights * free, rng)
         by_pop = _draw(popularity * free, rng)
         mode = rng.random(n_users)
-        pick = np.where(mode < P_SUCCESSOR + P_TASTE, by_taste, by_pop)
+        pick = np.where(mode < p_successor + p_taste, by_taste, by_pop)
         if t:
             follow = successor[seqs[:, t - 1]]
             for _ in range(3):                                     # skip successors already taken
                 follow = np.where(consumed[rows, follow], successor[follow], follow)
-            use = (mode < P_SUCCESSOR) & ~consumed[rows, follow]
+            use = (mode < p_successor) & ~consumed[rows, follow]
             pick = np.where(use, follow, pick)
         active = lengths > t
         seqs[active, t] = pick[active]
