@@ -10,6 +10,14 @@ from pathlib import Path
 MODEL_KINDS = ("convncf", "gru4recf", "bert4rec", "nrms")
 
 
+def seed_value(text: str) -> int:
+    """A seed: a non-negative integer (numpy's SeedSequence, which derives each epoch's streams, takes no other)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model, evaluate it and export a bundle",
                        description="Train one model (or --all), print validation/test metrics, write metrics.json "
@@ -24,7 +32,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, help="training batch size (default: 2048; nrms 32)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default: 1e-3; nrms 5e-4)")
     p.add_argument("--patience", type=int, help="epochs without a better validation metric before stopping (default: 3; nrms 2)")
-    p.add_argument("--seed", type=int, help="random seed (default: 2020)")
+    p.add_argument("--seed", type=seed_value, help="random seed, >= 0 (default: 2020)")
     p.add_argument("--max-steps", type=int, help="cap on training steps per epoch (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<model>/train/last.pt")
     p.add_argument("--min-rating", type=float, help="atomic data: keep interactions rated at least this")

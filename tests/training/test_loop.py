@@ -68,3 +68,11 @@ def test_a_diverging_loss_stops_with_a_clear_error(data, tmp_path):
 
     with pytest.raises(FloatingPointError, match="lower --lr"):
         fit(task, settings(epochs=1), tmp_path)
+
+
+def test_train_refuses_a_negative_seed(capsys):
+    from training.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "convncf", "--data", "data", "--seed", "-1"])
+    assert "--seed: must be a non-negative integer, got -1" in capsys.readouterr().err
