@@ -52,6 +52,16 @@ def csr_pairs(indptr: np.ndarray, indices: np.ndarray, rows: slice) -> tuple[Ten
 
 # --- impression metrics (MIND) ---------------------------------------------------------------------------
 
+def popularity_metrics(train_item: np.ndarray, n_items: int, part, ks: Sequence[int] = (10,)) -> dict[str, float]:
+    """Full-sort metrics of ranking every item by its training count (`train_item`), for an `EvalSet` part:
+    the floor a collaborative model has to clear."""
+    counts = torch.from_numpy(np.bincount(train_item, minlength=n_items).astype(np.float32))
+    counts[0] = float("-inf")  # padding, as the models' full sorts
+    rows, items = csr_pairs(part.history_indptr, part.history_items, slice(0, len(part.user)))
+    ranks = target_ranks(counts.expand(len(part.user), -1), torch.from_numpy(part.target.astype(np.int64)), rows, items)
+    return rank_metrics(ranks.numpy(), ks)
+
+
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC by the rank-sum (Mann-Whitney) formula, ties counted half."""
     pos, neg = scores[labels == 1], scores[labels == 0]

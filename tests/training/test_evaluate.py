@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.evaluate import auc, csr_pairs, impression_metrics, mrr, ndcg, rank_metrics, target_ranks
+from training.data.split import EvalSet
+from training.evaluate import (auc, csr_pairs, impression_metrics, mrr, ndcg, popularity_metrics, rank_metrics,
+                               target_ranks)
 
 
 def test_target_rank_excludes_known_items_and_counts_ties_against_the_target():
@@ -22,6 +24,16 @@ def test_rank_metrics_by_hand():
     assert m["mrr@10"] == pytest.approx((1 + 1 / 2 + 1 / 4) / 4)
     assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(5)) / 4)
     assert m["ndcg@2"] == pytest.approx((1 + 1 / math.log2(3)) / 4)
+
+
+def test_popularity_ranks_by_training_count_without_known_items_or_padding():
+    train_item = np.array([1, 1, 1, 2, 2, 3])  # counts: item 1: 3, item 2: 2, item 3: 1, item 4: 0
+    part = EvalSet(user=np.array([1, 2]), target=np.array([2, 4]), history_indptr=np.array([0, 1, 1]),
+                   history_items=np.array([1]))
+    m = popularity_metrics(train_item, 5, part, ks=(1, 10))
+    # user 1 knows item 1, so item 2 comes first; user 2's item 4 follows 1, 2, 3 (padding is never ranked)
+    assert m["hit@1"] == pytest.approx(0.5)
+    assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(5)) / 2)
 
 
 def test_csr_pairs_are_relative_to_the_slice():

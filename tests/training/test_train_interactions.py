@@ -2,14 +2,13 @@
 held-out NDCG@10, and each trained model exports with ONNX parity."""
 import json
 
-import numpy as np
 import pytest
 
 from models.registry import build_model
 from training.data.atomic import read_atomic
 from training.data.split import leave_one_out
 from training.data.synthetic import write_synthetic_atomic
-from training.evaluate import csr_pairs, rank_metrics, target_ranks
+from training.evaluate import popularity_metrics
 from training.loop import load_checkpoint
 from training.parity import check_bundle_parity
 from training.train import DataOptions, run, train_config
@@ -38,16 +37,9 @@ def datasets(tmp_path_factory):
 
 def popularity_ndcg(dataset) -> float:
     """Test NDCG@10 of ranking every item by its training popularity (known items excluded)."""
-    import torch
-
     data = read_atomic(dataset)
     split = leave_one_out(data)
-    counts = np.bincount(split.train_item, minlength=len(data.items)).astype(np.float32)
-    test = split.test
-    scores = torch.from_numpy(np.tile(counts, (len(test.user), 1)))
-    rows, items = csr_pairs(test.history_indptr, test.history_items, slice(0, len(test.user)))
-    ranks = target_ranks(scores, torch.from_numpy(test.target), rows, items)
-    return rank_metrics(ranks.numpy())["ndcg@10"]
+    return popularity_metrics(split.train_item, len(data.items), split.test)["ndcg@10"]
 
 
 @pytest.fixture(scope="module")
