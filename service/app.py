@@ -12,11 +12,12 @@ from starlette.concurrency import run_in_threadpool
 from service import errors
 from service.cache import make_store
 from service.config import Settings
+from service.hot_routes import HotRoutes
 from service.metrics import Metrics
 from service.middleware import LatencyMiddleware
 from service.ranking import Ranker
 from service.registry import Registry
-from service.routes import routers
+from service.routes import rank, routers
 
 log = logging.getLogger("recserve")
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in routers:
         app.include_router(router)
+    app.add_middleware(HotRoutes, routes=rank.router.routes)  # inside the latency middleware: added first
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     return app
 

@@ -1,14 +1,12 @@
 """POST /rank and POST /recommend: the hot path.
 
-FastAPI's request handler solves the endpoint's parameters (even a lone `Request`), builds a spare response
-for dependencies and pulls telemetry data, per request: on these routes that cost about a fifth of a warm
-request (measured in docs/benchmarks.md, section 3). So they are `RequestRoute`s: the handlers take the bare
-request, check the API key themselves, read the registry, ranker and settings off `request.app.state` and
-parse their body with `parse_body`."""
+`service.hot_routes.HotRoutes` calls these endpoints straight from the middleware stack, so they take the bare
+request and do what FastAPI would otherwise do for them: check the API key, read the registry, ranker and
+settings off `request.app.state` and parse their body with `parse_body` (one pydantic-core pass). The router
+keeps them for the OpenAPI document: body schema, the 422 and the response model."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.routing import APIRoute
 
 from service.errors import unprocessable
 from service.responses import EncodedJSON
@@ -16,16 +14,7 @@ from service.routes.deps import documented_body, parse_body, require_api_key, se
 from service.schemas import RankRequest, RankResponse, RecommendRequest
 
 
-class RequestRoute(APIRoute):
-    """A route whose endpoint takes the bare `Request` and returns a `Response`, called as it is: no dependency
-    solving, no body decoding, no response-model pass. Its path, body schema (`openapi_extra`) and response
-    model still go into the OpenAPI document, and errors it raises still reach the app's handlers."""
-
-    def get_route_handler(self):
-        return self.endpoint
-
-
-router = APIRouter(tags=["ranking"], route_class=RequestRoute)
+router = APIRouter(tags=["ranking"])
 
 
 @router.post("/rank", response_model=RankResponse, response_class=EncodedJSON,
