@@ -5,7 +5,8 @@ import threading
 from collections.abc import Sequence
 
 import numpy as np
-import orjson
+
+from service.responses import result_head
 
 
 class Catalog:
@@ -18,7 +19,7 @@ class Catalog:
         self._rows = np.zeros((n + 1, dim), dtype=np.float32)
         self._rows[1:] = vectors
         self.ids: list[str] = ["", *ids]
-        self.json_ids: list[bytes] = list(map(orjson.dumps, self.ids))  # each id as a JSON string, for responses
+        self.result_heads: list[bytes] = list(map(result_head, self.ids))  # see responses.ranking_json
         self.index: dict[str, int] = {item: i for i, item in enumerate(ids, start=1)}
         self.size = n
         self.generation = 0  # bumped whenever a known item's vector is replaced
@@ -52,7 +53,7 @@ class Catalog:
                 row = self.index.get(item) or rows[item]
                 self._rows[row] = vector
                 (updated if item in self.index else added).append(item)
-            self.json_ids.extend(map(orjson.dumps, new))  # before `size` grows, as `ids`
+            self.result_heads.extend(map(result_head, new))  # before `size` grows, as `ids`
             self.ids.extend(new)
             self.index.update(rows)
             self.size += len(new)

@@ -176,4 +176,4 @@ class Ranker:
     def _response(model: ServedModel, rows: list[int], scores: np.ndarray, unknown: list[str]) -> bytes:
         if not np.isfinite(scores).all():  # a broken bundle; JSON has no NaN, and null would break clients
             raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
-        return ranking_json(model.name, model.version, model.catalog.json_ids, rows, scores.tolist(), unknown)
+        return ranking_json(model.name, model.version, model.catalog.result_heads, rows, scores, unknown)

@@ -10,11 +10,12 @@ from service.catalog import Catalog
 from service.responses import ranking_json
 
 
-def as_dicts(model: str, version: str, ids: list[str], rows: list[int], scores: list[float],
+def as_dicts(model: str, version: str, ids: list[str], rows: list[int], scores: np.ndarray,
              unknown: list[str]) -> bytes:
     results = [{"item_id": ids[row], "score": score, "rank": rank}
                for rank, (row, score) in enumerate(zip(rows, scores), start=1)]
-    return orjson.dumps({"model": model, "version": version, "results": results, "unknown": unknown})
+    return orjson.dumps({"model": model, "version": version, "results": results, "unknown": unknown},
+                        option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 # ids that JSON must escape, and scores orjson writes in every form it has (exponents, integral, negative zero)
@@ -22,15 +23,19 @@ IDS = ["N1", 'quote"d', "back\\slash", "tab\there", "naïve ☕", "\u2028", "12"
 SCORES = [0.5, -1.25, 1e-30, -3.4e38, 1e16, 2.0, -0.0, 0.1 + 0.2, 123456.789]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])  # raw scores, probabilities
 @pytest.mark.parametrize("n", [0, 1, 2, len(IDS)])
-def test_ranking_json_equals_dict_encoding(n):
+def test_ranking_json_equals_dict_encoding(n, dtype):
     catalog = Catalog(IDS, np.zeros((len(IDS), 2), dtype=np.float32))
     rows = list(range(1, n + 1))[::-1]
-    scores = SCORES[:n]
+    scores = np.array(SCORES[:n], dtype=dtype)
     unknown = ["x,y", "ü"][: n % 3]
-    body = ranking_json('m"1', "v/2", catalog.json_ids, rows, scores, unknown)
+    body = ranking_json('m"1', "v/2", catalog.result_heads, rows, scores, unknown)
     assert body == as_dicts('m"1', "v/2", catalog.ids, rows, scores, unknown)
-    assert [r["rank"] for r in json.loads(body)["results"]] == list(range(1, n + 1))
+    results = json.loads(body)["results"]
+    assert [r["rank"] for r in results] == list(range(1, n + 1))
+    assert [r["item_id"] for r in results] == [IDS[row - 1] for row in rows]
+    assert np.array([r["score"] for r in results], dtype=dtype).tolist() == scores.tolist()  # read back exactly
 
 
 def test_ranking_json_random_float32_scores_and_long_lists():
@@ -39,13 +44,15 @@ def test_ranking_json_random_float32_scores_and_long_lists():
     catalog = Catalog(ids, np.zeros((len(ids), 2), dtype=np.float32))
     for n in (7, 999, 1000, 1500):  # past the 1,000 rank tails made up front
         rows = random.Random(n).sample(range(1, len(ids) + 1), n)
-        scores = (rng.standard_normal(n) * 10.0 ** rng.integers(-8, 8, n)).astype(np.float32).tolist()
+        scores = (rng.standard_normal(n) * 10.0 ** rng.integers(-8, 8, n)).astype(np.float32)
         expected = as_dicts("m", "v", catalog.ids, rows, scores, [])
-        assert ranking_json("m", "v", catalog.json_ids, rows, scores, []) == expected
+        body = ranking_json("m", "v", catalog.result_heads, rows, scores, [])
+        assert body == expected
+        assert np.array([r["score"] for r in json.loads(body)["results"]], dtype=np.float32).tolist() == scores.tolist()
 
 
-def test_catalog_json_ids_follow_upserts():
+def test_catalog_result_heads_follow_upserts():
     catalog = Catalog(["a", "b"], np.zeros((2, 2), dtype=np.float32))
     catalog.upsert(["b", 'c"', "d"], np.ones((3, 2), dtype=np.float32))
-    assert catalog.json_ids == [orjson.dumps(item) for item in catalog.ids]
+    assert catalog.result_heads == [b'{"item_id":' + orjson.dumps(item) + b',"score":' for item in catalog.ids]
     assert catalog.ids == ["", "a", "b", 'c"', "d"]
