@@ -73,7 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in routers:
         app.include_router(router)
-    app.add_middleware(HotRoutes, routes=rank.router.routes)  # inside the latency middleware: added first
+    # Added first, so it sits inside the latency middleware. It serves the rank router's own paths: that router
+    # is included above without a prefix.
+    app.add_middleware(HotRoutes, routes=rank.router.routes)
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     return app
 

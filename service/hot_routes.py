@@ -11,9 +11,12 @@ goes down the usual stack. The routes stay on the router, which documents them i
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 
@@ -34,7 +37,10 @@ class HotRoutes:
             handler = _handler(scope["app"].exception_handlers, exc)
             if handler is None:
                 raise
-            response = await handler(request, exc)
+            if inspect.iscoroutinefunction(handler):
+                response = await handler(request, exc)
+            else:
+                response = await run_in_threadpool(handler, request, exc)
         await response(scope, receive, send)
 
 
@@ -45,8 +51,11 @@ def _route_path(scope) -> str:
 
 
 def _handler(handlers: dict, exc: Exception):
-    """The app's handler for the nearest class of `exc`, as the exception middleware finds it; None for the
-    catch-all `Exception`, which FastAPI leaves to the server-error middleware outside (a logged 500)."""
+    """The app's handler for `exc`, as the exception middleware finds it: by status code for an HTTPException,
+    else by the nearest class; None for the catch-all (`Exception` or 500), which FastAPI leaves to the
+    server-error middleware outside (a logged 500)."""
+    if isinstance(exc, HTTPException) and exc.status_code != 500 and exc.status_code in handlers:
+        return handlers[exc.status_code]
     for cls in type(exc).__mro__:
         if cls is Exception:
             return None

@@ -3,6 +3,8 @@ through it (the API tests cover every answer; these cover what only the short pa
 from __future__ import annotations
 
 import pytest
+from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRouter
 from fastapi.testclient import TestClient
 
@@ -57,3 +59,20 @@ def test_an_unexpected_error_is_a_logged_500_and_counted(bundles, caplog):
         assert "unhandled error on POST /rank" in caplog.text
         metrics = client.get("/metrics").text
         assert 'recserve_request_seconds_count{model="nrms",route="/rank",status="500"} 1.0' in metrics
+
+
+def test_exception_handlers_are_found_as_the_router_path_finds_them(bundles):
+    """A handler keyed by status code wins for an HTTPException, and a plain `def` handler works too."""
+    app = create_app(Settings(artifacts=bundles[0]))
+    app.add_exception_handler(418, lambda _request, exc: JSONResponse({"by": "status"}, status_code=418))
+    app.add_exception_handler(LookupError, lambda _request, exc: JSONResponse({"by": "sync"}, status_code=409))
+    with TestClient(app) as client:
+        for error, status, body in ((HTTPException(418), 418, {"by": "status"}), (KeyError("x"), 409, {"by": "sync"})):
+
+            def failing(*_args, error=error):
+                raise error
+
+            client.app.state.ranker.rank = failing
+            response = client.post("/rank", json=RANK)
+            assert (response.status_code, response.json()) == (status, body)
+
