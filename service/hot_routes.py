@@ -3,7 +3,7 @@
 Below the user middleware, FastAPI and Starlette run per request: an exception middleware, a middleware that
 opens an AsyncExitStack, route matching, and FastAPI's `request_response` (a `Request`, two more
 AsyncExitStacks and a second exception wrapper around `send`). The hot endpoints take the bare request and
-solve no dependencies, so for them all of that is overhead: about a third of a warm /rank's instructions
+solve no dependencies, so for them all of that is overhead: about a sixth of a warm /rank's instructions
 (docs/benchmarks.md, section 3). `HotRoutes` sits inside the latency middleware, so metrics and the outer
 layers (body limit, server errors) are unchanged; it calls the endpoint, turns an exception into the response
 of the app's handler for it, as the exception middleware would, and sends the response. Every other request
