@@ -75,4 +75,3 @@ def test_exception_handlers_are_found_as_the_router_path_finds_them(bundles):
             client.app.state.ranker.rank = failing
             response = client.post("/rank", json=RANK)
             assert (response.status_code, response.json()) == (status, body)
-
