@@ -18,11 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.train import DataOptions, prepare  # noqa: E402
 
-# RecBole's parameter names -> ours (its predictor is Dropout then Linear, hence index 1)
-NAMES = {"user_embedding.weight": "user_embedding.weight", "item_embedding.weight": "item_embedding.weight",
-         "predict_layers.mlp_layers.1.weight": "scorer.predict.weight",
-         "predict_layers.mlp_layers.1.bias": "scorer.predict.bias",
-         **{f"cnn_layers.cnn_layers.{i}.{p}": f"scorer.cnn.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")}}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recbole_weights import as_ours, id_maps  # noqa: E402
 
 
 def main() -> None:
@@ -32,21 +29,9 @@ def main() -> None:
     args = parser.parse_args()
     recbole = torch.load(args.steps, weights_only=True)
     model, task, _ = prepare("convncf", args.data, DataOptions(), seed=0)
-    ours_user = {token: i for i, token in enumerate(task.data.users.ids)}
-    ours_item = {token: i for i, token in enumerate(task.data.items.ids)}
-    user_map = torch.tensor([ours_user[t] for t in recbole["user_tokens"]])  # RecBole id -> our id
-    item_map = torch.tensor([ours_item[t] for t in recbole["item_tokens"]])
+    user_map, item_map = id_maps(task.data, recbole["user_tokens"], recbole["item_tokens"])
 
-    def as_ours(state: dict) -> dict:
-        out = {}
-        for name, value in state.items():
-            if name in ("user_embedding.weight", "item_embedding.weight"):
-                rows = user_map if name.startswith("user") else item_map
-                value = torch.zeros_like(value).index_copy_(0, rows, value)
-            out[NAMES[name]] = value
-        return out
-
-    start = as_ours(recbole["initial"])
+    start = as_ours(recbole["initial"], user_map, item_map)
     model.load_state_dict(start, strict=False)  # the encoders share these embeddings
     model.scorer.dropout.p = 0.0
     model.train()
@@ -58,7 +43,7 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         print(f"step {step}: ours {loss.item():.4f}, RecBole {theirs:.4f}, difference {loss.item() - theirs:+.2e}")
-    final, state = as_ours(recbole["final"]), model.state_dict()
+    final, state = as_ours(recbole["final"], user_map, item_map), model.state_dict()
     for name, value in final.items():
         print(f"{name}: largest difference after the last step {float((state[name] - value).abs().max()):.2e}")
 

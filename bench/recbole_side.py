@@ -19,6 +19,12 @@ with its default pairwise BPR against one uniformly sampled negative.
 Timing: the trainer's `_train_epoch` (one pass over the training data: batching, sampling, forward,
 backward, step) and `evaluate` (one full-sort pass over the valid or test users) are wrapped with timers.
 
+`--weights-dir DIR` (ConvNCF's many-seed runs, bench/convncf_recbole_seeds.py): train only, with no RecBole
+evaluation (its full sort runs the CNN over every user-item pair, 2-3 minutes a pass here), and save the
+weights after every epoch as `DIR/epoch<N>.pt` with RecBole's id -> token maps, for our evaluation code to
+score. RecBole's evaluation draws nothing from the training run's random streams, so the trained weights are
+the ones a run with evaluation reaches.
+
 Nothing here is RecBole code; it only calls RecBole's public API. quick_start is not imported (it pulls in
 an old ray).
 """
@@ -109,6 +115,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="checkpoints and tensorboard logs (default: a temporary folder, removed after)")
+    parser.add_argument("--weights-dir", type=Path, default=None,
+                        help="train only (no RecBole evaluation) and save the weights after every epoch here")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     args.data_path = args.data_path.resolve()
@@ -174,10 +182,17 @@ def main() -> None:
             return result
 
         trainer._train_epoch, trainer.evaluate = timed_train_epoch, timed_evaluate
+        if args.weights_dir is not None:
+            trainer._train_epoch = saving_epochs(timed_train_epoch, model, dataset, args.weights_dir.resolve(), torch)
         t0 = time.perf_counter()
-        trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-        fit_seconds = time.perf_counter() - t0
-        test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+        if args.weights_dir is None:
+            trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+            fit_seconds = time.perf_counter() - t0
+            test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+        else:
+            trainer.fit(train_data, None, saved=False, show_progress=False)
+            fit_seconds = time.perf_counter() - t0
+            test_result = {}
 
         valid_passes = [e for e in evals if e["phase"] == "valid"]
         scores = [e["metrics"]["ndcg@10"] for e in valid_passes]
@@ -198,6 +213,7 @@ def main() -> None:
             "setup_seconds": setup_seconds,
             "fit_seconds": fit_seconds,
             "train_epoch_seconds": epoch_seconds,
+            "train_epoch_losses": [e["loss"] for e in epochs],
             "train_epoch_seconds_mean": float(np.mean(epoch_seconds)) if epoch_seconds else None,
             "valid_eval_seconds": [e["seconds"] for e in valid_passes],
             "valid_eval_seconds_mean": float(np.mean([e["seconds"] for e in valid_passes])) if valid_passes else None,
@@ -216,6 +232,20 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items() if k not in ("history", "targets", "config")}, indent=2))
+
+
+def saving_epochs(train_epoch, model, dataset, weights_dir: Path, torch):
+    """`train_epoch` that then saves the model's weights and the id -> token maps as epoch<N>.pt."""
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    tokens = {field: [str(t) for t in dataset.field2id_token[field]] for field in (dataset.uid_field, dataset.iid_field)}
+
+    def train_and_save(train_data, epoch_idx, *a, **kw):
+        loss = train_epoch(train_data, epoch_idx, *a, **kw)
+        torch.save({"state_dict": model.state_dict(), "user_tokens": tokens[dataset.uid_field],
+                    "item_tokens": tokens[dataset.iid_field]}, weights_dir / f"epoch{epoch_idx}.pt")
+        return loss
+
+    return train_and_save
 
 
 def _model_yaml_keys(recbole, model: str) -> list[str]:
