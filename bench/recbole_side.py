@@ -237,7 +237,8 @@ def main() -> None:
 def saving_epochs(train_epoch, model, dataset, weights_dir: Path, torch):
     """`train_epoch` that then saves the model's weights and the id -> token maps as epoch<N>.pt."""
     weights_dir.mkdir(parents=True, exist_ok=True)
-    tokens = {field: [str(t) for t in dataset.field2id_token[field]] for field in (dataset.uid_field, dataset.iid_field)}
+    fields = (dataset.uid_field, dataset.iid_field)
+    tokens = {field: [str(t) for t in dataset.field2id_token[field]] for field in fields}
 
     def train_and_save(train_data, epoch_idx, *a, **kw):
         loss = train_epoch(train_data, epoch_idx, *a, **kw)
