@@ -1,5 +1,5 @@
 """RecBole 1.2.1's ConvNCF on many seeds, scored by our evaluation: RecBole's side of ConvNCF's quality figures
-at a quarter of the cost.
+at a third of the cost.
 
     .venv/bin/python bench/convncf_recbole_seeds.py --seeds 10 11 12 --epochs 3 --data ../shared/data/ml-100k \
         --out-dir bench/out
