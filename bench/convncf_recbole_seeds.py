@@ -44,11 +44,12 @@ from training.loop import load_checkpoint  # noqa: E402
 from training.train import DataOptions, prepare  # noqa: E402
 
 
-def train_recbole(seed: int, args, work: Path) -> tuple[Path, dict]:
-    """RecBole trains ConvNCF for --epochs with `seed`; returns the folder of its per-epoch weights and its report."""
+def train_recbole(seed: int, args, data_path: Path, work: Path) -> tuple[Path, dict]:
+    """RecBole trains ConvNCF for --epochs with `seed` on `data_path` (the timestamp-rank copy); returns the
+    folder of its per-epoch weights and its report."""
     weights, report = work / f"weights_seed{seed}", work / f"recbole_seed{seed}.json"
     cmd = [args.recbole_python, str(REPO / "bench" / "recbole_side.py"), "--model", "ConvNCF",
-           "--data-path", str(rank_timestamp_copy(args.data, work)), "--dataset", args.data.name,
+           "--data-path", str(data_path), "--dataset", args.data.name,
            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--seed", str(seed),
            "--weights-dir", str(weights), "--out", str(report)]
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
@@ -59,22 +60,42 @@ def train_recbole(seed: int, args, work: Path) -> tuple[Path, dict]:
 @torch.no_grad()
 def score_epochs(weights: Path, model, task, epochs: int) -> dict:
     """Our valid metrics for every epoch's weights, and test metrics of the last best one."""
+    first = load_checkpoint(weights / "epoch0.pt")
+    id_map = id_maps(task.data, first["user_tokens"], first["item_tokens"])  # every epoch's file has the same
+
+    def load(epoch: int) -> None:
+        state = load_checkpoint(weights / f"epoch{epoch}.pt")["state_dict"]
+        model.load_state_dict(as_ours(state, *id_map), strict=False)
+        model.eval()
+
     history = []
     for epoch in range(epochs):
-        saved = load_checkpoint(weights / f"epoch{epoch}.pt")
-        user_map, item_map = id_maps(task.data, saved["user_tokens"], saved["item_tokens"])
-        model.load_state_dict(as_ours(saved["state_dict"], user_map, item_map), strict=False)
-        model.eval()
+        load(epoch)
         history.append(task.evaluate("valid"))
         print(f"[recbole seeds] epoch {epoch}: valid NDCG@10 {history[-1]['ndcg@10']:.4f}", file=sys.stderr,
               flush=True)
     scores = [h["ndcg@10"] for h in history]
     best = len(scores) - 1 - int(np.argmax(scores[::-1]))
-    saved = load_checkpoint(weights / f"epoch{best}.pt")
-    model.load_state_dict(as_ours(saved["state_dict"], *id_maps(task.data, saved["user_tokens"],
-                                                                saved["item_tokens"])), strict=False)
-    model.eval()
+    load(best)
     return {"history": history, "best_epoch": best, "valid": history[best], "test": task.evaluate("test")}
+
+
+def run_seed(seed: int, args, data_path: Path, model, task) -> None:
+    """One seed: RecBole trains, ours scores, the report is written."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"convncf_recbole_seed{seed}_") as work:
+        weights, recbole_report = train_recbole(seed, args, data_path, Path(work))
+        figures = score_epochs(weights, model, task, args.epochs)
+    figures.update({"evaluated_by": "ours (bench/convncf_recbole_seeds.py)",
+                    "train_epoch_seconds": recbole_report["train_epoch_seconds"],
+                    "train_epoch_losses": recbole_report["train_epoch_losses"]})
+    report = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seed": seed,
+              "epochs": args.epochs, "batch_size": args.batch_size, "data": str(args.data),
+              "models": {"convncf": {"recbole": figures}}, "wall_seconds": time.perf_counter() - started}
+    out = args.out_dir / f"recbole_convncf_{args.epochs}ep_seed{seed}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"seed {seed}: valid NDCG@10 {figures['valid']['ndcg@10']:.4f} (epoch {figures['best_epoch']}), "
+          f"test NDCG@10 {figures['test']['ndcg@10']:.4f}, {report['wall_seconds']:.0f} s -> {out}", flush=True)
 
 
 def main() -> None:
@@ -89,21 +110,10 @@ def main() -> None:
     args.data = args.data.resolve()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     model, task, _ = prepare("convncf", args.data, DataOptions(), seed=0)
-    for seed in args.seeds:
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="convncf_recbole_") as tmp:
-            weights, recbole_report = train_recbole(seed, args, Path(tmp))
-            figures = score_epochs(weights, model, task, args.epochs)
-        figures.update({"evaluated_by": "ours (bench/convncf_recbole_seeds.py)",
-                        "train_epoch_seconds": recbole_report["train_epoch_seconds"],
-                        "train_epoch_losses": recbole_report["train_epoch_losses"]})
-        report = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seed": seed,
-                  "epochs": args.epochs, "batch_size": args.batch_size, "data": str(args.data),
-                  "models": {"convncf": {"recbole": figures}}, "wall_seconds": time.perf_counter() - started}
-        out = args.out_dir / f"recbole_convncf_{args.epochs}ep_seed{seed}.json"
-        out.write_text(json.dumps(report, indent=2))
-        print(f"seed {seed}: valid NDCG@10 {figures['valid']['ndcg@10']:.4f} (epoch {figures['best_epoch']}), "
-              f"test NDCG@10 {figures['test']['ndcg@10']:.4f}, {report['wall_seconds']:.0f} s -> {out}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="convncf_recbole_") as tmp:
+        data_path = rank_timestamp_copy(args.data, Path(tmp))
+        for seed in args.seeds:
+            run_seed(seed, args, data_path, model, task)
 
 
 if __name__ == "__main__":

@@ -185,14 +185,10 @@ def main() -> None:
         if args.weights_dir is not None:
             trainer._train_epoch = saving_epochs(timed_train_epoch, model, dataset, args.weights_dir.resolve(), torch)
         t0 = time.perf_counter()
-        if args.weights_dir is None:
-            trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-            fit_seconds = time.perf_counter() - t0
-            test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
-        else:
-            trainer.fit(train_data, None, saved=False, show_progress=False)
-            fit_seconds = time.perf_counter() - t0
-            test_result = {}
+        evaluating = args.weights_dir is None
+        trainer.fit(train_data, valid_data if evaluating else None, saved=evaluating, show_progress=False)
+        fit_seconds = time.perf_counter() - t0
+        test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False) if evaluating else {}
 
         valid_passes = [e for e in evals if e["phase"] == "valid"]
         scores = [e["metrics"]["ndcg@10"] for e in valid_passes]
@@ -237,13 +233,13 @@ def main() -> None:
 def saving_epochs(train_epoch, model, dataset, weights_dir: Path, torch):
     """`train_epoch` that then saves the model's weights and the id -> token maps as epoch<N>.pt."""
     weights_dir.mkdir(parents=True, exist_ok=True)
-    fields = (dataset.uid_field, dataset.iid_field)
-    tokens = {field: [str(t) for t in dataset.field2id_token[field]] for field in fields}
+    user_tokens, item_tokens = ([str(t) for t in dataset.field2id_token[field]]
+                                for field in (dataset.uid_field, dataset.iid_field))
 
     def train_and_save(train_data, epoch_idx, *a, **kw):
         loss = train_epoch(train_data, epoch_idx, *a, **kw)
-        torch.save({"state_dict": model.state_dict(), "user_tokens": tokens[dataset.uid_field],
-                    "item_tokens": tokens[dataset.iid_field]}, weights_dir / f"epoch{epoch_idx}.pt")
+        torch.save({"state_dict": model.state_dict(), "user_tokens": user_tokens, "item_tokens": item_tokens},
+                   weights_dir / f"epoch{epoch_idx}.pt")
         return loss
 
     return train_and_save
