@@ -31,6 +31,7 @@ COPY pyproject.toml README.md ./
 
 # --------------------------------------------------------------------------------------------- serve
 FROM base AS serve
+COPY bundle/ ./bundle/
 COPY service/ ./service/
 RUN pip install ".[serve]" \
  && rm -rf build *.egg-info
@@ -64,6 +65,7 @@ RUN apt-get update \
  && chown recserve:recserve /artifacts
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY bundle/ ./bundle/
 COPY service/ ./service/
 RUN pip install ".[serve]" \
  && rm -rf build *.egg-info
@@ -85,7 +87,8 @@ ARG TORCH_INDEX_URL
 RUN pip install --index-url ${TORCH_INDEX_URL} "torch==${TORCH_VERSION}"
 COPY models/ ./models/
 COPY training/ ./training/
-# training.data.mind uses service.tokenizer (numpy only), the same tokenizer the service ships in bundles.
+# The bundle contract (torch-free) that training writes with; `recserve serve` also runs here, so service/ too.
+COPY bundle/ ./bundle/
 COPY service/ ./service/
 RUN pip install --extra-index-url ${TORCH_INDEX_URL} ".[train,glove]" "torch==${TORCH_VERSION}" \
  && rm -rf build *.egg-info

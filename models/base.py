@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from bundle.contract import SCORE_MEANING
+
 
 @dataclass
 class OnnxPart:
@@ -43,17 +45,26 @@ class RecModel(nn.Module):
     """Base class. Subclasses set `item_encoder`, `user_encoder`, `scorer` and implement the methods below."""
 
     kind: str = ""
-    # "raw" (an unbounded relevance score) or "probability" (a click probability in [0, 1]).
-    score_meaning: str = "raw"
-    # What the user encoder takes (docs/bundle.md): "user_id", "sequence" or "news_vectors".
+    # What the user encoder takes, in the bundle's words (bundle.contract.USER_INPUTS): "user_id",
+    # "sequence" or "news_vectors". It also chooses the training batches and the bundle's user data.
     user_input: str = "sequence"
-    # True when the scorer is a dot product (optionally through a monotone sigmoid), so a whole catalog
-    # can be scored with one matrix product.
-    dot_scorer: bool = True
+    # How the scorer scores, in the bundle's words (bundle.contract.SCORERS): "dot", "dot_sigmoid" (a
+    # probability) or "pairwise" (only the scorer module can score: no catalog-wide matrix product).
+    scorer_kind: str = "dot"
 
     item_encoder: nn.Module
     user_encoder: nn.Module
     scorer: nn.Module
+
+    @property
+    def dot_scorer(self) -> bool:
+        """True when a whole catalog can be scored with one matrix product (through a monotone sigmoid)."""
+        return self.scorer_kind != "pairwise"
+
+    @property
+    def score_meaning(self) -> str:
+        """"raw" (an unbounded relevance score) or "probability" (a click probability in [0, 1])."""
+        return SCORE_MEANING[self.scorer_kind]
 
     @property
     def n_items(self) -> int:

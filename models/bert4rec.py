@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from models.base import DotScorer, OnnxPart, RecModel, id_part, sequence_part
 from models.layers import Dropout, gather_positions
+from models.recipe import Recipe
 
 
 @dataclass
@@ -170,3 +171,10 @@ class BERT4Rec(RecModel):
             "user_encoder": sequence_part(self.user_encoder),
             "scorer": self.scorer_part(self.cfg.hidden_size + 1),
         }
+
+RECIPE = Recipe(
+    kind="bert4rec", model=BERT4Rec, config=BERT4RecConfig, family="interactions",
+    summary="bidirectional transformer over item sequences",
+    build_config=lambda data, opts: BERT4RecConfig(n_items=len(data.items), max_seq_length=opts.max_seq_length),
+    defaults={"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},  # RecBole 1.2.1's batch size
+)

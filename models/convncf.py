@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from models.base import OnnxPart, RecModel, id_part
 from models.layers import Dropout, Lookup
+from models.recipe import Recipe
 
 
 @dataclass
@@ -127,7 +128,7 @@ def _patch_grid(dim: int, kernels: list[int], strides: list[int]) -> list[int] |
 class ConvNCF(RecModel):
     kind = "convncf"
     user_input = "user_id"
-    dot_scorer = False
+    scorer_kind = "pairwise"
 
     def __init__(self, cfg: ConvNCFConfig):
         super().__init__()
@@ -172,3 +173,10 @@ class ConvNCF(RecModel):
             "user_encoder": id_part(self.user_encoder, "user_idx", "user_vectors", "batch"),
             "scorer": self.scorer_part(self.cfg.embedding_size),
         }
+
+RECIPE = Recipe(
+    kind="convncf", model=ConvNCF, config=ConvNCFConfig, family="interactions",
+    summary="outer-product CNN collaborative filtering over user and item ids",
+    build_config=lambda data, opts: ConvNCFConfig(n_users=len(data.users), n_items=len(data.items)),
+    defaults={"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},  # RecBole 1.2.1's batch size
+)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from models.base import DotScorer, OnnxPart, RecModel, id_part, sequence_part
 from models.layers import Dropout, Lookup, gather_positions
+from models.recipe import Recipe
 
 
 @dataclass
@@ -106,3 +107,26 @@ class GRU4RecF(RecModel):
             "user_encoder": sequence_part(self.user_encoder),
             "scorer": self.scorer_part(self.cfg.embedding_size),
         }
+
+def build_config(data, opts) -> GRU4RecFConfig:
+    """The config for `opts.features` of an interaction dataset; a missing feature is a data error."""
+    missing = [f for f in opts.features if f not in data.item_features]
+    if missing:
+        from training.data.errors import DataError  # torch-free; only the training side builds configs
+
+        raise DataError(f"{data.name}.item", None, f"GRU4RecF needs item feature(s) {missing}; the file has "
+                        f"{sorted(data.item_features) or 'none'} (choose with --features)")
+    return GRU4RecFConfig(n_items=len(data.items), max_seq_length=opts.max_seq_length,
+                          selected_features=list(opts.features),
+                          feature_vocab_sizes={f: len(data.feature_vocabs[f]) for f in opts.features},
+                          feature_lengths={f: data.item_features[f].shape[1] for f in opts.features})
+
+
+RECIPE = Recipe(
+    kind="gru4recf", model=GRU4RecF, config=GRU4RecFConfig, family="interactions",
+    summary="parallel GRUs over item ids and item features (--features)",
+    build_config=build_config,
+    attach=lambda model, data, opts: model.set_item_features(
+        {f: torch.from_numpy(data.item_features[f]) for f in opts.features}),
+    defaults={"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},  # RecBole 1.2.1's batch size
+)

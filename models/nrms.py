@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from models.base import DotScorer, OnnxPart, RecModel
 from models.layers import AdditiveAttention, Dropout, MultiHeadSelfAttention
+from models.recipe import Recipe
 
 
 @dataclass
@@ -81,7 +82,7 @@ def encode_titles(encoder: NewsEncoder, tokens: Tensor, buckets: int = 8) -> Ten
 class NRMS(RecModel):
     kind = "nrms"
     user_input = "news_vectors"
-    score_meaning = "probability"
+    scorer_kind = "dot_sigmoid"
 
     def __init__(self, cfg: NRMSConfig):
         super().__init__()
@@ -140,3 +141,25 @@ class NRMS(RecModel):
                         {"history_vectors": {0: "batch", 1: "history"}, "history_mask": {0: "batch", 1: "history"},
                          "user_vectors": {0: "batch"}})
         return {"item_encoder": item, "user_encoder": user, "scorer": self.scorer_part(self.dim)}
+
+def build_config(data, opts) -> NRMSConfig:
+    """The config for a MIND dataset: its news and word dictionary, and the word vectors' size when given."""
+    cfg = NRMSConfig(n_news=len(data.news), vocab_size=data.tokenizer.vocab_size)
+    if data.word_vectors is not None:
+        cfg.word_emb_dim = data.word_vectors.shape[1]
+    return cfg
+
+
+def attach(model: NRMS, data, opts) -> None:
+    """The catalog's title tokens, and the pretrained word vectors when the dataset has them."""
+    if data.word_vectors is not None:
+        model.set_word_vectors(torch.from_numpy(data.word_vectors))
+    model.set_titles(torch.from_numpy(data.news.title_tokens))
+
+
+RECIPE = Recipe(
+    kind="nrms", model=NRMS, config=NRMSConfig, family="news",
+    summary="news recommendation with multi-head self-attention over titles (MIND data)",
+    build_config=build_config, attach=attach,
+    defaults={"batch_size": 32, "lr": 5e-4, "epochs": 5, "monitor": "group_auc", "patience": 2},  # recommenders'
+)

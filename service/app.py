@@ -67,7 +67,7 @@ async def lifespan(app: FastAPI):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """An app serving the bundles under `settings.artifacts` (models load when the app starts)."""
     app = FastAPI(title="Recserve", version="1", lifespan=lifespan,
-                  description="Rank and recommend with NRMS, ConvNCF, GRU4RecF and BERT4Rec bundles.")
+                  description="Rank and recommend with the model bundles found under the artifacts folder.")
     app.state.settings = settings or Settings()
     app.state.metrics = Metrics()
     errors.install(app)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from service.bundle import resolve_latest
+from bundle.reader import resolve_latest
 from service.cache import LocalStore
 from service.config import Settings
 from service.errors import ServiceError
 from service.metrics import Metrics
 from service.model import ServedModel, load_model
-from service.ranking import Ranker, User, encode_users, raw_scores, shown
+from service.ranking import User, resolve_user
 
 
 def load_for_batch(bundle: str | Path) -> ServedModel:
@@ -21,21 +21,21 @@ def load_for_batch(bundle: str | Path) -> ServedModel:
     path = Path(bundle)
     if (path / "LATEST").exists():
         path = resolve_latest(path)
-    settings = Settings()
-    return load_model(path, settings, LocalStore(1), Metrics(), {}, {})
+    # Nothing to share with other processes: a one-entry store, written once while the catalog is encoded.
+    return load_model(path, Settings(), LocalStore(1), Metrics(), {}, {})
 
 
 def recommend_users(model: ServedModel, user_ids: Sequence[str], k: int = 10, batch_size: int = 256,
                     exclude_history: bool = True, chunk: int = 2048) -> Iterator[dict]:
     """Yield one record per user: {"user_id", "results": [{"item_id", "score", "rank"}]} or {"user_id", "error"}."""
-    ranker = Ranker(LocalStore(1), Settings(), Metrics())
+    cap = Settings().history_cap_factor * model.max_history
     for start in range(0, len(user_ids), batch_size):
         records: list[dict] = []
         users: list[tuple[dict, User]] = []
         for user_id in user_ids[start : start + batch_size]:
             records.append({"user_id": user_id})
             try:
-                users.append((records[-1], ranker.user(model, user_id, None)))
+                users.append((records[-1], resolve_user(model, user_id, None, cap)))
             except ServiceError as err:
                 records[-1]["error"] = err.message
         if users:
@@ -46,9 +46,9 @@ def recommend_users(model: ServedModel, user_ids: Sequence[str], k: int = 10, ba
 def _fill(model: ServedModel, users: list[tuple[dict, User]], k: int, exclude_history: bool, chunk: int) -> None:
     """Score one batch of resolved users and put each one's top-k into its record."""
     resolved = [u for _, u in users]
-    vectors = encode_users(model, [u.window for u in resolved], [u.user_idx for u in resolved])
+    vectors = model.encode_users([u.window for u in resolved], [u.user_idx for u in resolved])
     if model.bundle.scorer == "pairwise":
-        scores = np.stack([raw_scores(model, v, model.catalog.matrix, chunk) for v in vectors])
+        scores = np.stack([model.raw_scores(v, model.catalog.matrix, chunk) for v in vectors])
     else:
         scores = vectors @ model.catalog.matrix.T
     scores[:, 0] = -np.inf
@@ -61,6 +61,6 @@ def _fill(model: ServedModel, users: list[tuple[dict, User]], k: int, exclude_hi
     ids = model.catalog.ids
     for (record, _), row, items in zip(users, scores, top):
         items = items[np.isfinite(row[items])]
-        values = shown(model, row[items]).tolist()
+        values = model.reported_scores(row[items]).tolist()
         record["results"] = [{"item_id": ids[i], "score": s, "rank": r}
                              for r, (i, s) in enumerate(zip(items.tolist(), values), start=1)]

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 import redis
@@ -48,6 +49,27 @@ def from_bytes(raw: bytes | None, dim: int) -> np.ndarray | None:
     if raw is None or len(raw) != 4 * dim:
         return None
     return np.frombuffer(raw, dtype="<f4")
+
+
+class Store(Protocol):
+    """What every cache offers (LocalStore, RedisStore, NearCache). Reads never raise: a key that cannot be
+    read is None (fail open); writes and deletes that cannot be done are dropped (it is a cache)."""
+
+    @property
+    def status(self) -> str:
+        """"in-process", "up" or "degraded"."""
+
+    def check(self) -> str:
+        """The status after a probe of the backend (for /readyz)."""
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The value of each key, or None where absent, expired or unreadable."""
+
+    def set_many(self, pairs: Sequence[tuple[str, bytes]], ttl: int | None) -> None:
+        """Store each (key, value), expiring after `ttl` seconds (None: never)."""
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Forget the keys."""
 
 
 class LocalStore:
@@ -170,7 +192,7 @@ class NearCache:
     which was a third of a warm /rank; Redis still shares vectors between workers and restarts.
     """
 
-    def __init__(self, near: LocalStore, far: LocalStore | RedisStore, ttl: int | None):
+    def __init__(self, near: LocalStore, far: Store, ttl: int | None):
         self.near, self.far, self.ttl = near, far, ttl
 
     @property
@@ -200,7 +222,7 @@ class NearCache:
 
 
 def make_store(url: str | None, timeout_s: float, retry_s: float, local_size: int,
-               on_degraded: Callable[[bool], None]) -> LocalStore | RedisStore:
+               on_degraded: Callable[[bool], None]) -> Store:
     """Redis when a URL is configured, else the in-process LRU."""
     if url:
         return RedisStore(url, timeout_s, retry_s, on_degraded)

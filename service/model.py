@@ -1,15 +1,18 @@
-"""A served model: a verified bundle, its three onnxruntime sessions and its ready catalog of item vectors."""
+"""A served model: a verified bundle, its three onnxruntime sessions, its ready catalog of item vectors, and
+the functions that run the three graphs (items -> vectors, users -> vectors, vectors -> scores)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from service.bundle import GRAPHS, Bundle, BundleError, load_bundle
-from service.cache import Keys, from_bytes, to_bytes
+from bundle.contract import GRAPHS, BundleError
+from bundle.reader import Bundle, load_bundle
+from service.cache import Keys, Store, from_bytes, to_bytes
 from service.catalog import Catalog
 from service.config import Settings
 from service.metrics import Metrics
@@ -60,6 +63,44 @@ class ServedModel:
                 {k: v[start:start + batch] for k, v in inputs.items()})
         return out
 
+    def encode_user(self, window: Sequence[int], user_idx: int | None) -> np.ndarray:
+        """One user vector [D] from the user encoder."""
+        return self.encode_users([window], [user_idx])[0]
+
+    def encode_users(self, windows: Sequence[Sequence[int]], user_idx: Sequence[int | None]) -> np.ndarray:
+        """User vectors [B, D] in one user-encoder call: catalog rows of each user's history window (oldest
+        first), or the users' indices for a model of user ids. Inputs are padded to max_history as in training."""
+        kind, length, b = self.bundle.user_input, self.bundle.max_history, len(windows)
+        if kind == "user_id":
+            return self.graphs["user_encoder"].run({"user_idx": np.asarray(user_idx, dtype=np.int64)})
+        seq = np.zeros((b, length), dtype=np.int64)
+        for row, window in enumerate(windows):
+            seq[row, : len(window)] = window
+        lengths = np.array([len(w) for w in windows], dtype=np.int64)
+        if kind == "sequence":
+            feeds = {"item_seq": seq, "seq_len": np.maximum(lengths, 1)}
+        else:
+            mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.float32)
+            feeds = {"history_vectors": self.catalog.matrix[seq] * mask[..., None], "history_mask": mask}
+        return self.graphs["user_encoder"].run(feeds)
+
+    def raw_scores(self, user: np.ndarray, items: np.ndarray, chunk: int) -> np.ndarray:
+        """Scores [K] of item vectors [K, D] for one user vector [D]; before the sigmoid for "dot_sigmoid"
+        (ranking uses these). A pairwise scorer runs over `chunk` items per call."""
+        if self.bundle.scorer != "pairwise":
+            return items @ user
+        scorer, parts = self.graphs["scorer"], []
+        for start in range(0, items.shape[0], chunk):
+            parts.append(scorer.run({"user": user[None], "items": items[None, start:start + chunk]})[0])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def reported_scores(self, raw: np.ndarray) -> np.ndarray:
+        """What the API reports for raw scores: the probability for "dot_sigmoid", else the raw score."""
+        if self.bundle.scorer != "dot_sigmoid":
+            return raw
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-raw.astype(np.float64)))
+
 
 def _check_graph(bundle: Bundle, name: str, graph: Graph) -> None:
     expected = set(bundle.graph_io(name, "inputs"))
@@ -68,7 +109,7 @@ def _check_graph(bundle: Bundle, name: str, graph: Graph) -> None:
                           f"graph inputs {sorted(graph.inputs)} differ from the manifest's {sorted(expected)}")
 
 
-def _catalog(model: ServedModel, store, settings: Settings, metrics: Metrics) -> Catalog:
+def _catalog(model: ServedModel, store: Store, settings: Settings, metrics: Metrics) -> Catalog:
     """Item vectors from the cache where present for this version, the rest encoded and written back."""
     bundle, dim = model.bundle, model.bundle.dim
     keys = [model.keys.item(i) for i in bundle.items]
@@ -92,13 +133,11 @@ def _catalog(model: ServedModel, store, settings: Settings, metrics: Metrics) ->
 
 def _warm_up(model: ServedModel) -> None:
     """Run the user encoder and scorer once so the first request does not pay for lazy initialisation."""
-    from service.ranking import encode_user, raw_scores  # the pipeline module imports this one
-
-    user = encode_user(model, [1] if model.catalog.size else [], 1 if model.users else 0)
-    raw_scores(model, user, model.catalog.matrix[:2], chunk=2)
+    user = model.encode_user([1] if model.catalog.size else [], 1 if model.users else 0)
+    model.raw_scores(user, model.catalog.matrix[:2], chunk=2)
 
 
-def load_model(path: Path, settings: Settings, store, metrics: Metrics,
+def load_model(path: Path, settings: Settings, store: Store, metrics: Metrics,
                events: dict[str, list[str]], added: dict[str, dict[str, Any]]) -> ServedModel:
     """Verify and load the bundle in `path`, build its catalog, warm it up; raises BundleError on a bad bundle."""
     bundle = load_bundle(path)
@@ -116,7 +155,7 @@ def load_model(path: Path, settings: Settings, store, metrics: Metrics,
                         Keys(settings.cache_prefix, bundle.model, bundle.version), limit, events, added,
                         users={u: i for i, u in enumerate(bundle.users, start=1)})
     if bundle.tokenizer_path is not None:
-        from service.tokenizer import load_tokenizer
+        from bundle.tokenizers import load_tokenizer
 
         try:
             model.tokenizer = load_tokenizer(bundle.tokenizer_path)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.cache import LocalStore, NearCache, from_bytes, to_bytes
+from service.cache import LocalStore, NearCache, Store, from_bytes, to_bytes
 from service.config import Settings
 from service.errors import unprocessable
 from service.metrics import Metrics
@@ -24,52 +24,35 @@ class User:
     user_idx: int | None = None
 
 
-def encode_user(model: ServedModel, window: Sequence[int], user_idx: int | None) -> np.ndarray:
-    """One user vector [D] from the user encoder."""
-    return encode_users(model, [window], [user_idx])[0]
-
-
-def encode_users(model: ServedModel, windows: Sequence[Sequence[int]], user_idx: Sequence[int | None]) -> np.ndarray:
-    """User vectors [B, D] in one user-encoder call, inputs padded to the model's max_history as in training."""
-    bundle, kind, b = model.bundle, model.bundle.user_input, len(windows)
-    if kind == "user_id":
-        return model.graphs["user_encoder"].run({"user_idx": np.asarray(user_idx, dtype=np.int64)})
-    seq = np.zeros((b, bundle.max_history), dtype=np.int64)
-    for row, window in enumerate(windows):
-        seq[row, : len(window)] = window
-    lengths = np.array([len(w) for w in windows], dtype=np.int64)
-    if kind == "sequence":
-        feeds = {"item_seq": seq, "seq_len": np.maximum(lengths, 1)}
-    else:
-        mask = (np.arange(bundle.max_history)[None, :] < lengths[:, None]).astype(np.float32)
-        feeds = {"history_vectors": model.catalog.matrix[seq] * mask[..., None], "history_mask": mask}
-    return model.graphs["user_encoder"].run(feeds)
-
-
-def raw_scores(model: ServedModel, user: np.ndarray, items: np.ndarray, chunk: int) -> np.ndarray:
-    """Scores [K] of item vectors [K, D]; before the sigmoid for "dot_sigmoid" (ranking uses these)."""
-    if model.bundle.scorer != "pairwise":
-        return items @ user
-    scorer, parts = model.graphs["scorer"], []
-    for start in range(0, items.shape[0], chunk):
-        parts.append(scorer.run({"user": user[None], "items": items[None, start:start + chunk]})[0])
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-
-
-def shown(model: ServedModel, scores: np.ndarray) -> np.ndarray:
-    """What the API reports: the probability for "dot_sigmoid", else the raw score."""
-    if model.bundle.scorer != "dot_sigmoid":
-        return scores
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-scores.astype(np.float64)))
+def resolve_user(model: ServedModel, user_id: str | None, history: Sequence[str] | None, cap: int) -> User:
+    """Who the request scores; raises 422 naming the field when nothing usable is given. `history` wins over
+    the stored history of `user_id`; histories longer than `cap` are refused."""
+    if user_id is None and not history:
+        raise unprocessable("user_id", "give a user_id or a non-empty history")
+    if history and len(history) > cap:
+        raise unprocessable("history", f"{len(history)} items exceed the limit of {cap}")
+    if model.bundle.user_input == "user_id":
+        user_idx = model.users.get(user_id) if user_id is not None else None
+        if user_idx is None:
+            what = f"unknown user {user_id!r}" if user_id is not None else "missing"
+            raise unprocessable("user_id", f"{what}; model {model.name!r} scores only users it was trained on")
+        return User(user_id, model.catalog.lookup(history or ())[0], [], user_idx)
+    source = history or model.stored_history(user_id)
+    if source is None:
+        raise unprocessable("user_id", f"unknown user {user_id!r} and no history given")
+    seen = model.catalog.lookup(source)[0]
+    if not seen and model.bundle.user_input == "sequence":
+        field = "history" if history else "user_id"
+        raise unprocessable(field, f"no item of the history is known to model {model.name!r}")
+    return User(user_id, seen, seen[-model.max_history:])
 
 
 class Ranker:
     """Rank candidates or recommend from the catalog for one model, with user vectors cached per history."""
 
-    def __init__(self, store, settings: Settings, metrics: Metrics):
+    def __init__(self, store: Store, settings: Settings, metrics: Metrics):
         self.settings, self.metrics = settings, metrics
-        self.store = store
+        self.store: Store = store
         if settings.user_near_cache_size and not isinstance(store, LocalStore):
             self.store = NearCache(LocalStore(settings.user_near_cache_size), store, settings.user_ttl_s)
         # Pairwise scores per user key: (float32 scores, bool scored) over the catalog rows; see `scores`.
@@ -77,26 +60,8 @@ class Ranker:
         self.pair_scores = LocalStore(size) if size else None
 
     def user(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None) -> User:
-        """Resolve the request's user; raises 422 naming the field when nothing usable is given."""
-        if user_id is None and not history:
-            raise unprocessable("user_id", "give a user_id or a non-empty history")
-        cap = self.settings.history_cap_factor * model.max_history
-        if history and len(history) > cap:
-            raise unprocessable("history", f"{len(history)} items exceed the limit of {cap}")
-        if model.bundle.user_input == "user_id":
-            user_idx = model.users.get(user_id) if user_id is not None else None
-            if user_idx is None:
-                what = f"unknown user {user_id!r}" if user_id is not None else "missing"
-                raise unprocessable("user_id", f"{what}; model {model.name!r} scores only users it was trained on")
-            return User(user_id, model.catalog.lookup(history or ())[0], [], user_idx)
-        source = history or model.stored_history(user_id)
-        if source is None:
-            raise unprocessable("user_id", f"unknown user {user_id!r} and no history given")
-        seen = model.catalog.lookup(source)[0]
-        if not seen and model.bundle.user_input == "sequence":
-            field = "history" if history else "user_id"
-            raise unprocessable(field, f"no item of the history is known to model {model.name!r}")
-        return User(user_id, seen, seen[-model.max_history:])
+        """Resolve the request's user (see `resolve_user`), histories capped by the settings."""
+        return resolve_user(model, user_id, history, self.settings.history_cap_factor * model.max_history)
 
     @staticmethod
     def user_key(model: ServedModel, user_id: str | None, window: Sequence[int]) -> str:
@@ -110,7 +75,7 @@ class Ranker:
         vector = from_bytes(self.store.get_many([key])[0], model.bundle.dim)
         self.metrics.cache_lookup("user", vector is not None, vector is None)
         if vector is None:
-            vector = encode_user(model, user.window, user.user_idx)
+            vector = model.encode_user(user.window, user.user_idx)
             self.store.set_many([(key, to_bytes(vector))], self.settings.user_ttl_s)
         return vector
 
@@ -126,7 +91,7 @@ class Ranker:
         chunk = self.settings.pairwise_chunk
         if model.bundle.scorer != "pairwise" or self.pair_scores is None or model.tokenizer is not None:
             items = model.catalog.matrix if indices is None else model.catalog.matrix[indices]
-            return raw_scores(model, vector, items, chunk)
+            return model.raw_scores(vector, items, chunk)
         rows = model.catalog.size + 1
         indices = np.arange(rows) if indices is None else indices
         entry = self.pair_scores.get_many([key])[0]
@@ -137,7 +102,7 @@ class Ranker:
         todo = np.unique(indices[~scored[indices]])
         self.metrics.cache_lookup("score", indices.size - todo.size, todo.size)
         if todo.size:  # on the event loop's thread; if it ran in threads, a race would only score twice
-            known[todo] = raw_scores(model, vector, model.catalog.matrix[todo], chunk)
+            known[todo] = model.raw_scores(vector, model.catalog.matrix[todo], chunk)
             scored[todo] = True
         return known[indices]
 
@@ -157,7 +122,7 @@ class Ranker:
         rows = np.asarray(indices, dtype=np.int64)
         raw = self.scores(model, key, self.user_vector(model, user, key), rows)
         order = np.argsort(-raw, kind="stable")
-        return self._response(model, rows[order].tolist(), shown(model, raw[order]), unknown)
+        return self._response(model, rows[order].tolist(), model.reported_scores(raw[order]), unknown)
 
     def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
                   exclude_history: bool, exclude: Sequence[str]) -> bytes:
@@ -170,7 +135,7 @@ class Ranker:
         k = min(k, int(np.isfinite(raw).sum()))
         top = np.argpartition(-raw, k - 1)[:k] if 0 < k < raw.shape[0] else np.arange(raw.shape[0])[:k]
         top = top[np.argsort(-raw[top], kind="stable")]
-        return self._response(model, top.tolist(), shown(model, raw[top]), unknown)
+        return self._response(model, top.tolist(), model.reported_scores(raw[top]), unknown)
 
     @staticmethod
     def _response(model: ServedModel, rows: list[int], scores: np.ndarray, unknown: list[str]) -> bytes:

@@ -7,7 +7,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.bundle import BundleError, discover, resolve_latest
+from bundle.contract import BundleError
+from bundle.reader import discover, resolve_latest
+from service.cache import Store
 from service.config import Settings
 from service.metrics import Metrics
 from service.model import ServedModel, load_model
@@ -25,7 +27,7 @@ class ReloadReport:
 class Registry:
     """Model name -> ServedModel, plus the per-model runtime state that outlives a bundle version."""
 
-    def __init__(self, settings: Settings, store, metrics: Metrics):
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics):
         self.settings, self.store, self.metrics = settings, store, metrics
         self.models: dict[str, ServedModel] = {}
         self.failed: dict[str, str] = {}

@@ -135,7 +135,7 @@ def test_serve_stages(dockerfile, pyproject, name):
     assert "torch" not in runs.lower() and "download.pytorch.org" not in runs
     assert not any("torch" in d.lower() for d in pyproject["project"]["optional-dependencies"]["serve"])
     copied = " ".join(a for s in chain(stages, name) for a in s.args("COPY"))
-    assert "service/" in copied and "models/" not in copied and "training/" not in copied
+    assert "service/" in copied and "bundle/" in copied and "models/" not in copied and "training/" not in copied
 
 
 def test_serve_gpu_runs_on_cuda13_with_cudnn9(dockerfile):
@@ -159,7 +159,7 @@ def test_train_stage(dockerfile, pyproject):
     user = stage.last("USER")
     assert user and user.split(":")[0] not in ("root", "0")
     copied = " ".join(stage.args("COPY"))
-    assert all(f"{p}/" in copied for p in ("models", "training", "service"))
+    assert all(f"{p}/" in copied for p in ("models", "training", "bundle", "service"))
 
 
 def test_copy_sources_exist(dockerfile):

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-MODEL_KINDS = ("convncf", "gru4recf", "bert4rec", "nrms")
+from models.registry import KINDS  # names only: no torch until a command needs it
 
 
 def seed_value(text: str) -> int:
@@ -22,16 +22,17 @@ def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model, evaluate it and export a bundle",
                        description="Train one model (or --all), print validation/test metrics, write metrics.json "
                                    "and curves.png next to the checkpoint, and export an ONNX bundle.")
-    p.add_argument("--model", choices=MODEL_KINDS, help="which model to train")
-    p.add_argument("--all", action="store_true", help="train and export all four models (needs --data-news and --data-interactions)")
-    p.add_argument("--data", type=Path, help="dataset folder: RecBole atomic files (.inter/.item) or MIND news.tsv + behaviors.tsv for nrms")
-    p.add_argument("--data-news", type=Path, help="with --all: the MIND-format folder for nrms")
-    p.add_argument("--data-interactions", type=Path, help="with --all: the atomic-file folder for the other three")
+    p.add_argument("--model", choices=sorted(KINDS), help="which model to train")
+    p.add_argument("--all", action="store_true", help="train and export every model kind (needs --data-news and --data-interactions)")
+    p.add_argument("--data", type=Path, help="dataset folder: RecBole atomic files (.inter/.item), or MIND news.tsv + behaviors.tsv for a news model")
+    p.add_argument("--data-news", type=Path, help="with --all: the MIND-format folder for the news models")
+    p.add_argument("--data-interactions", type=Path, help="with --all: the atomic-file folder for the interaction models")
     p.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts folder (default: artifacts)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (default: 10; nrms 5)")
-    p.add_argument("--batch-size", type=int, help="training batch size (default: 2048; nrms 32)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: 1e-3; nrms 5e-4)")
-    p.add_argument("--patience", type=int, help="epochs without a better validation metric before stopping (default: 3; nrms 2)")
+    # Unset options take the model's recipe defaults (models/<kind>.py), printed when training starts.
+    p.add_argument("--epochs", type=int, help="maximum epochs (default: the model's; 10, nrms 5)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: the model's; 2048, nrms 32)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: the model's; 1e-3, nrms 5e-4)")
+    p.add_argument("--patience", type=int, help="epochs without a better validation metric before stopping (default: the model's; 3, nrms 2)")
     p.add_argument("--seed", type=seed_value, help="random seed, >= 0 (default: 2020)")
     p.add_argument("--max-steps", type=int, help="cap on training steps per epoch (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<model>/train/last.pt")
@@ -45,12 +46,14 @@ def add_train_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    from models.registry import recipes
     from training.train import DataOptions, run, train_config
 
     if args.all:
         if not (args.data_news and args.data_interactions):
             raise SystemExit("recserve train --all needs --data-news DIR and --data-interactions DIR")
-        jobs = [(kind, args.data_news if kind == "nrms" else args.data_interactions) for kind in MODEL_KINDS]
+        folders = {"news": args.data_news, "interactions": args.data_interactions}
+        jobs = [(kind, folders[r.family]) for kind, r in recipes().items()]
     elif args.model and args.data:
         jobs = [(args.model, args.data)]
     else:
@@ -60,6 +63,7 @@ def cmd_train(args) -> int:
     for kind, data in jobs:
         cfg = train_config(kind, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                            seed=args.seed, max_steps_per_epoch=args.max_steps, progress=not args.no_progress)
+        logging.getLogger("recserve.train").info("%s on %s: %s", kind, data, cfg)
         result = run(kind, data, args.out, cfg, opts, resume=args.resume)
         print(metrics_table(kind, result.metrics))
         print(f"bundle: {result.bundle}\nmetrics: {result.run_dir / 'metrics.json'}\ncurves: {result.run_dir / 'curves.png'}")

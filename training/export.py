@@ -7,7 +7,6 @@ temporary folder, so a reader never sees half a bundle.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -17,20 +16,11 @@ from pathlib import Path
 import onnx
 import torch
 
+from bundle.contract import LATEST_FILE, OPSET, write_manifest
+from bundle.data import BundleData, write_data_files
 from models.base import RecModel
 from models.registry import config_dict
-from training.bundle_data import BundleData, ExportError, write_data_files
-
-OPSET = 17
-BUNDLE_FORMAT = "recserve-bundle/1"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from training.bundle_data import ExportError
 
 
 def weights_hash(model: RecModel) -> str:
@@ -51,10 +41,10 @@ def validate(model: RecModel, data: BundleData) -> None:
     for name, array in data.item_inputs.items():
         if len(array) != n_items:
             raise ExportError(f"item input {name!r} has {len(array)} rows, expected {n_items}")
-    if model.kind == "convncf":
+    if model.user_input == "user_id":
         n_users = model.cfg.n_users - 1
         if data.users is None or len(data.users) != n_users:
-            raise ExportError(f"ConvNCF needs a user id map of {n_users} users, got "
+            raise ExportError(f"{model.kind} scores users by id and needs a user id map of {n_users} users, got "
                               f"{'none' if data.users is None else len(data.users)}")
 
 
@@ -105,13 +95,11 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
         if parity:
             from training.parity import check_bundle_parity  # imports onnxruntime only when checking
             check_bundle_parity(model, tmp)
-        manifest = _manifest(model, data, name, version, now, graphs)
-        manifest["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        write_manifest(tmp, _manifest(model, data, name, version, now, graphs))
         tmp.rename(final)
-        latest_tmp = root / f".LATEST-{os.getpid()}"
+        latest_tmp = root / f".{LATEST_FILE}-{os.getpid()}"
         latest_tmp.write_text(version + "\n")
-        latest_tmp.replace(root / "LATEST")
+        latest_tmp.replace(root / LATEST_FILE)
         return final
     except OSError as err:
         raise ExportError(f"could not write bundle under {root}: {err}") from err
@@ -122,14 +110,13 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
 def _manifest(model: RecModel, data: BundleData, name: str, version: str, now_ns: int, graphs: dict) -> dict:
     dim = graphs["item_encoder"]["outputs"][0]["shape"][-1]
     return {
-        "format": BUNDLE_FORMAT,
         "name": name,
         "model": model.kind,
         "version": version,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ns / 1e9)),
         "dim": dim,
         "score": model.score_meaning,
-        "scorer": "pairwise" if not model.dot_scorer else ("dot_sigmoid" if model.score_meaning == "probability" else "dot"),
+        "scorer": model.scorer_kind,
         "user_input": model.user_input,
         "max_history": data.max_history,
         "n_items": len(data.items),

@@ -11,11 +11,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bundle.data import BundleData
 from models.base import RecModel
-from models.registry import MODELS
-from training.bundle_data import BundleData
+from models.recipe import Recipe
 from training.data.atomic import InteractionData, read_atomic
-from training.data.errors import DataError
 from training.data.sequences import left_aligned, prefix_samples
 from training.data.split import EvalSet, Split, leave_one_out
 from training.evaluate import csr_pairs, rank_metrics, target_ranks
@@ -59,7 +58,9 @@ class InteractionTask:
         self.model, self.data, self.split = model, data, split
         self.max_len, self.eval_batch_size = max_seq_length, eval_batch_size
         self.n_items = len(data.items)
-        self.pairwise = model.kind == "convncf"
+        # A model of user ids learns from (user, positive, negative) triples; a sequence model from the
+        # prefixes of each user's history.
+        self.pairwise = model.user_input == "user_id"
         if self.pairwise:
             self.train_user = torch.from_numpy(split.train_user.astype(np.int64))
             self.train_item = torch.from_numpy(split.train_item.astype(np.int64))
@@ -114,21 +115,6 @@ class InteractionTask:
         return rank_metrics(torch.cat(ranks).numpy(), ks)
 
 
-def model_config(kind: str, data: InteractionData, max_seq_length: int, features: list[str]):
-    config_cls = MODELS[kind][1]
-    if kind == "convncf":
-        return config_cls(n_users=len(data.users), n_items=len(data.items))
-    if kind == "bert4rec":
-        return config_cls(n_items=len(data.items), max_seq_length=max_seq_length)
-    missing = [f for f in features if f not in data.item_features]
-    if missing:
-        raise DataError(f"{data.name}.item", None, f"GRU4RecF needs item feature(s) {missing}; the file has "
-                        f"{sorted(data.item_features) or 'none'} (choose with --features)")
-    return config_cls(n_items=len(data.items), max_seq_length=max_seq_length, selected_features=list(features),
-                      feature_vocab_sizes={f: len(data.feature_vocabs[f]) for f in features},
-                      feature_lengths={f: data.item_features[f].shape[1] for f in features})
-
-
 def histories(data: InteractionData) -> dict[str, list[str]]:
     """Every user's items, oldest first (interactions are sorted by user, then time)."""
     bounds = np.flatnonzero(np.diff(data.user)) + 1
@@ -138,19 +124,21 @@ def histories(data: InteractionData) -> dict[str, list[str]]:
             for s, chunk in zip(starts, np.split(data.item, bounds))}
 
 
-def prepare_interactions(kind: str, data_dir, opts) -> tuple[RecModel, InteractionTask, BundleData]:
+def prepare_interactions(recipe: Recipe, data_dir, opts) -> tuple[RecModel, InteractionTask, BundleData]:
+    """Read RecBole atomic files, split them, build the recipe's model and the bundle data it will ship:
+    the user id map for a model of user ids, the users' histories for a model of sequences."""
     data = read_atomic(data_dir, min_rating=opts.min_rating, k_core=opts.k_core)
     split = leave_one_out(data)
-    model = MODELS[kind][0](model_config(kind, data, opts.max_seq_length, opts.features))
-    if kind == "gru4recf":
-        model.set_item_features({f: torch.from_numpy(data.item_features[f]) for f in opts.features})
+    model = recipe.model(recipe.build_config(data, opts))
+    recipe.attach(model, data, opts)
     task = InteractionTask(model, data, split, max_seq_length=opts.max_seq_length)
+    by_id = model.user_input == "user_id"
     bundle = BundleData(
         items=data.items.ids[1:],
         item_inputs={"item_idx": np.arange(1, len(data.items), dtype=np.int64)},
         max_history=opts.max_seq_length,
-        users=data.users.ids[1:] if kind == "convncf" else None,
-        histories=None if kind == "convncf" else histories(data),
+        users=data.users.ids[1:] if by_id else None,
+        histories=None if by_id else histories(data),
         data_fingerprint=data.fingerprint,
     )
     return model, task, bundle

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.nrms import NRMS, NRMSConfig
-from training.bundle_data import BundleData
+from bundle.data import BundleData
+from models.base import RecModel
+from models.recipe import Recipe
 from training.data.mind import Impressions, MindData, click_counts, history_matrix, read_mind, train_samples
 from training.data.word_vectors import load_word_vectors
 from training.evaluate import impression_metrics
@@ -18,7 +19,7 @@ from training.evaluate import impression_metrics
 class NewsTask:
     phases = ("valid",)  # MIND's test labels are not public: validation is the held-out measure
 
-    def __init__(self, model: NRMS, data: MindData):
+    def __init__(self, model: RecModel, data: MindData):
         self.model, self.data = model, data
         self.his_size, self.npratio = model.cfg.his_size, model.cfg.npratio
         self.size = click_counts(data.train)["usable"]
@@ -72,20 +73,18 @@ def user_histories(data: MindData) -> dict[str, list[str]]:
     return out
 
 
-def prepare_nrms(data_dir, opts) -> tuple[NRMS, NewsTask, BundleData]:
+def prepare_news(recipe: Recipe, data_dir, opts) -> tuple[RecModel, NewsTask, BundleData]:
+    """Read MIND files (and word vectors when asked), build the recipe's model and the bundle data: title
+    tokens as item inputs, the tokenizer that makes them from new titles, and the users' click histories."""
     data = read_mind(data_dir, valid_behaviors=opts.valid_behaviors)
-    cfg = NRMSConfig(n_news=len(data.news), vocab_size=data.tokenizer.vocab_size)
     if opts.word_vectors:
-        vectors, _ = load_word_vectors(opts.word_vectors, data.tokenizer.vocab)
-        cfg.word_emb_dim = vectors.shape[1]
-    model = NRMS(cfg)
-    if opts.word_vectors:
-        model.set_word_vectors(torch.from_numpy(vectors))
-    model.set_titles(torch.from_numpy(data.news.title_tokens))
+        data.word_vectors, _ = load_word_vectors(opts.word_vectors, data.tokenizer.vocab)
+    model = recipe.model(recipe.build_config(data, opts))
+    recipe.attach(model, data, opts)
     bundle = BundleData(
         items=data.news.ids[1:],
         item_inputs={"title_tokens": data.news.title_tokens[1:]},
-        max_history=cfg.his_size,
+        max_history=model.cfg.his_size,
         histories=user_histories(data),
         tokenizer=data.tokenizer.to_dict(),
         data_fingerprint=data.fingerprint,

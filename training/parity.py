@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bundle.contract import GRAPHS, ITEM_INPUTS_FILE
 from models.base import RecModel
 from training.bundle_data import ExportError
 
@@ -73,8 +74,8 @@ def check_bundle_parity(model: RecModel, bundle: Path, atol: float = ATOL, seed:
     """Raise ParityError unless every graph and the composed ranking match torch. Returns the max diffs."""
     model = model.eval()
     rng = np.random.default_rng(seed)
-    sessions = {part: ort_session(bundle / f"{part}.onnx") for part in ("item_encoder", "user_encoder", "scorer")}
-    with np.load(bundle / "item_inputs.npz", allow_pickle=False) as npz:
+    sessions = {part: ort_session(bundle / f"{part}.onnx") for part in GRAPHS}
+    with np.load(bundle / ITEM_INPUTS_FILE, allow_pickle=False) as npz:
         item_inputs = {k: npz[k] for k in npz.files}
     diffs = {}
 

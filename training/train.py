@@ -13,21 +13,13 @@ from pathlib import Path
 
 import torch
 
-from models.registry import build_model, config_dict
+from models.registry import build_model, config_dict, recipe
 from training.bundle_data import load_bundle_data, save_bundle_data
 from training.export import ExportError, export_bundle
 from training.loop import TrainConfig, fit, load_checkpoint
 from training.plots import plot_curves
 
 log = logging.getLogger(__name__)
-
-# Per-model defaults: RecBole 1.2.1's train_batch_size for the interaction models, recommenders' for NRMS.
-DEFAULTS: dict[str, dict] = {
-    "convncf": {"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},
-    "gru4recf": {"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},
-    "bert4rec": {"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},
-    "nrms": {"batch_size": 32, "lr": 5e-4, "epochs": 5, "monitor": "group_auc", "patience": 2},
-}
 
 
 @dataclass
@@ -48,18 +40,20 @@ class RunResult:
 
 
 def train_config(model: str, **overrides) -> TrainConfig:
-    values = {**DEFAULTS[model], **{k: v for k, v in overrides.items() if v is not None}}
+    """The kind's recipe defaults, then every override that is not None."""
+    values = {**recipe(model).defaults, **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig(**values)
 
 
 def prepare(model_kind: str, data_dir: Path, opts: DataOptions, seed: int):
-    """(model, task, bundle data) for one model kind on one dataset."""
+    """(model, task, bundle data) for one model kind on one dataset, read by the kind's data family."""
+    kind_recipe = recipe(model_kind)
     torch.manual_seed(seed)
-    if model_kind == "nrms":
-        from training.news import prepare_nrms
-        return prepare_nrms(data_dir, opts)
+    if kind_recipe.family == "news":
+        from training.news import prepare_news
+        return prepare_news(kind_recipe, data_dir, opts)
     from training.interactions import prepare_interactions
-    return prepare_interactions(model_kind, data_dir, opts)
+    return prepare_interactions(kind_recipe, data_dir, opts)
 
 
 def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig, opts: DataOptions | None = None,

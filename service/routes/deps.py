@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
+from service.cache import Store
 from service.config import Settings
 from service.errors import ServiceError
 from service.metrics import Metrics
@@ -33,7 +34,7 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-async def get_store(request: Request):
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
@@ -41,7 +42,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 RankerDep = Annotated[Ranker, Depends(get_ranker)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-StoreDep = Annotated[object, Depends(get_store)]
+StoreDep = Annotated[Store, Depends(get_store)]
 
 
 async def require_api_key(request: Request) -> None:

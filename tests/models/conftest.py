@@ -2,32 +2,42 @@ import numpy as np
 import pytest
 import torch
 
-from models.bert4rec import BERT4Rec, BERT4RecConfig
-from models.convncf import ConvNCF, ConvNCFConfig
-from models.gru4recf import GRU4RecF, GRU4RecFConfig
-from models.nrms import NRMS, NRMSConfig
-from training.bundle_data import BundleData
+from bundle.data import BundleData
+from models.registry import KINDS, recipe
 
 N_ITEMS = 40
 ITEMS = [f"item{i}" for i in range(1, N_ITEMS)]
 
 
-def tiny_models() -> dict:
-    """One small randomly initialised instance of each model (eval mode)."""
-    torch.manual_seed(0)
-    gru = GRU4RecF(GRU4RecFConfig(n_items=N_ITEMS, feature_vocab_sizes={"class": 6}, feature_lengths={"class": 2}))
+def tiny_gru4recf():
+    r = recipe("gru4recf")
+    gru = r.model(r.config(n_items=N_ITEMS, feature_vocab_sizes={"class": 6}, feature_lengths={"class": 2}))
     gru.set_item_features({"class": torch.randint(0, 6, (N_ITEMS, 2))})
-    nrms = NRMS(NRMSConfig(n_news=N_ITEMS, vocab_size=60, head_num=4, head_dim=8, attention_hidden_dim=16))
+    return gru
+
+
+def tiny_nrms():
+    r = recipe("nrms")
+    nrms = r.model(r.config(n_news=N_ITEMS, vocab_size=60, head_num=4, head_dim=8, attention_hidden_dim=16))
     titles = torch.randint(1, 60, (N_ITEMS, 30)) * (torch.arange(30)[None, :] < torch.randint(1, 30, (N_ITEMS, 1)))
     titles[0] = 0
     nrms.set_titles(titles)
-    models = {
-        "convncf": ConvNCF(ConvNCFConfig(n_users=15, n_items=N_ITEMS)),
-        "gru4recf": gru,
-        "bert4rec": BERT4Rec(BERT4RecConfig(n_items=N_ITEMS, max_seq_length=10)),
-        "nrms": nrms,
-    }
-    return {k: m.eval() for k, m in models.items()}
+    return nrms
+
+
+# One small randomly initialised instance per registered kind: a new kind adds its fixture here.
+TINY = {
+    "convncf": lambda: recipe("convncf").model(recipe("convncf").config(n_users=15, n_items=N_ITEMS)),
+    "gru4recf": tiny_gru4recf,
+    "bert4rec": lambda: recipe("bert4rec").model(recipe("bert4rec").config(n_items=N_ITEMS, max_seq_length=10)),
+    "nrms": tiny_nrms,
+}
+
+
+def tiny_models() -> dict:
+    """One small instance of every registered kind (eval mode), seeded."""
+    torch.manual_seed(0)
+    return {kind: TINY[kind]().eval() for kind in KINDS}
 
 
 @pytest.fixture
@@ -36,13 +46,15 @@ def models():
 
 
 def tiny_bundle_data(kind: str, model, histories: dict | None = None) -> BundleData:
-    """What export needs besides the model, for the tiny models above (items item1..item39)."""
-    if kind == "nrms":
+    """What export needs besides the model, for the tiny models above (items item1..item39): chosen by what the
+    model declares, as training does (user ids or histories; titles with a tokenizer or item ids)."""
+    if "title_tokens" in model.onnx_parts()["item_encoder"].inputs:
         inputs = {"title_tokens": model.title_tokens[1:].numpy()}
         tokenizer = {"type": "word-regex", "title_size": 30, "vocab": {"a": 1}}
     else:
         inputs, tokenizer = {"item_idx": np.arange(1, N_ITEMS, dtype=np.int64)}, None
+    by_id = model.user_input == "user_id"
     return BundleData(items=ITEMS, item_inputs=inputs, max_history=10, tokenizer=tokenizer,
-                      users=[f"u{i}" for i in range(1, 15)] if kind == "convncf" else None,
-                      histories=None if kind == "convncf" else (histories or {"u1": ["item1", "item2"]}),
+                      users=[f"u{i}" for i in range(1, model.cfg.n_users)] if by_id else None,
+                      histories=None if by_id else (histories or {"u1": ["item1", "item2"]}),
                       metrics={"valid": {"ndcg@10": 0.1}})

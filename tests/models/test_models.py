@@ -5,21 +5,27 @@ from models.bert4rec import append_mask
 from models.convncf import ConvNCF, ConvNCFConfig
 from models.layers import Dropout, gather_positions
 from models.nrms import encode_titles
+from models.registry import KINDS
+from tests.models.conftest import TINY
 
 SEQ_BATCH = {"item_seq": torch.tensor([[1, 2, 3, 0, 0], [4, 5, 0, 0, 0], [6, 0, 0, 0, 0]]), "seq_len": torch.tensor([3, 2, 1]),
              "target": torch.tensor([7, 8, 9])}
+# Batches by what the user encoder takes (a model declares it): the training family batches the same way.
 TRAIN_BATCHES = {
-    "convncf": {"user": torch.tensor([1, 2, 3]), "pos_item": torch.tensor([1, 2, 3]), "neg_item": torch.tensor([4, 5, 6])},
-    "gru4recf": SEQ_BATCH,
-    "bert4rec": SEQ_BATCH,
-    "nrms": {"history": torch.tensor([[1, 2, 0], [3, 0, 0], [0, 0, 0]]), "history_len": torch.tensor([2, 1, 0]),
+    "user_id": {"user": torch.tensor([1, 2, 3]), "pos_item": torch.tensor([1, 2, 3]), "neg_item": torch.tensor([4, 5, 6])},
+    "sequence": SEQ_BATCH,
+    "news_vectors": {"history": torch.tensor([[1, 2, 0], [3, 0, 0], [0, 0, 0]]), "history_len": torch.tensor([2, 1, 0]),
              "candidates": torch.randint(1, 40, (3, 5))},
 }
-EVAL_BATCHES = {"convncf": {"user": torch.tensor([1, 2, 3])}, "gru4recf": SEQ_BATCH, "bert4rec": SEQ_BATCH,
-                "nrms": {"history": TRAIN_BATCHES["nrms"]["history"]}}
+EVAL_BATCHES = {"user_id": {"user": torch.tensor([1, 2, 3])}, "sequence": SEQ_BATCH,
+                "news_vectors": {"history": TRAIN_BATCHES["news_vectors"]["history"]}}
 
 
-@pytest.mark.parametrize("kind", ["convncf", "gru4recf", "bert4rec", "nrms"])
+def test_every_registered_kind_has_a_tiny_fixture():
+    assert set(TINY) == set(KINDS)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_three_parts_have_the_contract_shapes(models, kind):
     model = models[kind]
     parts = model.onnx_parts()
@@ -31,14 +37,14 @@ def test_three_parts_have_the_contract_shapes(models, kind):
     assert users.shape == (b_in, items.shape[1])
     scores = model.scorer(users, items[:2].unsqueeze(0).expand(b_in, -1, -1))
     assert scores.shape == (b_in, 2)
-    full = model.full_sort_scores(model.user_vectors(EVAL_BATCHES[kind]))
+    full = model.full_sort_scores(model.user_vectors(EVAL_BATCHES[model.user_input]))
     assert full.shape == (3, model.n_items) and torch.isinf(full[:, 0]).all() and torch.isfinite(full[:, 1:]).all()
 
 
-@pytest.mark.parametrize("kind", ["convncf", "gru4recf", "bert4rec", "nrms"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_loss_is_finite_and_has_gradients(models, kind):
     model = models[kind].train()
-    loss = model.compute_loss(TRAIN_BATCHES[kind])
+    loss = model.compute_loss(TRAIN_BATCHES[model.user_input])
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -55,7 +61,7 @@ def test_extra_trailing_padding_does_not_change_the_user_vector(models, kind):
 
 def test_full_sort_matches_the_scorer_for_every_model(models):
     for kind, model in models.items():
-        users = model.user_vectors(EVAL_BATCHES[kind])
+        users = model.user_vectors(EVAL_BATCHES[model.user_input])
         items = model.item_vectors()
         full = model.full_sort_scores(users, items)
         pairwise = model.scorer(users, items[1:].unsqueeze(0).expand(len(users), -1, -1))

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from service.bundle import BundleError, discover, load_bundle, resolve_latest
+from bundle.contract import BundleError
+from bundle.reader import discover, load_bundle, resolve_latest
 
 
 def test_load_reads_every_part(models):

@@ -8,6 +8,7 @@ import torch
 from fastapi.testclient import TestClient
 
 import tests.models.conftest as tiny
+from models.registry import KINDS
 from service.app import create_app
 from service.batch import load_for_batch, recommend_users
 from service.config import Settings
@@ -34,24 +35,21 @@ def served(tmp_path_factory):
 
 
 @torch.no_grad()
-def torch_scores(kind, model):
+def torch_scores(model):
     window = torch.tensor([[ITEMS.index(i) + 1 for i in HISTORY[-10:]]])
-    if kind == "convncf":
-        batch = {"user": torch.tensor([1])}
-    elif kind == "nrms":
-        batch = {"history": window, "history_len": torch.tensor([10])}
-    else:
-        batch = {"item_seq": window, "seq_len": torch.tensor([10])}
+    batch = {"user_id": {"user": torch.tensor([1])},
+             "news_vectors": {"history": window, "history_len": torch.tensor([10])},
+             "sequence": {"item_seq": window, "seq_len": torch.tensor([10])}}[model.user_input]
     scores = model.full_sort_scores(model.user_vectors(batch))[0]  # raw dot products
-    return torch.sigmoid(scores).numpy() if kind == "nrms" else scores.numpy()
+    return torch.sigmoid(scores).numpy() if model.score_meaning == "probability" else scores.numpy()
 
 
-@pytest.mark.parametrize("kind", ["convncf", "gru4recf", "bert4rec", "nrms"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_recommend_matches_torch_full_sort(served, kind):
     client, models, _ = served
     body = client.post("/recommend", json={"model": kind, "user_id": "u1", "k": 10, "exclude_history": False})
     assert body.status_code == 200, body.text
-    scores = torch_scores(kind, models[kind])
+    scores = torch_scores(models[kind])
     top = np.argsort(-scores[1:], kind="stable")[:10]
     got = body.json()["results"]
     assert np.allclose([r["score"] for r in got], scores[1:][top], atol=1e-4)

@@ -9,7 +9,9 @@ import torch
 
 from tests.models.conftest import ITEMS, tiny_bundle_data, tiny_models
 from training.bundle_data import save_bundle_data
-from training.export import ExportError, export_bundle, sha256_file
+from bundle.contract import sha256_file
+from models.registry import KINDS
+from training.export import ExportError, export_bundle
 from training.parity import check_bundle_parity
 from training.train import export_checkpoint
 
@@ -23,15 +25,17 @@ def exported(tmp_path_factory):
     return out, models, {kind: export_bundle(m, bundle_data(kind, m), out) for kind, m in models.items()}
 
 
-@pytest.mark.parametrize("kind", ["convncf", "gru4recf", "bert4rec", "nrms"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_bundle_layout_manifest_and_hashes(exported, kind):
-    out, _, bundles = exported
+    out, models, bundles = exported
     bundle = bundles[kind]
     assert (out / kind / "LATEST").read_text().strip() == bundle.name
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["model"] == kind and manifest["version"] == bundle.name
     assert set(manifest["graphs"]) == {"item_encoder", "user_encoder", "scorer"}
-    assert manifest["score"] == ("probability" if kind == "nrms" else "raw")
+    model = models[kind]
+    assert manifest["scorer"] == model.scorer_kind and manifest["user_input"] == model.user_input
+    assert manifest["score"] == ("probability" if model.scorer_kind == "dot_sigmoid" else "raw")
     assert manifest["metrics"] == {"valid": {"ndcg@10": 0.1}}
     files = {p.name for p in bundle.iterdir()} - {"manifest.json"}
     assert set(manifest["files"]) == files
@@ -44,7 +48,7 @@ def test_bundle_layout_manifest_and_hashes(exported, kind):
     assert not [p for p in (out / kind).iterdir() if p.name.startswith(".")]  # no temporary leftovers
 
 
-@pytest.mark.parametrize("kind", ["convncf", "gru4recf", "bert4rec", "nrms"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_graphs_match_torch_on_random_inputs(exported, kind):
     _, models, bundles = exported
     diffs = check_bundle_parity(models[kind], bundles[kind], seed=3)

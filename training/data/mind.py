@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.tokenizer import WordTokenizer
+from bundle.tokenizers import WordTokenizer
 from training.data.errors import DataError
 
 __all__ = ["News", "Impressions", "MindData", "read_news", "read_behaviors", "read_mind",
@@ -100,6 +100,7 @@ class MindData:
     fingerprint: str               # sha256 over the files read
     missing_news: int              # distinct news ids in behaviors not in news.tsv (skipped)
     files: list[str] = field(default_factory=list)
+    word_vectors: np.ndarray | None = None  # pretrained rows of the tokenizer's words, when training asks for them
 
 
 # ============================================================================ reading

@@ -3,7 +3,7 @@ import logging
 import numpy as np
 import pytest
 
-from service.tokenizer import WordTokenizer
+from bundle.tokenizers import WordTokenizer
 from training.data.errors import DataError
 from training.data.mind import read_behaviors, read_mind, read_news
 

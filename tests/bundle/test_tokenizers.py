@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from service.tokenizer import WordTokenizer, load_tokenizer
+from bundle.tokenizers import WordTokenizer, load_tokenizer
 
 
 def test_tokenize_lowercases_and_splits_punctuation():
@@ -60,9 +60,10 @@ def test_invalid_vocab_rejected():
         WordTokenizer({"a": 1, "b": 1})
 
 
-def test_service_tokenizer_does_not_import_torch():
+def test_bundle_package_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, service.tokenizer; assert 'torch' not in sys.modules"
+    code = ("import sys, bundle.contract, bundle.data, bundle.reader, bundle.tokenizers; "
+            "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,8 +1,9 @@
-"""Turn raw news titles into the NRMS item encoder's ``title_tokens``.
+"""The item-input tokenizers: raw titles -> the item encoder's inputs (the bundle's ``tokenizer.json``).
 
-This module is shared by training (``training.data.mind`` fits and saves the tokenizer) and by the
-service (which loads ``tokenizer.json`` from a bundle to encode news it has never seen). It needs numpy
-and the standard library only: the serving image has no torch.
+Part of the bundle contract: training (``training.data.mind``) fits and saves a tokenizer, the service
+loads it from a bundle to encode news it has never seen. Every tokenizer offers the one item-input
+interface, ``ItemInputEncoder``: titles in, the item encoder's named inputs out. It needs numpy and the
+standard library only: the serving image has no torch.
 
 The rule is the one of Microsoft recommenders' ``mind_iterator.py``: lower-case the text, then
 ``re.findall(r"[\\w]+|[.,!?;|]", text)``. Each token maps to an id from a word dictionary; id 0 is padding
@@ -14,7 +15,7 @@ and unknown words also map to 0 (as the reference does), so an unknown word look
      "vocab": {"the": 1, "to": 2, ...}}
 
 ``load_tokenizer`` dispatches on ``"type"``; a later version will add a Hugging Face ``tokenizers``
-tokenizer behind the same ``encode()`` interface.
+tokenizer (inputs ``input_ids`` and ``attention_mask``) behind the same ``item_inputs()`` interface.
 """
 from __future__ import annotations
 
@@ -27,25 +28,26 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-__all__ = ["TitleTokenizer", "WordTokenizer", "load_tokenizer", "PATTERN", "PAD_ID", "UNK_ID"]
+__all__ = ["ItemInputEncoder", "WordTokenizer", "load_tokenizer", "PATTERN", "PAD_ID", "UNK_ID"]
 
 PATTERN = r"[\w]+|[.,!?;|]"
 PAD_ID = 0
 UNK_ID = 0  # as the reference: an unknown word is indistinguishable from padding
 
 
-class TitleTokenizer(Protocol):
-    """What the service needs from any tokenizer: raw titles in, ``int64 [N, title_size]`` out."""
+class ItemInputEncoder(Protocol):
+    """What the service needs from any tokenizer: raw titles in, the item encoder's inputs out."""
 
-    title_size: int
+    input_names: tuple[str, ...]
 
-    def encode(self, titles: Sequence[str]) -> np.ndarray: ...
+    def item_inputs(self, titles: Sequence[str]) -> dict[str, np.ndarray]: ...
 
 
 class WordTokenizer:
     """Regex word tokenizer with a word dictionary (ids >= 1; 0 = padding and unknown)."""
 
     type = "word-regex"
+    input_names = ("title_tokens",)
 
     def __init__(self, vocab: dict[str, int], title_size: int = 30, *,
                  pattern: str = PATTERN, lowercase: bool = True):
@@ -103,6 +105,10 @@ class WordTokenizer:
                 out[row, : len(ids)] = ids
         return out
 
+    def item_inputs(self, titles: Sequence[str]) -> dict[str, np.ndarray]:
+        """The item encoder's inputs for ``titles``: ``{"title_tokens": int64 [N, title_size]}``."""
+        return {"title_tokens": self.encode(titles)}
+
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict:
         return {
@@ -159,7 +165,7 @@ def _read_json(path: str | os.PathLike) -> dict:
     return spec
 
 
-def load_tokenizer(path: str | os.PathLike) -> WordTokenizer:
+def load_tokenizer(path: str | os.PathLike) -> ItemInputEncoder:
     """Load a ``tokenizer.json`` (file or the directory holding it), whatever its ``"type"``."""
     spec = _read_json(path)
     kind = spec.get("type")

@@ -1,7 +1,6 @@
 """Read and verify one bundle folder (docs/bundle.md). Plain files only: JSON, ONNX bytes, .npz without pickles."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -10,17 +9,8 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = "recserve-bundle/1"
-SCORERS = {"dot", "dot_sigmoid", "pairwise"}
-USER_INPUTS = {"user_id", "sequence", "news_vectors"}
-GRAPHS = ("item_encoder", "user_encoder", "scorer")
-
-
-class BundleError(ValueError):
-    """A bundle that must not be served; the message names the folder, the file and the problem."""
-
-    def __init__(self, where: Path, problem: str):
-        super().__init__(f"{where}: {problem}")
+from bundle.contract import (GRAPHS, HISTORIES_FILE, ITEM_INPUTS_FILE, ITEMS_FILE, LATEST_FILE, MANIFEST_FILE,
+                             SCORE_MEANING, TOKENIZER_FILE, USERS_FILE, BundleError, check_manifest, sha256_bytes)
 
 
 @dataclass
@@ -42,7 +32,7 @@ class Bundle:
 
     @property
     def kind(self) -> str:
-        """The model family: nrms, convncf, gru4recf or bert4rec."""
+        """The model kind it was trained as (a key of the training registry, e.g. bert4rec)."""
         return self.manifest["model"]
 
     @property
@@ -58,6 +48,11 @@ class Bundle:
         return self.manifest["scorer"]
 
     @property
+    def score_meaning(self) -> str:
+        """"raw" or "probability": what a reported score means."""
+        return SCORE_MEANING[self.scorer]
+
+    @property
     def user_input(self) -> str:
         return self.manifest["user_input"]
 
@@ -67,8 +62,8 @@ class Bundle:
 
     @property
     def tokenizer_path(self) -> Path | None:
-        path = self.path / "tokenizer.json"
-        return path if "tokenizer.json" in self.manifest["files"] else None
+        path = self.path / TOKENIZER_FILE
+        return path if TOKENIZER_FILE in self.manifest["files"] else None
 
     def graph_io(self, graph: str, side: str) -> list[str]:
         """Input or output tensor names of a graph, as the manifest lists them."""
@@ -79,12 +74,12 @@ def discover(artifacts: Path) -> dict[str, Path]:
     """Model name -> model folder, for every subfolder of `artifacts` that has a LATEST file."""
     if not artifacts.is_dir():
         return {}
-    return {d.name: d for d in sorted(artifacts.iterdir()) if (d / "LATEST").is_file()}
+    return {d.name: d for d in sorted(artifacts.iterdir()) if (d / LATEST_FILE).is_file()}
 
 
 def resolve_latest(model_dir: Path) -> Path:
     """The bundle folder named by `model_dir/LATEST`."""
-    latest = model_dir / "LATEST"
+    latest = model_dir / LATEST_FILE
     name = latest.read_text().strip() if latest.is_file() else ""
     if not name or "/" in name or name.startswith("."):
         raise BundleError(latest, f"does not name a version folder (read {name!r})")
@@ -105,7 +100,7 @@ def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
             data = file.read_bytes()
         except OSError as exc:
             raise BundleError(file, f"listed in manifest.json but unreadable ({exc.strerror or exc})") from exc
-        actual = hashlib.sha256(data).hexdigest()
+        actual = sha256_bytes(data)
         if actual != expected:
             raise BundleError(file, f"sha256 mismatch: manifest says {str(expected)[:12]}..., file has {actual[:12]}...")
         contents[name] = data
@@ -119,46 +114,30 @@ def _json(where: Path, data: bytes) -> Any:
         raise BundleError(where, f"unreadable JSON ({exc})") from exc
 
 
-def _check_manifest(path: Path, m: Any) -> None:
-    where = path / "manifest.json"
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise BundleError(where, f"'format' must be {FORMAT!r}")
-    for key in ("model", "version", "dim", "scorer", "user_input", "graphs", "files"):
-        if key not in m:
-            raise BundleError(where, f"missing key {key!r}")
-    if m["scorer"] not in SCORERS:
-        raise BundleError(where, f"unknown scorer {m['scorer']!r} (expected one of {sorted(SCORERS)})")
-    if m["user_input"] not in USER_INPUTS:
-        raise BundleError(where, f"unknown user_input {m['user_input']!r} (expected one of {sorted(USER_INPUTS)})")
-    for graph in GRAPHS:
-        if m["graphs"].get(graph, {}).get("file") not in m["files"]:
-            raise BundleError(where, f"graph {graph!r} has no file listed under 'files'")
-
-
 def load_bundle(path: Path) -> Bundle:
     """Read and verify the bundle in `path`; raises BundleError naming the offending file."""
     try:
-        manifest = _json(path / "manifest.json", (path / "manifest.json").read_bytes())
+        manifest = _json(path / MANIFEST_FILE, (path / MANIFEST_FILE).read_bytes())
     except OSError as exc:
-        raise BundleError(path / "manifest.json", f"unreadable ({exc.strerror or exc})") from exc
-    _check_manifest(path, manifest)
+        raise BundleError(path / MANIFEST_FILE, f"unreadable ({exc.strerror or exc})") from exc
+    check_manifest(path, manifest)
     data = read_verified(path, manifest)
-    for required in ("items.json", "item_inputs.npz"):
+    for required in (ITEMS_FILE, ITEM_INPUTS_FILE):
         if required not in data:
-            raise BundleError(path / "manifest.json", f"{required} is not listed under 'files'")
+            raise BundleError(path / MANIFEST_FILE, f"{required} is not listed under 'files'")
     graphs = {g: data[manifest["graphs"][g]["file"]] for g in GRAPHS}
-    items = _json(path / "items.json", data["items.json"])
+    items = _json(path / ITEMS_FILE, data[ITEMS_FILE])
     if not isinstance(items, list) or len(items) != int(manifest.get("n_items", len(items))):
-        raise BundleError(path / "items.json", f"expected a list of {manifest.get('n_items')} item ids")
+        raise BundleError(path / ITEMS_FILE, f"expected a list of {manifest.get('n_items')} item ids")
     try:
-        with np.load(io.BytesIO(data["item_inputs.npz"]), allow_pickle=False) as npz:
+        with np.load(io.BytesIO(data[ITEM_INPUTS_FILE]), allow_pickle=False) as npz:
             item_inputs = {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as exc:
-        raise BundleError(path / "item_inputs.npz", f"unreadable ({exc})") from exc
+        raise BundleError(path / ITEM_INPUTS_FILE, f"unreadable ({exc})") from exc
     for name, array in item_inputs.items():
         if array.shape[0] != len(items):
-            raise BundleError(path / "item_inputs.npz", f"{name!r} has {array.shape[0]} rows for {len(items)} items")
-    users = _json(path / "users.json", data["users.json"]) if "users.json" in data else []
-    histories = _json(path / "histories.json", data["histories.json"]) if "histories.json" in data else {}
+            raise BundleError(path / ITEM_INPUTS_FILE, f"{name!r} has {array.shape[0]} rows for {len(items)} items")
+    users = _json(path / USERS_FILE, data[USERS_FILE]) if USERS_FILE in data else []
+    histories = _json(path / HISTORIES_FILE, data[HISTORIES_FILE]) if HISTORIES_FILE in data else {}
     return Bundle(path, manifest, graphs, [str(i) for i in items], item_inputs,
                   [str(u) for u in users], {str(u): [str(i) for i in h] for u, h in histories.items()})

@@ -1,0 +1,86 @@
+"""The bundle contract in one place (docs/bundle.md): format version, graph and file names, the scorer and
+user-input kinds, and how a manifest is written and checked. Training writes bundles with it, the service
+reads them with it; neither restates a constant of this file."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+FORMAT = "recserve-bundle/1"
+OPSET = 17
+
+# The three graphs, each in its own `<name>.onnx`.
+GRAPHS = ("item_encoder", "user_encoder", "scorer")
+
+# How a catalog is scored, in the bundle's own words:
+#   dot          score = user . item (a whole catalog in one matrix product)
+#   dot_sigmoid  the probability sigmoid(user . item); ranking uses the dot, responses the probability
+#   pairwise     only scorer.onnx can score: it runs over (user, item) pairs in chunks
+SCORERS = ("dot", "dot_sigmoid", "pairwise")
+# What `score` in a response means for each scorer kind.
+SCORE_MEANING = {"dot": "raw", "dot_sigmoid": "probability", "pairwise": "raw"}
+
+# What the user encoder takes, with its input names:
+#   user_id       user_idx [B] (1-based index into users.json)
+#   sequence      item_seq [B, L] left-aligned item indices, seq_len [B] >= 1
+#   news_vectors  history_vectors [B, H, D] item vectors of the history, history_mask [B, H]
+USER_INPUTS = {
+    "user_id": ("user_idx",),
+    "sequence": ("item_seq", "seq_len"),
+    "news_vectors": ("history_vectors", "history_mask"),
+}
+
+# Plain data files beside the graphs.
+ITEMS_FILE = "items.json"              # external item ids of indices 1..N
+ITEM_INPUTS_FILE = "item_inputs.npz"   # the item encoder's inputs of indices 1..N
+USERS_FILE = "users.json"              # user_id models: external user ids of indices 1..U
+HISTORIES_FILE = "histories.json"      # history models: {user_id: [item ids, oldest first]}
+TOKENIZER_FILE = "tokenizer.json"      # models whose new items are encoded from raw text
+MANIFEST_FILE = "manifest.json"
+LATEST_FILE = "LATEST"
+
+
+class BundleError(ValueError):
+    """A bundle that must not be served; the message names the folder, the file and the problem."""
+
+    def __init__(self, where: Path, problem: str):
+        super().__init__(f"{where}: {problem}")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write `manifest.json` with the format and the sha256 of every other file in `folder`; returns it."""
+    manifest = {"format": FORMAT, **manifest}
+    manifest["files"] = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST_FILE}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def check_manifest(path: Path, m: Any) -> None:
+    """Raise BundleError unless `m` is a manifest this version can serve."""
+    where = path / MANIFEST_FILE
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise BundleError(where, f"'format' must be {FORMAT!r}")
+    for key in ("model", "version", "dim", "scorer", "user_input", "graphs", "files"):
+        if key not in m:
+            raise BundleError(where, f"missing key {key!r}")
+    if m["scorer"] not in SCORERS:
+        raise BundleError(where, f"unknown scorer {m['scorer']!r} (expected one of {sorted(SCORERS)})")
+    if m["user_input"] not in USER_INPUTS:
+        raise BundleError(where, f"unknown user_input {m['user_input']!r} (expected one of {sorted(USER_INPUTS)})")
+    for graph in GRAPHS:
+        if m["graphs"].get(graph, {}).get("file") not in m["files"]:
+            raise BundleError(where, f"graph {graph!r} has no file listed under 'files'")

@@ -1,0 +1,35 @@
+"""A model kind's recipe: what the CLI, training and export need to know about it, next to its model.
+
+A recipe says which data family trains the model, the training defaults, and how to build the model's
+config from a dataset (`config`) and hand it what it holds besides learned weights (`attach`: item
+features, title tokens, word vectors). Everything else follows from what the model declares: its
+`user_input` and `scorer_kind` (docs/bundle.md) choose the batches it trains on and the bundle data it ships.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# The data families training knows (training/families.py): how a dataset is read, batched and evaluated.
+FAMILIES = ("interactions", "news")
+
+
+def _nothing(model: Any, data: Any, opts: Any) -> None:
+    """A model that holds nothing but learned weights."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    kind: str                                     # the name used everywhere: CLI, bundles, manifests
+    model: type                                   # the RecModel subclass
+    config: type                                  # its config dataclass (stored in checkpoints)
+    family: str                                   # "interactions" (RecBole atomic files) or "news" (MIND)
+    summary: str                                  # one line for --help
+    build_config: Callable[[Any, Any], Any]       # (dataset, DataOptions) -> config
+    attach: Callable[[Any, Any, Any], None] = _nothing  # (model, dataset, DataOptions): non-learned tables
+    defaults: dict = field(default_factory=dict)  # TrainConfig values (batch_size, lr, epochs, monitor, ...)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"recipe {self.kind!r}: unknown data family {self.family!r}; expected one of {FAMILIES}")
