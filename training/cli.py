@@ -155,8 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Generate the built-in synthetic data or download real datasets.")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     add_synthetic_parser(data_sub)
-    from training.fetch import add_fetch_parser
-
     add_fetch_parser(data_sub)
     return parser
 
@@ -179,6 +177,50 @@ def cmd_synthetic(args) -> int:
     mind = write_synthetic_mind(args.dest / "mind", n_news=args.items, n_users=args.users, seed=args.seed)
     atomic = write_synthetic_atomic(args.dest / "interactions", n_users=args.users, n_items=args.items, seed=args.seed)
     print(f"news data: {mind}\ninteraction data: {atomic}")
+    return 0
+
+
+def add_fetch_parser(sub) -> None:
+    # The dataset table gives the choices and the help text, so it is read here, not in cmd_fetch; it is
+    # standard library only, like all of `recserve data fetch`.
+    from training.datasets import DATASETS
+
+    lines = [f"  {n:<11} {d.description}" for n, d in DATASETS.items()]
+    p = sub.add_parser(
+        "fetch", help="download a real dataset (MovieLens, MIND) and prepare it for training",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Download, verify (size + sha256) and convert a dataset into --dest.\nDownloads resume "
+                    "when run again after a break; the dataset folder appears only when complete.\n\n"
+                    + "\n".join(lines))
+    p.add_argument("name", choices=sorted(DATASETS), metavar="NAME", help="one of: " + ", ".join(DATASETS))
+    p.add_argument("--dest", type=Path, required=True, help="the dataset folder to create, e.g. data/ml-100k")
+    p.add_argument("--base-url", help="fetch archives from URL/<file name> instead (a mirror or local server)")
+    p.add_argument("--sha256", action="append", default=[], metavar="FILE=HEX",
+                   help="pin an archive's sha256 (repeatable), e.g. MINDsmall_train.zip=ab12...")
+    p.add_argument("--require-sha256", action="store_true",
+                   help="refuse archives with no pinned sha256 instead of warning")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --dest")
+    p.add_argument("--no-progress", action="store_true", help="no progress line")
+    p.set_defaults(func=cmd_fetch)
+
+
+def cmd_fetch(args) -> int:
+    from training.datasets import fetch
+    from training.download import FetchError
+
+    pins = {}
+    for item in args.sha256:
+        file, eq, hexdigest = item.partition("=")
+        if not eq:
+            print(f"recserve: error: --sha256 {item!r}: expected FILE=HEX", file=sys.stderr)
+            return 2
+        pins[file.strip()] = hexdigest
+    try:
+        fetch(args.name, args.dest, base_url=args.base_url, progress=not args.no_progress, sha256=pins,
+              require_sha256=args.require_sha256, overwrite=args.overwrite)
+    except FetchError as err:
+        print(f"recserve: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,8 +1,8 @@
-"""training.fetch against a local HTTP server serving small archives built here: conversion, checksums,
-broken downloads and resume, fallback to a mirror, and never leaving a half-written dataset."""
+"""`recserve data fetch` (training.download, training.datasets, training.cli) against a local HTTP server
+serving small archives built here: conversion, checksums, broken downloads and resume, fallback to a mirror,
+and never leaving a half-written dataset."""
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from training import fetch as F
+from training import datasets as D
+from training.cli import build_parser
+from training.download import FetchError
 
 
 # --- a small HTTP server: Range support, one-shot broken transfers, a mode that ignores Range ---------------
@@ -144,9 +146,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def table(name: str, *archives: tuple[str, bytes], pin: bool = True) -> dict[str, F.Dataset]:
+def table(name: str, *archives: tuple[str, bytes], pin: bool = True) -> dict[str, D.Dataset]:
     """A one-dataset table like DATASETS[name] with the fake archives' real sizes and (if pin) sha256s."""
-    ds = F.DATASETS[name]
+    ds = D.DATASETS[name]
     fakes = [replace(a, filename=fn, sha256=sha(data) if pin else None, size=len(data), md5=None,
                      source="test") for a, (fn, data) in zip(ds.archives, archives)]
     return {name: replace(ds, archives=tuple(fakes))}
@@ -159,7 +161,7 @@ def serve(server: FileServer, *archives: tuple[str, bytes]) -> None:
 
 def run(name, dest, server, tables, **kw):
     out = io.StringIO()
-    path = F.fetch(name, dest, base_url=server.url, progress=kw.pop("progress", False), datasets=tables,
+    path = D.fetch(name, dest, base_url=server.url, progress=kw.pop("progress", False), datasets=tables,
                    out=out, **kw)
     return path, out.getvalue()
 
@@ -247,11 +249,11 @@ def test_mind_unpacks_train_and_valid_with_readme(server, tmp_path):
 
 
 def test_split_title_rules():
-    assert F.split_title("Toy Story (1995)") == ("Toy Story", "1995")
-    assert F.split_title("Seven (Se7en) (1995)") == ("Seven (Se7en)", "1995")
-    assert F.split_title("Good Morning", "01-Jan-1971") == ("Good Morning", "1971")
-    assert F.split_title("unknown", "") == ("unknown", "")
-    assert F.genre_token("Film Noir") == "Film_Noir" and F.genre_token("Children's") == "Children's"
+    assert D.split_title("Toy Story (1995)") == ("Toy Story", "1995")
+    assert D.split_title("Seven (Se7en) (1995)") == ("Seven (Se7en)", "1995")
+    assert D.split_title("Good Morning", "01-Jan-1971") == ("Good Morning", "1971")
+    assert D.split_title("unknown", "") == ("unknown", "")
+    assert D.genre_token("Film Noir") == "Film_Noir" and D.genre_token("Children's") == "Children's"
 
 
 # --- checksums --------------------------------------------------------------------------------------------
@@ -259,10 +261,10 @@ def test_split_title_rules():
 def test_sha256_mismatch_is_a_clear_error_and_leaves_nothing(server, tmp_path):
     data = ml100k_zip()
     serve(server, ("ml-100k.zip", data))
-    bad = {"ml-100k": replace(F.DATASETS["ml-100k"], archives=(
-        replace(F.DATASETS["ml-100k"].archives[0], sha256="0" * 64, size=len(data), md5=None),))}
+    bad = {"ml-100k": replace(D.DATASETS["ml-100k"], archives=(
+        replace(D.DATASETS["ml-100k"].archives[0], sha256="0" * 64, size=len(data), md5=None),))}
     dest = tmp_path / "ml-100k"
-    with pytest.raises(F.FetchError) as err:
+    with pytest.raises(FetchError) as err:
         run("ml-100k", dest, server, bad)
     msg = str(err.value)
     assert "sha256 mismatch" in msg and f"expected {'0' * 64}" in msg and f"got {sha(data)}" in msg
@@ -275,7 +277,7 @@ def test_size_mismatch_is_caught_before_hashing(server, tmp_path):
     tables = table("ml-100k", ("ml-100k.zip", data))
     tables["ml-100k"] = replace(tables["ml-100k"], archives=(replace(tables["ml-100k"].archives[0],
                                                                      size=len(data) + 1),))
-    with pytest.raises(F.FetchError, match="size mismatch"):
+    with pytest.raises(FetchError, match="size mismatch"):
         run("ml-100k", tmp_path / "d", server, tables)
     assert not (tmp_path / "d").exists()
 
@@ -295,23 +297,23 @@ def test_require_sha256_refuses_unpinned_archives_before_downloading(server, tmp
     train, dev = mind_zips()
     serve(server, ("MINDdemo_train.zip", train), ("MINDdemo_dev.zip", dev))
     tables = table("mind-demo", ("MINDdemo_train.zip", train), ("MINDdemo_dev.zip", dev), pin=False)
-    with pytest.raises(F.FetchError, match="no published sha256"):
+    with pytest.raises(FetchError, match="no published sha256"):
         run("mind-demo", tmp_path / "mind", server, tables, require_sha256=True)
     assert server.requests == [] and not (tmp_path / "mind").exists()
     # pinning on the command line satisfies it, and a wrong pin fails
     pins = {"MINDdemo_train.zip": sha(train), "MINDdemo_dev.zip": sha(dev)}
     run("mind-demo", tmp_path / "mind", server, tables, require_sha256=True, sha256=pins)
-    with pytest.raises(F.FetchError, match="sha256 mismatch"):
+    with pytest.raises(FetchError, match="sha256 mismatch"):
         run("mind-demo", tmp_path / "mind2", server, tables, sha256={"MINDdemo_dev.zip": "a" * 64})
 
 
 def test_bad_pins_are_rejected(server, tmp_path):
-    with pytest.raises(F.FetchError, match="not an archive of this dataset"):
-        F.fetch("ml-100k", tmp_path / "x", sha256={"nope.zip": "a" * 64}, progress=False)
-    with pytest.raises(F.FetchError, match="not a 64-digit hex"):
-        F.fetch("ml-100k", tmp_path / "x", sha256={"ml-100k.zip": "xyz"}, progress=False)
-    with pytest.raises(F.FetchError, match="unknown dataset"):
-        F.fetch("ml-20m", tmp_path / "x", progress=False)
+    with pytest.raises(FetchError, match="not an archive of this dataset"):
+        D.fetch("ml-100k", tmp_path / "x", sha256={"nope.zip": "a" * 64}, progress=False)
+    with pytest.raises(FetchError, match="not a 64-digit hex"):
+        D.fetch("ml-100k", tmp_path / "x", sha256={"ml-100k.zip": "xyz"}, progress=False)
+    with pytest.raises(FetchError, match="unknown dataset"):
+        D.fetch("ml-20m", tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
 
 
@@ -324,7 +326,7 @@ def test_broken_download_then_resume_with_range(server, tmp_path):
     server.break_after["/ml-100k.zip"] = cut
     tables = table("ml-100k", ("ml-100k.zip", data))
     dest = tmp_path / "ml-100k"
-    with pytest.raises(F.FetchError) as err:
+    with pytest.raises(FetchError) as err:
         run("ml-100k", dest, server, tables)
     assert "download broke" in str(err.value) and "resume" in str(err.value)
     part = dest / ".partial" / "ml-100k.zip.part"
@@ -368,20 +370,20 @@ def test_unreachable_location_falls_through_to_the_mirror(server, tmp_path):
     tables["ml-100k"] = replace(tables["ml-100k"], archives=(replace(a, urls=(
         server.url + "/gone/ml-100k.zip", server.url + "/ml-100k.zip")),))
     out = io.StringIO()
-    F.fetch("ml-100k", tmp_path / "d", progress=False, datasets=tables, out=out)
+    D.fetch("ml-100k", tmp_path / "d", progress=False, datasets=tables, out=out)
     assert "HTTP 404" in out.getvalue() and "trying the next location" in out.getvalue()
     assert (tmp_path / "d" / "ml-100k.inter").exists()
 
     tables["ml-100k"] = replace(tables["ml-100k"], archives=(replace(a, urls=(server.url + "/gone.zip",)),))
-    with pytest.raises(F.FetchError, match="no location could be reached"):
-        F.fetch("ml-100k", tmp_path / "e", progress=False, datasets=tables, out=io.StringIO())
+    with pytest.raises(FetchError, match="no location could be reached"):
+        D.fetch("ml-100k", tmp_path / "e", progress=False, datasets=tables, out=io.StringIO())
     assert not (tmp_path / "e").exists()
 
 
 def test_not_a_zip_is_deleted_and_reported(server, tmp_path):
     junk = b"<html>not a zip</html>"
     serve(server, ("ml-100k.zip", junk))
-    with pytest.raises(F.FetchError, match="not a valid zip"):
+    with pytest.raises(FetchError, match="not a valid zip"):
         run("ml-100k", tmp_path / "d", server, table("ml-100k", ("ml-100k.zip", junk)))
     assert not (tmp_path / "d").exists() and leftovers(tmp_path) == []
 
@@ -395,17 +397,17 @@ def test_existing_dataset_is_never_overwritten_half_way(server, tmp_path):
     dest, _ = run("ml-100k", tmp_path / "ml-100k", server, tables)
     before = {p.name: p.read_bytes() for p in dest.iterdir()}
 
-    with pytest.raises(F.FetchError, match="already holds a fetched dataset"):
+    with pytest.raises(FetchError, match="already holds a fetched dataset"):
         run("ml-100k", dest, server, tables)
     assert len(server.requests) == 1                      # refused before downloading
 
     # --overwrite with a download that breaks, then one that fails its checksum: the old dataset stays whole
     server.break_after["/ml-100k.zip"] = 50
-    with pytest.raises(F.FetchError, match="download broke"):
+    with pytest.raises(FetchError, match="download broke"):
         run("ml-100k", dest, server, tables, overwrite=True)
     bad = {"ml-100k": replace(tables["ml-100k"], archives=(replace(tables["ml-100k"].archives[0],
                                                                    sha256="f" * 64),))}
-    with pytest.raises(F.FetchError, match="sha256 mismatch"):
+    with pytest.raises(FetchError, match="sha256 mismatch"):
         run("ml-100k", dest, server, bad, overwrite=True)
     assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
     assert leftovers(tmp_path) == []
@@ -421,26 +423,26 @@ def test_foreign_files_in_dest_are_left_alone(server, tmp_path):
     dest = tmp_path / "d"
     dest.mkdir()
     (dest / "notes.txt").write_text("mine")
-    with pytest.raises(F.FetchError, match=r"other files \(notes.txt\)"):
-        F.fetch("ml-100k", dest, base_url=server.url, progress=False)
+    with pytest.raises(FetchError, match=r"other files \(notes.txt\)"):
+        D.fetch("ml-100k", dest, base_url=server.url, progress=False)
     assert [p.name for p in dest.iterdir()] == ["notes.txt"] and server.requests == []
 
 
 # --- the production table and the CLI ---------------------------------------------------------------------
 
 def test_production_table_is_honest():
-    assert set(F.DATASETS) == {"mind-small", "mind-demo", "ml-100k", "ml-1m"}
-    for ds in F.DATASETS.values():
+    assert set(D.DATASETS) == {"mind-small", "mind-demo", "ml-100k", "ml-1m"}
+    for ds in D.DATASETS.values():
         for a in ds.archives:
             assert a.urls and all(u.startswith("https://") and u.endswith("/" + a.filename) for u in a.urls)
             assert a.source and a.size and a.size > 0
             if a.sha256 is not None:
                 assert re.fullmatch(r"[0-9a-f]{64}", a.sha256)
     for name in ("ml-100k", "ml-1m"):     # MovieLens: published checksums pinned, GroupLens URL first
-        (a,) = F.DATASETS[name].archives
+        (a,) = D.DATASETS[name].archives
         assert a.sha256 and a.md5 and a.urls[0] == f"https://files.grouplens.org/datasets/movielens/{name}.zip"
     for name, prefix in (("mind-small", "MINDsmall"), ("mind-demo", "MINDdemo")):
-        train, dev = F.DATASETS[name].archives
+        train, dev = D.DATASETS[name].archives
         assert (train.filename, dev.filename) == (f"{prefix}_train.zip", f"{prefix}_dev.zip")
         assert train.urls[0] == f"https://recodatasets.z20.web.core.windows.net/newsrec/{prefix}_train.zip"
         assert train.sha256 is None and "no checksum" in train.source   # said so, and fetch warns
@@ -449,11 +451,9 @@ def test_production_table_is_honest():
 def test_cli_parser_and_command(server, tmp_path, capsys, monkeypatch):
     data = ml100k_zip()
     serve(server, ("ml-100k.zip", data))
-    monkeypatch.setattr(F, "DATASETS", table("ml-100k", ("ml-100k.zip", data)) | {
-        k: v for k, v in F.DATASETS.items() if k != "ml-100k"})
-    parser = argparse.ArgumentParser()
-    data_sub = parser.add_subparsers(dest="command").add_parser("data").add_subparsers(dest="data_command")
-    F.add_fetch_parser(data_sub)
+    monkeypatch.setattr(D, "DATASETS", table("ml-100k", ("ml-100k.zip", data)) | {
+        k: v for k, v in D.DATASETS.items() if k != "ml-100k"})
+    parser = build_parser()
 
     args = parser.parse_args(["data", "fetch", "ml-100k", "--dest", str(tmp_path / "d"), "--base-url", server.url,
                               "--no-progress"])
@@ -468,5 +468,10 @@ def test_cli_parser_and_command(server, tmp_path, capsys, monkeypatch):
 
 
 def test_fetch_imports_no_torch():
-    code = "import sys, training.fetch; sys.exit('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0
+    # the whole `recserve data fetch` path through main(): the parser, main's and the command's imports (a bad
+    # --sha256 stops it before any download, so nothing is fetched or written)
+    code = ("import sys, training.cli; "
+            "rc = training.cli.main(['data', 'fetch', 'ml-100k', '--dest', 'unused', '--sha256', 'no-equals-sign']); "
+            "sys.exit(rc != 2 or 'torch' in sys.modules or 'training.download' not in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
+                          capture_output=True).returncode == 0
