@@ -19,8 +19,8 @@ with its default pairwise BPR against one uniformly sampled negative.
 Timing: the trainer's `_train_epoch` (one pass over the training data: batching, sampling, forward,
 backward, step) and `evaluate` (one full-sort pass over the valid or test users) are wrapped with timers.
 
-`--weights-dir DIR` (ConvNCF's many-seed runs, bench/convncf_recbole_seeds.py): train only, with no RecBole
-evaluation (its full sort runs the CNN over every user-item pair, 2-3 minutes a pass here), and save the
+`--weights-dir DIR` (ConvNCF's many-seed runs, bench/archive/convncf_recbole_seeds.py): train only, with no
+RecBole evaluation (its full sort runs the CNN over every user-item pair, 2-3 minutes a pass here), and save the
 weights after every epoch as `DIR/epoch<N>.pt` with RecBole's id -> token maps, for our evaluation code to
 score. RecBole's evaluation draws nothing from the training run's random streams, so the trained weights are
 the ones a run with evaluation reaches.

@@ -1,4 +1,4 @@
-"""Step 2 of 2 of the ConvNCF step-by-step check (step 1 and the commands: bench/convncf_steps_recbole.py).
+"""Step 2 of 2 of the ConvNCF step-by-step check (step 1 and the commands: bench/archive/convncf_steps_recbole.py).
 
 Loads RecBole's initial weights into our ConvNCF (embedding rows moved to our ids through the tokens), sets
 dropout to 0, replays RecBole's batches with Adam (lr 1e-3) and prints both losses per step, then the largest
@@ -14,18 +14,19 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root (this file is in bench/archive/)
 
 from training.train import DataOptions, prepare  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recbole_weights, beside this file
 from recbole_weights import as_ours, id_maps  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="the ml-100k atomic-file folder")
-    parser.add_argument("--steps", type=Path, required=True, help="the file bench/convncf_steps_recbole.py wrote")
+    parser.add_argument("--steps", type=Path, required=True,
+                        help="the file bench/archive/convncf_steps_recbole.py wrote")
     args = parser.parse_args()
     recbole = torch.load(args.steps, weights_only=True)
     model, task, _ = prepare("convncf", args.data, DataOptions(), seed=0)

@@ -1,7 +1,7 @@
 """Check our ConvNCF full-sort evaluation against a brute-force pass done RecBole's way.
 
     recserve train --model convncf --data ../shared/data/ml-100k --epochs 3 --seed 8 --out /tmp/cv
-    python bench/convncf_eval_check.py --checkpoint /tmp/cv/convncf/train/best.pt --data ../shared/data/ml-100k
+    python bench/archive/convncf_eval_check.py --checkpoint /tmp/cv/convncf/train/best.pt --data ../shared/data/ml-100k
 
 Our evaluation scores the catalog with `ConvNCF.full_sort_scores` (the CNN as matrix products, layer 1 split
 per item) and counts a target's rank as 1 + the items scoring at least as high. The brute-force pass scores
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root (this file is in bench/archive/)
 
 from training.loop import load_checkpoint  # noqa: E402
 from training.train import DataOptions, prepare  # noqa: E402

@@ -1,11 +1,12 @@
 """Pair up ConvNCF runs of bench/train_vs_recbole.py by seed and test the quality gap between the two sides.
 
-    .venv/bin/python bench/convncf_seeds.py bench/out/tvr_convncf_3ep_seed*.json --known bench/recbole_convncf_3ep.json
+    .venv/bin/python bench/archive/convncf_seeds.py bench/out/tvr_convncf_3ep_seed*.json \
+        --known bench/archive/recbole_convncf_3ep.json
 
 Each JSON may hold both sides or one (`--sides`). RecBole's side is deterministic for a seed on this machine
 (seed 4 rerun gave the same figures), so our side rerun alone pairs with RecBole's recorded figures (`--known`,
-which a report's own figures override; bench/recbole_convncf_3ep.json and bench/ours_convncf_3ep.json hold
-every seed recorded in docs/benchmarks.md). When a seed has several runs of one side, the newest is used.
+which a report's own figures override; bench/archive/recbole_convncf_3ep.json and bench/archive/ours_convncf_3ep.json
+hold every seed recorded). When a seed has several runs of one side, the newest is used.
 Only seeds with both sides are compared.
 
 The test is on the paired differences (ours - RecBole) of test NDCG@10: their mean, standard deviation and t,
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # this file is in bench/archive/
 
 
 def figures(result: dict) -> dict:
@@ -89,7 +90,7 @@ def popularity_ndcg(data_dir: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reports", nargs="*", type=Path,
-                        help="JSON reports of bench/train_vs_recbole.py or bench/convncf_recbole_seeds.py")
+                        help="JSON reports of bench/train_vs_recbole.py or bench/archive/convncf_recbole_seeds.py")
     parser.add_argument("--known", type=Path, nargs="*", default=[],
                         help="recorded figures per seed (JSON; its \"side\": recbole, the default, or ours)")
     parser.add_argument("--data", type=Path, default=None, help="the runs' atomic files, for the popularity floor")

@@ -1,7 +1,7 @@
 """RecBole 1.2.1's ConvNCF on many seeds, scored by our evaluation: RecBole's side of ConvNCF's quality figures
 at a third of the cost.
 
-    .venv/bin/python bench/convncf_recbole_seeds.py --seeds 10 11 12 --epochs 3 --data ../shared/data/ml-100k \
+    .venv/bin/python bench/archive/convncf_recbole_seeds.py --seeds 10 11 12 --epochs 3 --data ../shared/data/ml-100k \
         --out-dir bench/out
 
 Per seed, RecBole trains in its own venv exactly as in bench/train_vs_recbole.py (same config, same
@@ -11,11 +11,11 @@ to our ids by token) and scored by our full-sort evaluation on the validation us
 highest validation NDCG@10 (RecBole keeps a checkpoint on `>=`) gives the test figures.
 
 Why it is the same figure: RecBole's full-sort pass for ConvNCF runs its CNN over every user-item pair (2-3
-minutes a pass here, four passes a run); ours computes the same ranks (bench/convncf_eval_check.py: equal to
+minutes a pass here, four passes a run); ours computes the same ranks (bench/archive/convncf_eval_check.py: equal to
 six places against a torch.topk pass done RecBole's way) in ~20 s. RecBole's evaluation draws nothing from
 the training streams, so the weights match a run that evaluates; reproducing a recorded seed checks it.
 
-Writes `<out-dir>/recbole_convncf_<epochs>ep_seed<S>.json` per seed, in the format bench/convncf_seeds.py reads.
+Writes `<out-dir>/recbole_convncf_<epochs>ep_seed<S>.json` per seed, in the format bench/archive/convncf_seeds.py reads.
 Run it alone: a second torch process on the same cores distorts every figure.
 """
 from __future__ import annotations
@@ -33,9 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # this file is in bench/archive/
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "bench"))  # train_vs_recbole, which stays in bench/
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recbole_weights, beside this file
 
 from recbole_weights import as_ours, id_maps  # noqa: E402
 from train_vs_recbole import rank_timestamp_copy  # noqa: E402
@@ -86,7 +87,7 @@ def run_seed(seed: int, args, data_path: Path, model, task) -> None:
     with tempfile.TemporaryDirectory(prefix=f"convncf_recbole_seed{seed}_") as work:
         weights, recbole_report = train_recbole(seed, args, data_path, Path(work))
         figures = score_epochs(weights, model, task, args.epochs)
-    figures.update({"evaluated_by": "ours (bench/convncf_recbole_seeds.py)",
+    figures.update({"evaluated_by": "ours (bench/archive/convncf_recbole_seeds.py)",
                     "train_epoch_seconds": recbole_report["train_epoch_seconds"],
                     "train_epoch_losses": recbole_report["train_epoch_losses"]})
     report = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seed": seed,

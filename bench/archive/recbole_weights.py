@@ -1,7 +1,7 @@
 """RecBole 1.2.1 ConvNCF weights -> our ConvNCF's state dict (embedding rows moved to our ids by token).
 
-Used by bench/convncf_steps_ours.py (the step-by-step check) and bench/convncf_recbole_seeds.py (RecBole's
-trained weights scored by our evaluation).
+Used by bench/archive/convncf_steps_ours.py (the step-by-step check) and bench/archive/convncf_recbole_seeds.py
+(RecBole's trained weights scored by our evaluation).
 """
 from __future__ import annotations
 

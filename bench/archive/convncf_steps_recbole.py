@@ -1,8 +1,8 @@
-"""Step 1 of 2 of the ConvNCF step-by-step check; runs in the RecBole venv (see DEVELOPERS.md for the recipe).
+"""Step 1 of 2 of the ConvNCF step-by-step check; runs in the RecBole venv (recipe: docs/benchmarks.md, section 1).
 
-    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 /work/recbole-venv/bin/python bench/convncf_steps_recbole.py \\
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 /work/recbole-venv/bin/python bench/archive/convncf_steps_recbole.py \\
         --data-path ../shared/data --out /tmp/convncf_steps.pt
-    .venv/bin/python bench/convncf_steps_ours.py --data ../shared/data/ml-100k --steps /tmp/convncf_steps.pt
+    .venv/bin/python bench/archive/convncf_steps_ours.py --data ../shared/data/ml-100k --steps /tmp/convncf_steps.pt
 
 RecBole 1.2.1's ConvNCF on ml-100k with dropout 0 (its only randomness inside a step): saves its initial
 weights, its first --steps training batches (users, positives, negatives) with the loss of each step under
@@ -20,7 +20,7 @@ from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_model, init_seed
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # recbole_side, which stays in bench/
 from recbole_side import config_dict  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
