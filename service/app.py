@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from service import errors
 from service.cache import make_store
 from service.config import Settings
-from service.hot_routes import HotRoutes
+from service.hot_routes import HotRoutes, accept, served_routes
 from service.metrics import Metrics
 from service.middleware import LatencyMiddleware
 from service.ranking import Ranker
@@ -73,9 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in routers:
         app.include_router(router)
-    # Added first, so it sits inside the latency middleware. It serves the rank router's own paths: that router
-    # is included above without a prefix.
-    app.add_middleware(HotRoutes, routes=rank.router.routes)
+    # Added first, so it sits inside the latency middleware. Checked here as well as when Starlette builds the
+    # middleware at the first event: a route it refuses then fails this import, where uvicorn's default
+    # lifespan mode would log the error at info level and answer every request with a 500.
+    hot = served_routes(app, rank.router)
+    accept(hot)
+    app.add_middleware(HotRoutes, routes=hot)
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     return app
 
