@@ -7,6 +7,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 
 from service.registry import Registry
 from service.routes.deps import RegistryDep, StoreDep
+from service.schemas import Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -17,7 +18,8 @@ async def healthz() -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "Not ready: `reason` says why"}})
 async def readyz(registry: RegistryDep, store: StoreDep) -> JSONResponse:
     """200 when every model found under the artifacts folder is loaded, else 503 with a `reason` (no model
     folder found, or which bundles were refused). `cache` is "up", "degraded" (Redis unreachable: answers are
