@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from service import errors
+from service import docs, errors
 from service.cache import make_store
 from service.config import Settings
 from service.hot_routes import HotRoutes, accept, served_routes
@@ -66,11 +66,13 @@ async def lifespan(app: FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """An app serving the bundles under `settings.artifacts` (models load when the app starts)."""
-    app = FastAPI(title="Recserve", version="1", lifespan=lifespan,
+    # docs_url and redoc_url None: FastAPI's pages load their assets from a CDN; service.docs serves them.
+    app = FastAPI(title="Recserve", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Rank and recommend with NRMS, ConvNCF, GRU4RecF and BERT4Rec bundles.")
     app.state.settings = settings or Settings()
     app.state.metrics = Metrics()
     errors.install(app)
+    docs.install(app)
     for router in routers:
         app.include_router(router)
     # Added first, so it sits inside the latency middleware. Checked here as well as when Starlette builds the

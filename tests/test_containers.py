@@ -144,6 +144,18 @@ def test_serve_stages(dockerfile, pyproject, name):
     assert "service/" in copied and "models/" not in copied and "training/" not in copied
 
 
+def test_serve_extra_installs_the_offline_docs_assets(pyproject):
+    """/docs and /redoc serve Swagger UI and ReDoc from a package, which the serving images must install."""
+    from importlib.metadata import packages_distributions
+
+    from service import docs
+
+    serve = {re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0].lower().replace("_", "-")
+             for d in pyproject["project"]["optional-dependencies"]["serve"]}
+    provided_by = {d.lower().replace("_", "-") for d in packages_distributions().get(docs.ASSETS_PACKAGE, [])}
+    assert provided_by & serve, f"{docs.ASSETS_PACKAGE} ({provided_by}) is not in the serve extra {serve}"
+
+
 def test_serve_gpu_runs_on_cuda13_with_cudnn9(dockerfile):
     _, stages = dockerfile
     base = stages["serve-gpu"].base
