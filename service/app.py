@@ -68,7 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """An app serving the bundles under `settings.artifacts` (models load when the app starts)."""
     # docs_url and redoc_url None: FastAPI's pages load their assets from a CDN; service.docs serves them.
     app = FastAPI(title="Recserve", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Rank and recommend with NRMS, ConvNCF, GRU4RecF and BERT4Rec bundles.")
+                  description="Rank and recommend with the model bundles found under the artifacts folder "
+                              "(`<artifacts>/<model>/LATEST`); GET /models lists the models being served.")
     app.state.settings = settings or Settings()
     app.state.metrics = Metrics()
     errors.install(app)

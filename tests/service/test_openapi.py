@@ -2,6 +2,8 @@
 route can answer, and never FastAPI's default validation error shape."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from service.schemas import ErrorBody, ReloadRefused
@@ -105,3 +107,10 @@ def test_a_refused_reload_sends_the_documented_409(make_client, artifacts):
     answer = client.post("/admin/reload")
     assert answer.status_code == 409
     ReloadRefused.model_validate(answer.json())
+
+
+def test_the_description_names_no_fixed_set_of_models(doc):
+    """The served kinds are whatever bundles the artifacts folder holds, so the description lists none."""
+    description = doc["info"]["description"]
+    assert "artifacts folder" in description and "GET /models" in description
+    assert not re.search(r"nrms|convncf|gru4rec|bert4rec", description, re.IGNORECASE)
