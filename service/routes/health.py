@@ -34,6 +34,7 @@ async def readyz(registry: RegistryDep, store: StoreDep) -> JSONResponse:
 
 
 def _not_ready(registry: Registry, models: dict[str, str]) -> str | None:
+    """Why the service is not ready, or None when it is."""
     if registry.failed:
         return "bundles refused: " + "; ".join(f"{name}: {error}" for name, error in registry.failed.items())
     if not models:
