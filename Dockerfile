@@ -39,8 +39,10 @@ ENV RECSERVE_ARTIFACTS=/artifacts
 VOLUME /artifacts
 USER recserve
 EXPOSE 8000
+# Readiness, not liveness: healthy once the models are loaded, so an empty or wrong artifacts volume shows as
+# unhealthy (GET /readyz says why) instead of healthy and answering 503. Docker restarts no container for it.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"]
 CMD ["uvicorn", "service.app:app", "--host", "0.0.0.0", "--port", "8000"]
 
 # ----------------------------------------------------------------------------------------- serve-gpu
@@ -74,8 +76,9 @@ ENV RECSERVE_ARTIFACTS=/artifacts \
 VOLUME /artifacts
 USER recserve
 EXPOSE 8000
+# Readiness, as in serve.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"]
 CMD ["uvicorn", "service.app:app", "--host", "0.0.0.0", "--port", "8000"]
 
 # --------------------------------------------------------------------------------------------- train

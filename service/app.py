@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from service import errors
+from service import docs, errors
 from service.cache import make_store
 from service.config import Settings
-from service.hot_routes import HotRoutes
+from service.hot_routes import HotRoutes, accept, served_routes
 from service.metrics import Metrics
 from service.middleware import LatencyMiddleware
 from service.ranking import Ranker
@@ -66,16 +66,22 @@ async def lifespan(app: FastAPI):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """An app serving the bundles under `settings.artifacts` (models load when the app starts)."""
-    app = FastAPI(title="Recserve", version="1", lifespan=lifespan,
-                  description="Rank and recommend with the model bundles found under the artifacts folder.")
+    # docs_url and redoc_url None: FastAPI's pages load their assets from a CDN; service.docs serves them.
+    app = FastAPI(title="Recserve", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Rank and recommend with the model bundles found under the artifacts folder "
+                              "(`<artifacts>/<model>/LATEST`); GET /models lists the models being served.")
     app.state.settings = settings or Settings()
     app.state.metrics = Metrics()
     errors.install(app)
+    docs.install(app)
     for router in routers:
         app.include_router(router)
-    # Added first, so it sits inside the latency middleware. It serves the rank router's own paths: that router
-    # is included above without a prefix.
-    app.add_middleware(HotRoutes, routes=rank.router.routes)
+    # Added first, so it sits inside the latency middleware. Checked here as well as when Starlette builds the
+    # middleware at the first event: a route it refuses then fails this import, where uvicorn's default
+    # lifespan mode would log the error at info level and answer every request with a 500.
+    hot = served_routes(app, rank.router)
+    accept(hot)
+    app.add_middleware(HotRoutes, routes=hot)
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     return app
 

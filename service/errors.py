@@ -1,14 +1,31 @@
-"""One error shape for every failure: `{"detail": "<message>", "field": "<field or null>"}`."""
+"""One error shape for every failure: `{"detail": "<message>", "field": "<field or null>"}`, plus `errors` on a
+422 from validation (`service.schemas.ErrorBody`, which `documented` puts in the OpenAPI document)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
+from service.schemas import ErrorBody
+
 log = logging.getLogger("recserve.errors")
+
+MEANINGS = {
+    401: "Missing or wrong API key (only when RECSERVE_API_KEY is set): send `Authorization: Bearer <key>`",
+    404: "No model of that name is served (`field` is `model`; GET /models lists the served ones)",
+    422: "Invalid request: `field` names the first problem; a body that fails validation lists each in `errors`",
+    503: "No model is loaded yet (GET /readyz says why)",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the error body. A route that declares 422 this
+    way also keeps FastAPI from documenting its own validation error shape, which this service never sends."""
+    return {status: {"model": ErrorBody, "description": MEANINGS[status]} for status in statuses}
 
 
 class ServiceError(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bundle.contract import BundleError
@@ -31,6 +32,7 @@ class Registry:
         self.settings, self.store, self.metrics = settings, store, metrics
         self.models: dict[str, ServedModel] = {}
         self.failed: dict[str, str] = {}
+        self.no_models: str | None = None  # why the last load found no model folder at all
         self._events: dict[str, dict[str, list[str]]] = {}
         self._added: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
@@ -42,7 +44,13 @@ class Registry:
         """Load the LATEST bundle of every model under the artifacts folder (blocking; one reload at a time)."""
         with self._lock:
             report, current, models = ReloadReport(), self.models, {}
-            for name, folder in discover(self.settings.artifacts).items():
+            found = discover(self.settings.artifacts)
+            # Said at start-up and on every reload: else an empty or mistyped folder starts a server that
+            # looks alive and never becomes ready, with nothing in the log.
+            self.no_models = None if found else why_no_models(self.settings.artifacts)
+            if self.no_models:
+                log.warning("%s", self.no_models)
+            for name, folder in found.items():
                 old = current.get(name)
                 try:
                     path = resolve_latest(folder)
@@ -77,3 +85,20 @@ class Registry:
         log.info("serving %s %s (%d items, %s)", name, model.version, model.catalog.size,
                  model.graphs["user_encoder"].provider)
         return model
+
+
+def why_no_models(artifacts: Path) -> str:
+    """Why `discover(artifacts)` found nothing: the folder is missing, not a folder, a model folder itself, or
+    holds no <model>/LATEST."""
+    where = artifacts.absolute()
+    expected = "expected <artifacts>/<model>/LATEST naming a bundle version; train one with `recserve train`"
+    if not where.exists():
+        return f"artifacts folder {where} does not exist (set RECSERVE_ARTIFACTS or `recserve serve --artifacts`; " \
+               f"{expected})"
+    if not where.is_dir():
+        return f"artifacts folder {where} is not a folder ({expected})"
+    if (where / "LATEST").is_file():
+        return f"{where} is a model folder, not the artifacts folder: serve its parent {where.parent} ({expected})"
+    folders = sorted(d.name for d in where.iterdir() if d.is_dir() and not d.name.startswith("."))
+    held = f"; its folders {', '.join(folders[:5])}{', ...' if len(folders) > 5 else ''} have none" if folders else ""
+    return f"no model folders with a LATEST file under {where} ({expected}{held})"

@@ -1,4 +1,4 @@
-"""Request and response bodies. Requests reject unknown fields, so a typo is a 422 naming it."""
+"""Request, response and error bodies. Requests reject unknown fields, so a typo is a 422 naming it."""
 from __future__ import annotations
 
 from typing import Annotated
@@ -89,3 +89,32 @@ class ReloadResponse(BaseModel):
     loaded: dict[str, str]
     unchanged: dict[str, str]
     refused: dict[str, str]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Where, as a dotted path (e.g. `candidates.2`), or `body` for the whole body")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer, whatever its status."""
+
+    model_config = ConfigDict(extra="forbid")  # what service/errors.py sends, exactly: tests hold them to it
+
+    detail: str = Field(description="What went wrong, for a person")
+    field: str | None = Field(description="The request field at fault (e.g. `candidates`), or null")
+    errors: list[FieldError] = Field(
+        default_factory=list, description="Only on a 422 from validating the request: every problem found")
+
+
+class ReloadRefused(ErrorBody, ReloadResponse):
+    """A reload that refused a bundle: the error body plus the reload report."""
+
+
+class Readiness(BaseModel):
+    status: str = Field(description='"ready" or "not ready"')
+    models: dict[str, str] = Field(description="Served model -> bundle version")
+    failed: dict[str, str] = Field(description="Model -> why its bundle was refused (no older version serves)")
+    cache: str = Field(description='"up", "degraded" (Redis unreachable) or "in-process" (no Redis configured)')
+    reason: str | None = Field(None, description="Only when not ready: why (no model folder found under the "
+                                                 "artifacts folder, or which bundles were refused)")

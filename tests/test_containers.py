@@ -84,6 +84,11 @@ def exec_form(args: str) -> list[str]:
     return json.loads(args) if args.startswith("[") else shlex.split(args)
 
 
+def probed_paths(command: str) -> list[str]:
+    """The paths of the service's URLs a health-check command requests."""
+    return re.findall(r"https?://(?:127\.0\.0\.1|localhost):8000(/[\w/-]*)", command)
+
+
 @pytest.fixture(scope="module")
 def dockerfile():
     return parse_dockerfile((ROOT / "Dockerfile").read_text())
@@ -125,7 +130,8 @@ def test_serve_stages(dockerfile, pyproject, name):
         i for i, (k, _) in enumerate(stage.instructions) if k == "RUN"), "USER comes after the installs"
     assert "8000" in stage.args("EXPOSE")
     healthcheck = stage.last("HEALTHCHECK")
-    assert healthcheck and "/healthz" in healthcheck and "CMD" in healthcheck
+    assert healthcheck and "CMD" in healthcheck
+    assert probed_paths(healthcheck) == ["/readyz"], "the health check probes readiness (models loaded)"
     assert any(re.search(r"\bRECSERVE_ARTIFACTS=/artifacts\b", a) for a in stage.args("ENV"))
     assert any("/artifacts" in a for a in stage.args("VOLUME"))
     assert exec_form(stage.last("CMD")) == ["uvicorn", "service.app:app", "--host", "0.0.0.0", "--port", "8000"]
@@ -136,6 +142,18 @@ def test_serve_stages(dockerfile, pyproject, name):
     assert not any("torch" in d.lower() for d in pyproject["project"]["optional-dependencies"]["serve"])
     copied = " ".join(a for s in chain(stages, name) for a in s.args("COPY"))
     assert "service/" in copied and "bundle/" in copied and "models/" not in copied and "training/" not in copied
+
+
+def test_serve_extra_installs_the_offline_docs_assets(pyproject):
+    """/docs and /redoc serve Swagger UI and ReDoc from a package, which the serving images must install."""
+    from importlib.metadata import packages_distributions
+
+    from service import docs
+
+    serve = {re.split(r"[\s<>=!~\[;]", d, maxsplit=1)[0].lower().replace("_", "-")
+             for d in pyproject["project"]["optional-dependencies"]["serve"]}
+    provided_by = {d.lower().replace("_", "-") for d in packages_distributions().get(docs.ASSETS_PACKAGE, [])}
+    assert provided_by & serve, f"{docs.ASSETS_PACKAGE} ({provided_by}) is not in the serve extra {serve}"
 
 
 def test_serve_gpu_runs_on_cuda13_with_cudnn9(dockerfile):
@@ -235,7 +253,7 @@ def test_compose_api(compose):
     assert api["ports"] == ["8000-8003:8000"]
     assert "container_name" not in api, "a fixed container name breaks --scale"
     test = api["healthcheck"]["test"]
-    assert "/healthz" in (" ".join(test) if isinstance(test, list) else test)
+    assert probed_paths(" ".join(test) if isinstance(test, list) else test) == ["/readyz"]
 
 
 def test_compose_train(compose):

@@ -7,13 +7,15 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
+from service.errors import documented
 from service.routes.deps import Authorized, RegistryDep
-from service.schemas import ReloadResponse
+from service.schemas import ReloadRefused, ReloadResponse
 
-router = APIRouter(tags=["admin"], dependencies=Authorized)
+router = APIRouter(tags=["admin"], dependencies=Authorized, responses=documented(401))
 
 
-@router.post("/admin/reload", response_model=ReloadResponse, responses={409: {"description": "A bundle was refused"}})
+@router.post("/admin/reload", response_model=ReloadResponse,
+             responses={409: {"model": ReloadRefused, "description": "A bundle was refused"}})
 async def reload(registry: RegistryDep) -> JSONResponse:
     """Load the LATEST bundle of every model again and swap them in atomically; requests in flight finish
     on the models they started with. A bundle that fails verification (hash mismatch, unreadable file) is

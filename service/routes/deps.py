@@ -96,7 +96,6 @@ async def parse_body(request: Request, schema: type[Body]) -> Body:
 
 
 def documented_body(schema: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` that documents a body read by `parse_body` (the schemas have no nested models) and
-    its 422, which FastAPI lists only for routes with declared parameters."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema.model_json_schema()}}},
-            "responses": {"422": {"description": "Invalid request: `field` names the problem"}}}
+    """`openapi_extra` that documents a body read by `parse_body` (the schemas have no nested models); the
+    route documents its 422 with the other errors (`service.errors.documented`)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema.model_json_schema()}}}}

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from service.errors import unprocessable
+from service.errors import documented, unprocessable
 from service.items import add_items
 from service.responses import FastJSON
 from service.routes.deps import Authorized, RegistryDep, SettingsDep, StoreDep, served_model
 from service.schemas import ItemsRequest, ItemsResponse
 
-router = APIRouter(tags=["catalog"], dependencies=Authorized)
+router = APIRouter(tags=["catalog"], dependencies=Authorized, responses=documented(401))
 
 
-@router.post("/items", response_model=ItemsResponse, response_class=FastJSON)
+@router.post("/items", response_model=ItemsResponse, response_class=FastJSON, responses=documented(404, 422, 503))
 async def post_items(body: ItemsRequest, request: Request, registry: RegistryDep, store: StoreDep,
                      settings: SettingsDep) -> FastJSON:
     """Encode new items from their titles with the bundle's tokenizer and item encoder.

@@ -4,9 +4,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from service.errors import documented
 from service.routes.deps import Authorized, MetricsDep
 
-router = APIRouter(tags=["metrics"], dependencies=Authorized)
+router = APIRouter(tags=["metrics"], dependencies=Authorized, responses=documented(401))
 
 
 @router.get("/metrics", response_class=Response)

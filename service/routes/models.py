@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from service.errors import documented
 from service.routes.deps import Authorized, RegistryDep
 from service.schemas import ModelInfo
 
-router = APIRouter(tags=["models"], dependencies=Authorized)
+router = APIRouter(tags=["models"], dependencies=Authorized, responses=documented(401))
 
 
 @router.get("/models", response_model=list[ModelInfo])

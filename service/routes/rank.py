@@ -3,18 +3,19 @@
 `service.hot_routes.HotRoutes` calls these endpoints straight from the middleware stack, so they take the bare
 request and do what FastAPI would otherwise do for them: check the API key, read the registry, ranker and
 settings off `request.app.state` and parse their body with `parse_body` (one pydantic-core pass). The router
-keeps them for the OpenAPI document: body schema, the 422 and the response model."""
+keeps them for the OpenAPI document: body schema, error statuses and the response model."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from service.errors import unprocessable
+from service.errors import documented, unprocessable
 from service.responses import EncodedJSON
 from service.routes.deps import documented_body, parse_body, require_api_key, served_model
 from service.schemas import RankRequest, RankResponse, RecommendRequest
 
 
-router = APIRouter(tags=["ranking"])
+# 401 too: the endpoints check the API key themselves.
+router = APIRouter(tags=["ranking"], responses=documented(401, 404, 422, 503))
 
 
 @router.post("/rank", response_model=RankResponse, response_class=EncodedJSON,

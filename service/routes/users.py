@@ -3,15 +3,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, Request
 
-from service.errors import unprocessable
+from service.errors import documented, unprocessable
 from service.responses import FastJSON
 from service.routes.deps import Authorized, RankerDep, RegistryDep, served_model
 from service.schemas import EventsRequest, EventsResponse
 
-router = APIRouter(tags=["users"], dependencies=Authorized)
+router = APIRouter(tags=["users"], dependencies=Authorized, responses=documented(401))
 
 
-@router.post("/users/{user_id}/events", response_model=EventsResponse, response_class=FastJSON)
+@router.post("/users/{user_id}/events", response_model=EventsResponse, response_class=FastJSON,
+             responses=documented(404, 422, 503))
 async def post_events(body: EventsRequest, request: Request, registry: RegistryDep, ranker: RankerDep,
                       user_id: str = Path(min_length=1, max_length=256)) -> FastJSON:
     """Append clicked `items` (oldest first) to the user's history in `model`, or in every model that keeps

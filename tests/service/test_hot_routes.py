@@ -2,14 +2,22 @@
 through it (the API tests cover every answer; these cover what only the short path could get wrong)."""
 from __future__ import annotations
 
+import re
+from types import SimpleNamespace
+from typing import Annotated
+
 import pytest
-from fastapi import HTTPException
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRouter
 from fastapi.testclient import TestClient
 
+import service.app
 from service.app import create_app
 from service.config import Settings
+from service.hot_routes import HotRoutes, served_routes
+from service.routes import rank
+from service.schemas import RankRequest
 
 RANK = {"model": "nrms", "user_id": "u1", "candidates": ["N1", "N2"]}
 
@@ -75,3 +83,77 @@ def test_exception_handlers_are_found_as_the_router_path_finds_them(bundles):
             client.app.state.ranker.rank = failing
             response = client.post("/rank", json=RANK)
             assert (response.status_code, response.json()) == (status, body)
+
+
+
+async def check_quota() -> None:
+    """A dependency someone might add to the hot routes later."""
+
+
+async def _endpoint(request: Request) -> JSONResponse:
+    return JSONResponse({})
+
+
+async def _with_dependency_param(request: Request, quota: Annotated[None, Depends(check_quota)]) -> JSONResponse:
+    return JSONResponse({})
+
+
+async def _with_body(request: Request, body: RankRequest) -> JSONResponse:
+    return JSONResponse({})
+
+
+async def _with_query(request: Request, k: int = 10) -> JSONResponse:
+    return JSONResponse({})
+
+
+async def _with_tasks(request: Request, tasks: BackgroundTasks) -> JSONResponse:
+    return JSONResponse({})
+
+
+def _plain(request: Request) -> JSONResponse:
+    return JSONResponse({})
+
+
+REFUSED = {
+    "route dependencies": (_endpoint, {"dependencies": [Depends(check_quota)]}, "dependencies check_quota"),
+    "a Depends parameter": (_with_dependency_param, {}, "dependencies check_quota"),
+    "a body parameter": (_with_body, {}, "parameters body"),
+    "a query parameter": (_with_query, {}, "parameters k"),
+    "background tasks": (_with_tasks, {}, "parameters tasks"),
+    "a route body limit": (_endpoint, {"max_body_size": 1024}, "max_body_size=1024"),
+    "a plain def": (_plain, {}, "a plain `def` endpoint"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_a_route_hot_routes_would_skip_part_of_is_refused_naming_it(case):
+    endpoint, options, what = REFUSED[case]
+    router = APIRouter()
+    router.post("/rank")(_endpoint)  # accepted: the error names the other one
+    router.post("/quota-rank", **options)(endpoint)
+    with pytest.raises(ValueError, match=rf"POST /quota-rank \({endpoint.__name__}\): it declares .*{re.escape(what)}"):
+        HotRoutes(None, routes=router.routes)
+    assert HotRoutes(None, routes=router.routes[:1]).routes.keys() == {"/rank"}
+
+
+def test_dependencies_of_the_app_or_the_include_are_refused_when_the_middleware_is_built():
+    """Dependencies added where the route does not show them still reach it; the app does not start."""
+    for app, include in ((FastAPI(dependencies=[Depends(check_quota)]), {}),
+                         (FastAPI(), {"dependencies": [Depends(check_quota)]})):
+        router = APIRouter()
+        router.post("/rank")(_endpoint)
+        app.include_router(router, **include)
+        app.add_middleware(HotRoutes, routes=served_routes(app, router))
+        with pytest.raises(ValueError, match=r"POST /rank \(_endpoint\): it declares dependencies check_quota"):
+            with TestClient(app):
+                pass
+
+
+def test_create_app_refuses_a_hot_route_with_a_dependency(monkeypatch, tmp_path):
+    """At construction: `uvicorn service.app:app` fails on import rather than starting."""
+    router = APIRouter()
+    router.post("/rank", dependencies=[Depends(check_quota)])(rank.rank)
+    monkeypatch.setattr(service.app, "rank", SimpleNamespace(router=router))
+    monkeypatch.setattr(service.app, "routers", [router])
+    with pytest.raises(ValueError, match=r"POST /rank \(rank\): it declares dependencies check_quota"):
+        create_app(Settings(artifacts=tmp_path))

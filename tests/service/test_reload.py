@@ -51,6 +51,8 @@ def test_bad_bundle_at_start_is_refused_and_reported(make_client, artifacts):
     client = make_client(artifacts=artifacts)
     ready = client.get("/readyz")
     assert ready.status_code == 503 and "histories.json: sha256 mismatch" in ready.json()["failed"]["bert4rec"]
+    reason = ready.json()["reason"]
+    assert reason.startswith("bundles refused: bert4rec: ") and "histories.json: sha256 mismatch" in reason
     assert client.post("/rank", json={**RANK, "model": "bert4rec"}).status_code == 404
     assert client.post("/rank", json=RANK).status_code == 200
 
