@@ -79,13 +79,15 @@ def add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="re-export a saved checkpoint as a bundle",
                        description="Rebuild a bundle from best.pt (and the bundle_data/ folder beside it).")
     p.add_argument("--checkpoint", type=Path, required=True, help="path to a best.pt written by `recserve train`")
-    p.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts folder (default: artifacts)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="artifacts folder (default: the one the checkpoint is in, ARTIFACTS/<model>/train/best.pt)")
 
 
 def cmd_export(args) -> int:
     from training.train import export_checkpoint
 
-    print(f"bundle: {export_checkpoint(args.checkpoint, args.out)}")
+    bundle = export_checkpoint(args.checkpoint, args.out)  # resolves the default --out
+    print(f"bundle: {bundle}")
     return 0
 
 
