@@ -1,4 +1,4 @@
-"""`recserve export` from the command line: where the bundle goes."""
+"""`recserve export` and `recserve recommend` from the command line: where bundles go, and one-line errors."""
 from pathlib import Path
 
 import pytest
@@ -71,3 +71,73 @@ def test_export_with_out_still_writes_there(tmp_path, capsys):
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "B")]) == 0
     bundle = Path(capsys.readouterr().out.removeprefix("bundle: ").strip())
     assert bundle.parent == tmp_path / "B" / "bert4rec"
+
+
+@pytest.fixture
+def recommend_args(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("u1\n")
+
+    def args(bundle, users=users):
+        return ["recommend", "--bundle", str(bundle), "--users", str(users), "--out", str(tmp_path / "out.jsonl"),
+                "--no-progress"]
+    return args
+
+
+def exported(artifacts: Path, kind: str = "gru4recf") -> Path:
+    model = tiny_models()[kind]
+    return export_bundle(model, tiny_bundle_data(kind, model), artifacts, parity=False)
+
+
+def test_recommend_with_a_missing_bundle_path_is_one_line(tmp_path, recommend_args, capsys):
+    assert main(recommend_args(tmp_path / "nope")) == 2
+    assert one_error_line(capsys) == f"recserve: error: --bundle {tmp_path / 'nope'}: no such file or folder"
+
+
+def test_recommend_with_a_folder_that_is_no_bundle_is_one_line(tmp_path, recommend_args, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(recommend_args(tmp_path / "empty")) == 2
+    assert "not a bundle folder (no manifest.json) nor a model folder (no LATEST)" in one_error_line(capsys)
+
+
+def test_recommend_with_a_corrupt_bundle_is_one_line(tmp_path, recommend_args, capsys):
+    bundle = exported(tmp_path / "artifacts")
+    (bundle / "items.json").write_text('["tampered"]')
+    assert main(recommend_args(bundle)) == 2
+    line = one_error_line(capsys)
+    assert "items.json" in line and "sha256 mismatch" in line
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_recommend_with_a_latest_naming_no_version_is_one_line(tmp_path, recommend_args, capsys):
+    model_dir = tmp_path / "artifacts" / "gru4recf"
+    model_dir.mkdir(parents=True)
+    (model_dir / "LATEST").write_text("gone\n")
+    assert main(recommend_args(model_dir)) == 2
+    assert "names 'gone', which is not a folder" in one_error_line(capsys)
+
+
+def test_recommend_with_a_missing_users_file_is_one_line(tmp_path, recommend_args, capsys):
+    bundle = exported(tmp_path / "artifacts")
+    assert main(recommend_args(bundle, users=tmp_path / "nobody.txt")) == 2
+    assert f"--users {tmp_path / 'nobody.txt'}: no such file" in one_error_line(capsys)
+
+
+def test_recommend_on_a_good_bundle_still_writes_its_records(tmp_path, recommend_args, capsys):
+    bundle = exported(tmp_path / "artifacts")
+    assert main(recommend_args(bundle.parent)) == 0  # the model folder, through LATEST
+    assert '"user_id": "u1"' in (tmp_path / "out.jsonl").read_text()
+
+
+def test_a_multi_line_message_is_printed_on_one_line(tmp_path, recommend_args, monkeypatch, capsys):
+    # onnxruntime's errors span lines; the loader puts them into its BundleError as they are.
+    import service.batch
+    from service.bundle import BundleError
+
+    def unloadable(path):
+        raise BundleError(path, "onnxruntime cannot load a graph: [ONNXRuntimeError] : 10 : INVALID_GRAPH\n  node 3")
+
+    monkeypatch.setattr(service.batch, "load_for_batch", unloadable)
+    bundle = exported(tmp_path / "artifacts")
+    assert main(recommend_args(bundle)) == 2
+    assert one_error_line(capsys).endswith("INVALID_GRAPH node 3")
