@@ -2,6 +2,7 @@
 reference's `run_fast_eval`: encode every news once, users from news vectors, scores by dot product)."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,6 +14,9 @@ from training.bundle_data import BundleData
 from training.data.mind import Impressions, MindData, click_counts, history_matrix, read_mind, train_samples
 from training.data.word_vectors import load_word_vectors
 from training.evaluate import impression_metrics
+from training.progress import timed
+
+log = logging.getLogger(__name__)
 
 
 class NewsTask:
@@ -27,7 +31,10 @@ class NewsTask:
         return -(-self.size // batch_size)
 
     def train_batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Tensor]]:
-        samples = {k: torch.from_numpy(v) for k, v in train_samples(self.data.train, self.npratio, self.his_size, rng).items()}
+        with timed(log, "building this epoch's click samples (fresh negatives)") as notes:
+            samples = {k: torch.from_numpy(v)
+                       for k, v in train_samples(self.data.train, self.npratio, self.his_size, rng).items()}
+            notes.append(f"{len(samples['candidates'])} samples")
         order = torch.from_numpy(rng.permutation(len(samples["candidates"])))
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
@@ -47,8 +54,9 @@ class NewsTask:
 
     def evaluate(self, phase: str) -> dict[str, float]:
         imps: Impressions = getattr(self.data, phase)
-        labels = np.split(imps.cand_labels, imps.cand_indptr[1:-1])
-        return impression_metrics(labels, self.scores(imps))
+        with timed(log, f"evaluating on {len(imps)} {phase} impressions"):
+            labels = np.split(imps.cand_labels, imps.cand_indptr[1:-1])
+            return impression_metrics(labels, self.scores(imps))
 
 
 def user_histories(data: MindData) -> dict[str, list[str]]:
@@ -76,17 +84,21 @@ def prepare_nrms(data_dir, opts) -> tuple[NRMS, NewsTask, BundleData]:
     data = read_mind(data_dir, valid_behaviors=opts.valid_behaviors)
     cfg = NRMSConfig(n_news=len(data.news), vocab_size=data.tokenizer.vocab_size)
     if opts.word_vectors:
-        vectors, _ = load_word_vectors(opts.word_vectors, data.tokenizer.vocab)
+        with timed(log, f"loading word vectors ({opts.word_vectors}) for {len(data.tokenizer.vocab)} words") as notes:
+            vectors, coverage = load_word_vectors(opts.word_vectors, data.tokenizer.vocab)
+            notes.append(f"{coverage:.0%} of the words have one")
         cfg.word_emb_dim = vectors.shape[1]
     model = NRMS(cfg)
     if opts.word_vectors:
         model.set_word_vectors(torch.from_numpy(vectors))
     model.set_titles(torch.from_numpy(data.news.title_tokens))
+    with timed(log, "collecting user histories for the bundle"):
+        histories = user_histories(data)
     bundle = BundleData(
         items=data.news.ids[1:],
         item_inputs={"title_tokens": data.news.title_tokens[1:]},
         max_history=cfg.his_size,
-        histories=user_histories(data),
+        histories=histories,
         tokenizer=data.tokenizer.to_dict(),
         data_fingerprint=data.fingerprint,
     )
