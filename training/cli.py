@@ -83,13 +83,15 @@ def add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="re-export a saved checkpoint as a bundle",
                        description="Rebuild a bundle from best.pt (and the bundle_data/ folder beside it).")
     p.add_argument("--checkpoint", type=Path, required=True, help="path to a best.pt written by `recserve train`")
-    p.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts folder (default: artifacts)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="artifacts folder (default: the one the checkpoint is in, ARTIFACTS/<model>/train/best.pt)")
 
 
 def cmd_export(args) -> int:
     from training.train import export_checkpoint
 
-    print(f"bundle: {export_checkpoint(args.checkpoint, args.out)}")
+    bundle = export_checkpoint(args.checkpoint, args.out)  # resolves the default --out
+    print(f"bundle: {bundle}")
     return 0
 
 
@@ -129,6 +131,7 @@ def cmd_recommend(args) -> int:
 
     from service.batch import load_for_batch, recommend_users
 
+    check_recommend_paths(args)  # before loading the bundle, which takes a while
     user_ids = [line.strip() for line in args.users.read_text().splitlines() if line.strip()]
     model = load_for_batch(args.bundle)
     errors = 0
@@ -141,6 +144,19 @@ def cmd_recommend(args) -> int:
     tmp.replace(args.out)  # never leave a half-written result under the final name
     print(f"{len(user_ids) - errors} users scored, {errors} skipped (see their 'error'): {args.out}")
     return 0
+
+
+def check_recommend_paths(args) -> None:
+    """Name a wrong path plainly; a corrupt bundle is left to the loader, whose BundleError names the file."""
+    if not args.users.is_file():
+        raise FileNotFoundError(f"--users {args.users}: no such file")
+    if not args.bundle.exists():
+        raise FileNotFoundError(f"--bundle {args.bundle}: no such file or folder")
+    if not ((args.bundle / "manifest.json").is_file() or (args.bundle / "LATEST").is_file()):
+        raise FileNotFoundError(f"--bundle {args.bundle}: not a bundle folder (no manifest.json) "
+                                "nor a model folder (no LATEST)")
+    if not args.out.parent.is_dir():
+        raise FileNotFoundError(f"--out {args.out}: folder {args.out.parent} does not exist")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":  # the service configures its own logging (a second handler would print twice)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s")
+    from service.bundle import BundleError  # the one import of it here: it is moving to a torch-free package
     from training.bundle_data import ExportError
     from training.data.errors import DataError
 
@@ -239,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "data":
             return args.func(args)
         return COMMANDS[args.command](args)
-    except (DataError, FileNotFoundError, ExportError) as err:  # ParityError is an ExportError
-        print(f"recserve: error: {err}", file=sys.stderr)
+    except (DataError, FileNotFoundError, ExportError, BundleError) as err:  # ParityError is an ExportError
+        # One line, like argparse's errors: some messages carry a library's multi-line text (onnxruntime's).
+        print("recserve: error: " + " ".join(line.strip() for line in str(err).splitlines()), file=sys.stderr)
         return 2
 
 

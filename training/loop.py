@@ -6,6 +6,7 @@ validation metric; both load with `torch.load(weights_only=True)`.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -18,9 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from models.base import RecModel
 from training.memory import keep_freed_memory
+from training.progress import duration
 
 log = logging.getLogger(__name__)
 
@@ -81,20 +84,26 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
         optimizer.load_state_dict(state["optimizer"])
         result = FitResult(state["history"], state["best_epoch"], state["best_metric"])
         start = state["epoch"] + 1
-        log.info("resuming from epoch %d (best %s %.4f at epoch %d)", start, cfg.monitor, result.best_metric, result.best_epoch)
+        log.info("resuming at epoch %d/%d (best %s %.4f at epoch %d)", start + 1, cfg.epochs, cfg.monitor,
+                 result.best_metric, result.best_epoch + 1)
     bad_epochs = sum(1 for h in result.history if h["epoch"] > result.best_epoch)
+    epoch_seconds: list[float] = []  # whole epochs of this process (training, evaluation, checkpoints): the ETA
     for epoch in range(start, cfg.epochs):
         if bad_epochs >= cfg.patience:
             result.stopped_early = True
+            log.info("stopping early: valid %s has not beaten epoch %d's %.4f in the %d epoch(s) since (patience %d)",
+                     cfg.monitor, result.best_epoch + 1, result.best_metric, bad_epochs, cfg.patience)
             break
+        started = time.perf_counter()
         row = _train_epoch(task, cfg, epoch, optimizer)
         model.eval()
         with torch.no_grad():
             row.update({f"valid_{k}": v for k, v in task.evaluate("valid").items()})
+        row["eval_seconds"] = time.perf_counter() - started - row["seconds"]
         result.history.append(row)
         metric = row[f"valid_{cfg.monitor}"]
-        log.info("epoch %d: loss %.4f, valid %s %.4f (%.1f s)", epoch, row["loss"], cfg.monitor, metric, row["seconds"])
-        if metric > result.best_metric:
+        improved = metric > result.best_metric
+        if improved:
             result.best_metric, result.best_epoch, bad_epochs = metric, epoch, 0
             save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch, **(meta or {})})
         else:
@@ -104,10 +113,24 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
             "history": result.history, "best_epoch": result.best_epoch, "best_metric": result.best_metric,
             "train_config": asdict(cfg),
         })
+        epoch_seconds.append(time.perf_counter() - started)
+        epochs_left = 0 if bad_epochs >= cfg.patience else cfg.epochs - epoch - 1
+        log.info("epoch %d/%d: loss %.4f, valid %s %.4f%s (train %s, eval %s); %s", epoch + 1, cfg.epochs,
+                 row["loss"], cfg.monitor, metric, " (best so far)" if improved else "",
+                 duration(row["seconds"]), duration(row["eval_seconds"]), _eta(epoch_seconds, epochs_left))
     if (run_dir / "best.pt").exists():
         model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
     model.eval()
     return result
+
+
+def _eta(epoch_seconds: list[float], epochs_left: int) -> str:
+    """The run's remaining time: the mean epoch so far (evaluation included) times the epochs left. An upper
+    bound, as early stopping may end the run sooner."""
+    if not epochs_left:
+        return "last epoch"
+    eta = duration(float(np.mean(epoch_seconds)) * epochs_left)
+    return f"ETA {eta} for the run ({epochs_left} epoch{'s' if epochs_left > 1 else ''} left at most)"
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
@@ -128,19 +151,21 @@ def _train_epoch(task: Task, cfg: TrainConfig, epoch: int, optimizer: torch.opti
     if cfg.max_steps_per_epoch:
         total = min(total, cfg.max_steps_per_epoch)
     started, losses = time.perf_counter(), []
-    bar = tqdm(total=total, desc=f"epoch {epoch}", disable=not cfg.progress, leave=False, unit="batch")
-    for step, batch in enumerate(task.train_batches(cfg.batch_size, rng)):
-        if step >= total:
-            break
-        loss = task.model.compute_loss(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower --lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    bar.close()
+    desc = f"epoch {epoch + 1}/{cfg.epochs}"
+    # Log lines during the epoch (NRMS builds its samples there) go through tqdm.write, above the bar, not into it.
+    redirect = logging_redirect_tqdm() if cfg.progress else contextlib.nullcontext()
+    with redirect, tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False, unit="batch") as bar:
+        for step, batch in enumerate(task.train_batches(cfg.batch_size, rng)):
+            if step >= total:
+                break
+            loss = task.model.compute_loss(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at {desc}, step {step + 1}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
     return {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
             "seconds": time.perf_counter() - started, "steps": len(losses)}

@@ -2,6 +2,7 @@
 reference's `run_fast_eval`: encode every news once, users from news vectors, scores by dot product)."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,6 +15,9 @@ from models.recipe import Recipe
 from training.data.mind import Impressions, MindData, click_counts, history_matrix, read_mind, train_samples
 from training.data.word_vectors import load_word_vectors
 from training.evaluate import impression_metrics
+from training.progress import timed
+
+log = logging.getLogger(__name__)
 
 
 class NewsTask:
@@ -28,7 +32,10 @@ class NewsTask:
         return -(-self.size // batch_size)
 
     def train_batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Tensor]]:
-        samples = {k: torch.from_numpy(v) for k, v in train_samples(self.data.train, self.npratio, self.his_size, rng).items()}
+        with timed(log, "building this epoch's click samples (fresh negatives)") as notes:
+            samples = {k: torch.from_numpy(v)
+                       for k, v in train_samples(self.data.train, self.npratio, self.his_size, rng).items()}
+            notes.append(f"{len(samples['candidates'])} samples")
         order = torch.from_numpy(rng.permutation(len(samples["candidates"])))
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
@@ -48,8 +55,9 @@ class NewsTask:
 
     def evaluate(self, phase: str) -> dict[str, float]:
         imps: Impressions = getattr(self.data, phase)
-        labels = np.split(imps.cand_labels, imps.cand_indptr[1:-1])
-        return impression_metrics(labels, self.scores(imps))
+        with timed(log, f"evaluating on {len(imps)} {phase} impressions"):
+            labels = np.split(imps.cand_labels, imps.cand_indptr[1:-1])
+            return impression_metrics(labels, self.scores(imps))
 
 
 def user_histories(data: MindData) -> dict[str, list[str]]:
@@ -78,14 +86,18 @@ def prepare_news(recipe: Recipe, data_dir, opts) -> tuple[RecModel, NewsTask, Bu
     tokens as item inputs, the tokenizer that makes them from new titles, and the users' click histories."""
     data = read_mind(data_dir, valid_behaviors=opts.valid_behaviors)
     if opts.word_vectors:
-        data.word_vectors, _ = load_word_vectors(opts.word_vectors, data.tokenizer.vocab)
+        with timed(log, f"loading word vectors ({opts.word_vectors}) for {len(data.tokenizer.vocab)} words") as notes:
+            data.word_vectors, coverage = load_word_vectors(opts.word_vectors, data.tokenizer.vocab)
+            notes.append(f"{coverage:.0%} of the words have one")
     model = recipe.model(recipe.build_config(data, opts))
     recipe.attach(model, data, opts)
+    with timed(log, "collecting user histories for the bundle"):
+        histories = user_histories(data)
     bundle = BundleData(
         items=data.news.ids[1:],
         item_inputs={"title_tokens": data.news.title_tokens[1:]},
         max_history=model.cfg.his_size,
-        histories=user_histories(data),
+        histories=histories,
         tokenizer=data.tokenizer.to_dict(),
         data_fingerprint=data.fingerprint,
     )

@@ -79,8 +79,12 @@ def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig
     return RunResult(bundle, run_dir, metrics)
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
-    """Re-export a saved checkpoint (best.pt beside its bundle_data/) as a new bundle."""
+def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None) -> Path:
+    """Re-export a saved checkpoint (best.pt beside its bundle_data/) as a new bundle under `out`.
+
+    `out` defaults to the artifacts folder the checkpoint came from: `recserve train` writes
+    <artifacts>/<model>/train/best.pt, so the new bundle goes beside that model's other versions and only
+    its LATEST moves (a default of ./artifacts re-pointed whatever LATEST the current folder held)."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise ExportError(f"no checkpoint at {checkpoint}")
@@ -88,6 +92,12 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     if "kind" not in state or "model_config" not in state or state.get("epoch", -1) < 0:
         raise ExportError(f"{checkpoint} is not a trained model checkpoint (no completed epoch recorded); "
                           "export the best.pt that `recserve train` writes")
+    if out is None:
+        run_dir = checkpoint.absolute().parent  # absolute: a bare "best.pt" still has its folders above it
+        if run_dir.name != "train" or run_dir.parent.name != state["kind"]:
+            raise ExportError(f"{checkpoint} is not in the <artifacts>/{state['kind']}/train/ layout that "
+                              "`recserve train` writes, so its artifacts folder is unknown; give one with --out")
+        out = run_dir.parent.parent
     model = build_model(state["kind"], state["model_config"])
     try:
         model.load_state_dict(state["model"])

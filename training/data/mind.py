@@ -29,6 +29,7 @@ import numpy as np
 
 from bundle.tokenizers import WordTokenizer
 from training.data.errors import DataError
+from training.progress import timed
 
 __all__ = ["News", "Impressions", "MindData", "read_news", "read_behaviors", "read_mind",
            "train_samples", "history_matrix", "click_counts", "PAD"]
@@ -292,20 +293,29 @@ def read_mind(data_dir: str | os.PathLike, *, valid_behaviors: str | os.PathLike
 
     digest = hashlib.sha256()
     contents: dict[str, tuple[Path, list[str]]] = {}
-    for role, path in files:
-        raw, lines = _read_lines(path)
-        digest.update(role.encode() + b"\0" + hashlib.sha256(raw).digest())
-        contents[role] = (path, lines)
+    # Real MIND takes tens of seconds from here to the first batch: each step says what it is doing.
+    with timed(log, f"reading {len(files)} MIND files from {data_dir}") as notes:
+        size = 0
+        for role, path in files:
+            raw, lines = _read_lines(path)
+            digest.update(role.encode() + b"\0" + hashlib.sha256(raw).digest())
+            contents[role] = (path, lines)
+            size += len(raw)
+        notes.append(f"{size / 1e6:.1f} MB")
 
-    rows = _parse_news(*contents["news.tsv"])
-    if "valid_news.tsv" in contents:
-        seen = {r[0] for r in rows}
-        rows += [r for r in _parse_news(*contents["valid_news.tsv"]) if r[0] not in seen]
-    tokenizer = WordTokenizer.fit((r[3] for r in rows), title_size=title_size)
-    news = _build_news(rows, tokenizer)
+    with timed(log, "parsing news and fitting the tokenizer on their titles") as notes:
+        rows = _parse_news(*contents["news.tsv"])
+        if "valid_news.tsv" in contents:
+            seen = {r[0] for r in rows}
+            rows += [r for r in _parse_news(*contents["valid_news.tsv"]) if r[0] not in seen]
+        tokenizer = WordTokenizer.fit((r[3] for r in rows), title_size=title_size)
+        news = _build_news(rows, tokenizer)
+        notes.append(f"{news.n_news} news, {len(tokenizer.vocab)} words")
 
     b_path, b_lines = contents["behaviors.tsv"]
-    behaviors, missing = _parse_behaviors(b_path, b_lines, news.index)
+    with timed(log, f"parsing {b_path}") as notes:
+        behaviors, missing = _parse_behaviors(b_path, b_lines, news.index)
+        notes.append(f"{len(behaviors)} impressions")
     _warn_missing(b_path, missing)
     if valid_path is None:
         if len(behaviors) == 0:
@@ -317,10 +327,13 @@ def read_mind(data_dir: str | os.PathLike, *, valid_behaviors: str | os.PathLike
             raise DataError(b_path, None, f"all impressions are on one day ({last}); cannot split by "
                                           f"time, pass valid_behaviors")
         train, valid = behaviors.select(~is_valid), behaviors.select(is_valid)
+        log.info("validating on the last day, %s: %d impressions; training on %d", last, len(valid), len(train))
         n_missing = len(missing)
     else:
         v_path, v_lines = contents["valid_behaviors.tsv"]
-        valid, v_missing = _parse_behaviors(v_path, v_lines, news.index)
+        with timed(log, f"parsing {v_path}") as notes:
+            valid, v_missing = _parse_behaviors(v_path, v_lines, news.index)
+            notes.append(f"{len(valid)} impressions")
         _warn_missing(v_path, v_missing)
         train = behaviors
         n_missing = len(missing.keys() | v_missing.keys())
