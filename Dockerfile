@@ -32,6 +32,7 @@ COPY pyproject.toml README.md ./
 # --------------------------------------------------------------------------------------------- serve
 FROM base AS serve
 COPY bundle/ ./bundle/
+COPY recserve/ ./recserve/
 COPY service/ ./service/
 RUN pip install ".[serve]" \
  && rm -rf build *.egg-info
@@ -68,6 +69,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY bundle/ ./bundle/
+COPY recserve/ ./recserve/
 COPY service/ ./service/
 RUN pip install ".[serve]" \
  && rm -rf build *.egg-info
@@ -92,6 +94,7 @@ COPY models/ ./models/
 COPY training/ ./training/
 # The bundle contract (torch-free) that training writes with; `recserve serve` also runs here, so service/ too.
 COPY bundle/ ./bundle/
+COPY recserve/ ./recserve/
 COPY service/ ./service/
 RUN pip install --extra-index-url ${TORCH_INDEX_URL} ".[train,glove]" "torch==${TORCH_VERSION}" \
  && rm -rf build *.egg-info

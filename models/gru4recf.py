@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from models.base import DotScorer, OnnxPart, RecModel, id_part, sequence_part
 from models.layers import Dropout, Lookup, gather_positions
-from models.recipe import Recipe
+from models.recipe import DatasetMismatch, Recipe
 
 
 @dataclass
@@ -112,10 +112,8 @@ def build_config(data, opts) -> GRU4RecFConfig:
     """The config for `opts.features` of an interaction dataset; a missing feature is a data error."""
     missing = [f for f in opts.features if f not in data.item_features]
     if missing:
-        from training.data.errors import DataError  # torch-free; only the training side builds configs
-
-        raise DataError(f"{data.name}.item", None, f"GRU4RecF needs item feature(s) {missing}; the file has "
-                        f"{sorted(data.item_features) or 'none'} (choose with --features)")
+        raise DatasetMismatch(".item", f"GRU4RecF needs item feature(s) {missing}; the file has "
+                                       f"{sorted(data.item_features) or 'none'} (choose with --features)")
     return GRU4RecFConfig(n_items=len(data.items), max_seq_length=opts.max_seq_length,
                           selected_features=list(opts.features),
                           feature_vocab_sizes={f: len(data.feature_vocabs[f]) for f in opts.features},

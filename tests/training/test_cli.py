@@ -6,7 +6,7 @@ import torch
 
 from tests.models.conftest import tiny_bundle_data, tiny_models
 from training.bundle_data import save_bundle_data
-from training.cli import main
+from recserve.cli import main
 from training.export import export_bundle
 
 
@@ -132,7 +132,7 @@ def test_recommend_on_a_good_bundle_still_writes_its_records(tmp_path, recommend
 def test_a_multi_line_message_is_printed_on_one_line(tmp_path, recommend_args, monkeypatch, capsys):
     # onnxruntime's errors span lines; the loader puts them into its BundleError as they are.
     import service.batch
-    from service.bundle import BundleError
+    from bundle.contract import BundleError
 
     def unloadable(path):
         raise BundleError(path, "onnxruntime cannot load a graph: [ONNXRuntimeError] : 10 : INVALID_GRAPH\n  node 3")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from training import datasets as D
-from training.cli import build_parser
+from recserve.cli import build_parser
 from training.download import FetchError
 
 
@@ -470,8 +470,8 @@ def test_cli_parser_and_command(server, tmp_path, capsys, monkeypatch):
 def test_fetch_imports_no_torch():
     # the whole `recserve data fetch` path through main(): the parser, main's and the command's imports (a bad
     # --sha256 stops it before any download, so nothing is fetched or written)
-    code = ("import sys, training.cli; "
-            "rc = training.cli.main(['data', 'fetch', 'ml-100k', '--dest', 'unused', '--sha256', 'no-equals-sign']); "
+    code = ("import sys, recserve.cli; "
+            "rc = recserve.cli.main(['data', 'fetch', 'ml-100k', '--dest', 'unused', '--sha256', 'no-equals-sign']); "
             "sys.exit(rc != 2 or 'torch' in sys.modules or 'training.download' not in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
                           capture_output=True).returncode == 0

@@ -71,7 +71,7 @@ def test_a_diverging_loss_stops_with_a_clear_error(data, tmp_path):
 
 
 def test_train_refuses_a_negative_seed(capsys):
-    from training.cli import main
+    from recserve.cli import main
 
     with pytest.raises(SystemExit):
         main(["train", "--model", "convncf", "--data", "data", "--seed", "-1"])

@@ -72,3 +72,11 @@ def test_metrics_and_curves_are_written(trained):
         metrics = json.loads((result.run_dir / "metrics.json").read_text())
         assert {"recall@10", "ndcg@10", "mrr@10", "hit@10"} <= set(metrics["test"])
         assert (result.run_dir / "curves.png").exists()
+
+
+def test_a_feature_the_file_lacks_is_a_data_error_naming_the_item_file(datasets):
+    from training.data.errors import DataError
+    from training.train import prepare
+
+    with pytest.raises(DataError, match=r"\.item: GRU4RecF needs item feature\(s\) \['genre'\].*--features"):
+        prepare("gru4recf", datasets["gru4recf"], DataOptions(features=["genre"]), seed=0)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from training.cli import main
+from recserve.cli import main
 from training.data.mind_synthetic import write_synthetic_mind
 from training.parity import check_bundle_parity
 from training.train import DataOptions, prepare, run, train_config

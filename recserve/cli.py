@@ -1,0 +1,50 @@
+"""`recserve`: one command over both halves. training/cli.py adds train, export and data; service/cli.py adds
+serve and recommend. Neither half imports the other, and the serving image (no training/, no torch) gets the
+service's commands alone."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from types import ModuleType
+
+
+def halves() -> list[ModuleType]:
+    """The command modules installed here: the service's always, training's where it is installed."""
+    from service import cli as service_cli
+
+    try:
+        from training import cli as training_cli
+    except ModuleNotFoundError as err:
+        if err.name not in ("training", "models"):
+            raise
+        return [service_cli]  # the serving image installs neither
+    return [training_cli, service_cli]
+
+
+def build_parser(parts: list[ModuleType] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recserve", description="Train, export and serve recommenders.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for part in parts or halves():
+        part.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parts = halves()
+    args = build_parser(parts).parse_args(argv)
+    if args.command != "serve":  # the service configures its own logging (a second handler would print twice)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s")
+    errors = tuple(e for part in parts for e in part.user_errors())
+    try:
+        return args.func(args)
+    except errors as err:
+        # One line, like argparse's errors: some messages carry a library's multi-line text (onnxruntime's).
+        print("recserve: error: " + " ".join(line.strip() for line in str(err).splitlines()), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
