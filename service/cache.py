@@ -1,12 +1,16 @@
 """The encoding cache: Redis when configured (with a circuit breaker), else an in-process LRU.
 
-Keys are namespaced by model and bundle version, so a new bundle never reads an old vector:
-`<prefix>:{<model>:<version>}:item:<item_id>` and `<prefix>:{<model>:<version>}:user:<user_id>:<history hash>`.
+Keys (see `Keys`) are namespaced by model and bundle version, so a new bundle never reads an old vector, and
+built so that no two different inputs share a key: item ids close the key after a fixed prefix, and every
+other client-supplied part (user id, history) enters only through a digest of a length-unambiguous JSON
+encoding, never a join. Hash tags spread keys over a Redis Cluster: a model version's item vectors (read
+together when a catalog loads) share one tag; a user's vectors are tagged by the user, so users spread.
 Values are raw little-endian float32 bytes.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -23,21 +27,37 @@ log = logging.getLogger("recserve.cache")
 CHUNK = 1000  # keys per MGET / per pipeline round
 
 
+def digest(*parts: object) -> str:
+    """A 128-bit hex digest of a JSON encoding of `parts`: injective on its inputs (JSON strings are quoted
+    and escaped, lists delimited), so ["a\x1fb"] and ["a", "b"] never meet."""
+    text = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 class Keys:
-    """Key builder of one bundle version."""
+    """Key builder of one bundle version.
+
+    item vector : `<prefix>:{<model version tag>}:item:<item_id>`   (a catalog's items on one slot)
+    user vector : `<prefix>:{u.<user digest>}:<model>:user:<digest of model, version, user, history, generation>`
+                  (anonymous requests are tagged by their history's digest: `{h.<digest>}`)
+    """
 
     def __init__(self, prefix: str, model: str, version: str):
-        self.base = f"{prefix}:{{{model}:{version}}}"
+        self.prefix, self.model, self.version = prefix, model, version
+        self.item_base = f"{prefix}:{{m.{digest(model, version)[:16]}}}:{model}:{version}:item:"
 
     def item(self, item_id: str) -> str:
-        return f"{self.base}:item:{item_id}"
+        return self.item_base + item_id  # the id closes the key after a fixed prefix: injective
+
+    def user_tag(self, user_id: str | None, history: Sequence[str]) -> str:
+        """The hash tag of a user's keys: the user, or for an anonymous request the history it sends."""
+        return f"{{u.{digest(user_id)}}}" if user_id is not None else f"{{h.{digest(list(history))}}}"
 
     def user(self, user_id: str | None, history: Sequence[str], generation: int = 0) -> str:
         """`generation` counts the catalog's replaced vectors (a news re-posted to /items) for models that
         encode users from item vectors: a new one changes every key, so no vector of the old items is served."""
-        text = "\x1f".join(history) + (f"\x1e{generation}" if generation else "")
-        digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-        return f"{self.base}:user:{user_id or '-'}:{digest}"
+        key = digest(self.model, self.version, user_id, list(history), generation)
+        return f"{self.prefix}:{self.user_tag(user_id, history)}:{self.model}:user:{key}"
 
 
 def to_bytes(vector: np.ndarray) -> bytes:

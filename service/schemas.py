@@ -5,7 +5,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ItemId = Annotated[str, Field(min_length=1, max_length=256, examples=["N1234"])]
+# Ids are printable: no control, format or separator characters (a "\x1f" in an id once let one client's
+# history collide with another's in the cache). Enforced wherever an id enters: candidates, histories,
+# exclusions, events, added items, user ids (body and path).
+PRINTABLE = r"^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+$"
+ID_RULE = "1-256 printable characters (no control characters)"
+ItemId = Annotated[str, Field(min_length=1, max_length=256, pattern=PRINTABLE, examples=["N1234"],
+                              description=f"An item id: {ID_RULE}")]
+UserId = Annotated[str, Field(min_length=1, max_length=256, pattern=PRINTABLE, examples=["U87243"],
+                              description=f"A user id: {ID_RULE}")]
 
 
 class Strict(BaseModel):
@@ -14,7 +22,7 @@ class Strict(BaseModel):
 
 class UserRef(Strict):
     model: str = Field(examples=["nrms"], description="Model name, as listed by GET /models")
-    user_id: str | None = Field(None, min_length=1, max_length=256, description="A user the model knows")
+    user_id: UserId | None = Field(None, description="A user the model knows")
     history: list[ItemId] | None = Field(
         None, description="Item ids, oldest first; when non-empty it is used instead of the stored history")
 

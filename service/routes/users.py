@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Request
 from service.errors import documented, unprocessable
 from service.responses import FastJSON
 from service.routes.deps import Authorized, RankerDep, RegistryDep, served_model
-from service.schemas import EventsRequest, EventsResponse
+from service.schemas import ID_RULE, PRINTABLE, EventsRequest, EventsResponse
 
 router = APIRouter(tags=["users"], dependencies=Authorized, responses=documented(401))
 
@@ -14,7 +14,8 @@ router = APIRouter(tags=["users"], dependencies=Authorized, responses=documented
 @router.post("/users/{user_id}/events", response_model=EventsResponse, response_class=FastJSON,
              responses=documented(404, 422, 503))
 async def post_events(body: EventsRequest, request: Request, registry: RegistryDep, ranker: RankerDep,
-                      user_id: str = Path(min_length=1, max_length=256)) -> FastJSON:
+                      user_id: str = Path(min_length=1, max_length=256, pattern=PRINTABLE,
+                                          description=f"The user: {ID_RULE}")) -> FastJSON:
     """Append clicked `items` (oldest first) to the user's history in `model`, or in every model that keeps
     histories. The user's cached vector is dropped, so the next /rank or /recommend with only `user_id`
     reflects the clicks. Runtime histories are kept in memory (and across reloads), not on disk.

@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from service.cache import LocalStore, NearCache, RedisStore
+from service.cache import Keys, LocalStore, NearCache, RedisStore
 from tests.service.bundles import build
 
 RANK = {"model": "bert4rec", "user_id": "u1", "candidates": ["i1", "i2", "i3"]}
@@ -24,13 +24,13 @@ def test_item_and_user_vectors_are_cached_in_redis(make_client, redis_prefix, re
     first = make_client(redis_url="redis://127.0.0.1:6379/0", cache_prefix=redis_prefix)
     assert first.get("/readyz").json()["cache"] == "up"
     assert counter(first, "item", "miss") == 240 and counter(first, "item", "hit") == 0
-    version = models["bert4rec"].version
-    assert redis_client.exists(f"{redis_prefix}:{{bert4rec:{version}}}:item:i1")
-    assert len(redis_client.get(f"{redis_prefix}:{{bert4rec:{version}}}:item:i1")) == 4 * 8
+    keys = Keys(redis_prefix, "bert4rec", models["bert4rec"].version)
+    assert redis_client.exists(keys.item("i1"))
+    assert len(redis_client.get(keys.item("i1"))) == 4 * 8
     first.post("/rank", json=RANK)
     first.post("/rank", json=RANK)
     assert counter(first, "user", "miss") == 1 and counter(first, "user", "hit") == 1
-    (user_key,) = redis_client.keys(f"{redis_prefix}:{{bert4rec:{version}}}:user:u1:*")
+    (user_key,) = redis_client.keys(f"{redis_prefix}:{keys.user_tag('u1', [])}:bert4rec:user:*")
     assert 0 < redis_client.ttl(user_key) <= 300
     second = make_client(redis_url="redis://127.0.0.1:6379/0", cache_prefix=redis_prefix)
     assert counter(second, "item", "hit") == 240 and counter(second, "item", "miss") == 0
@@ -43,7 +43,7 @@ def test_bundle_versions_never_share_keys(make_client, redis_prefix, redis_clien
     newer = build(artifacts, "bert4rec", version="20260102T000000Z-00000002", seed=7)
     client = make_client(artifacts=artifacts, redis_url=url, cache_prefix=redis_prefix)
     assert counter(client, "item", "hit") == 180 and counter(client, "item", "miss") == 60  # only bert4rec's new version
-    namespaces = {k.split(b"}")[0] for k in redis_client.scan_iter(match=f"{redis_prefix}:{{bert4rec:*")}
+    namespaces = {k.split(b":item:")[0] for k in redis_client.scan_iter(match=f"{redis_prefix}:*:bert4rec:*:item:*")}
     assert len(namespaces) == 2
     body = client.post("/rank", json=RANK).json()
     assert body["version"] == newer.version
@@ -55,12 +55,12 @@ def test_bundle_versions_never_share_keys(make_client, redis_prefix, redis_clien
 def test_near_cache_keeps_user_vectors_in_process(make_client, redis_prefix, redis_client, models):
     """A repeat user is answered from the worker's own copy even when Redis lost the key; with the near
     cache off, the same request goes back to Redis (a miss, then encoded again)."""
-    version = models["bert4rec"].version
+    tag = Keys(redis_prefix, "bert4rec", models["bert4rec"].version).user_tag("u1", [])
     for near_size, expected in [(100, ("hit", 1)), (0, ("miss", 2))]:
         client = make_client(redis_url="redis://127.0.0.1:6379/0", cache_prefix=redis_prefix,
                              user_near_cache_size=near_size)
         first = client.post("/rank", json=RANK).json()
-        redis_client.delete(*redis_client.keys(f"{redis_prefix}:{{bert4rec:{version}}}:user:u1:*"))
+        redis_client.delete(*redis_client.keys(f"{redis_prefix}:{tag}:bert4rec:user:*"))
         assert client.post("/rank", json=RANK).json() == first
         assert counter(client, "user", expected[0]) == expected[1]
 
