@@ -5,10 +5,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Ids are printable: no control, format or separator characters (a "\x1f" in an id once let one client's
+# Ids are printable: no control, invisible or separator characters (a "\x1f" in an id once let one client's
 # history collide with another's in the cache). Enforced wherever an id enters: candidates, histories,
 # exclusions, events, added items, user ids (body and path).
-PRINTABLE = r"^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+$"
+# C0 and C1 controls, DEL, soft hyphen, zero-width and bidi marks, line and paragraph separators, word
+# joiners, BOM: written with \uXXXX escapes, which Rust's regex (pydantic), Python's re and ECMA-262 all read.
+PRINTABLE = r"^[^\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+$"
 ID_RULE = "1-256 printable characters (no control characters)"
 ItemId = Annotated[str, Field(min_length=1, max_length=256, pattern=PRINTABLE, examples=["N1234"],
                               description=f"An item id: {ID_RULE}")]
