@@ -14,8 +14,9 @@ def add_commands(sub) -> None:
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors of bad input that the command line reports in one line."""
     from bundle.contract import BundleError
+    from service.config import SettingsError
 
-    return BundleError, FileNotFoundError
+    return BundleError, FileNotFoundError, SettingsError
 
 
 def add_serve_parser(sub) -> None:

@@ -8,6 +8,10 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class SettingsError(ValueError):
+    """Settings that cannot work together; `recserve serve` reports it in one line."""
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Defaults suit a laptop; production sets the Redis URL and an API key."""
 

@@ -12,8 +12,13 @@ def serve(artifacts: str | Path | None = None, host: str = "127.0.0.1", port: in
 
     if artifacts is not None:  # else RECSERVE_ARTIFACTS or the default applies
         os.environ["RECSERVE_ARTIFACTS"] = str(artifacts)
-    from service.config import Settings
+    from service.config import Settings, SettingsError
 
     settings = Settings()
+    if workers > 1 and not settings.redis_url:
+        # Each worker would keep its own clicks and added items, and answer the same user differently.
+        raise SettingsError(
+            f"--workers {workers} needs RECSERVE_REDIS_URL: without Redis each worker keeps its own user events "
+            "and added items, so the workers could not agree; use one worker or set RECSERVE_REDIS_URL")
     uvicorn.run("service.app:app", host=host, port=port, workers=workers, log_level=settings.log_level.lower(),
                 access_log=False)

@@ -69,3 +69,12 @@ def test_an_unreachable_redis_refuses_writes_and_fails_reads_open():
         state.add_items("m", {"N1": {"title": "t"}})
     assert state.events("m", "u1") is None and state.added_items("m") == {} and state.added_seq("m") is None
     assert len(errors) == 5
+
+
+def test_several_workers_without_redis_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    from recserve.cli import main
+
+    monkeypatch.delenv("RECSERVE_REDIS_URL", raising=False)
+    assert main(["serve", "--artifacts", str(tmp_path), "--workers", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("recserve: error: --workers 2 needs RECSERVE_REDIS_URL")
