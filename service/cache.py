@@ -6,6 +6,11 @@ other client-supplied part (user id, history) enters only through a digest of a 
 encoding, never a join. Hash tags spread keys over a Redis Cluster: a model version's item vectors (read
 together when a catalog loads) share one tag; a user's vectors are tagged by the user, so users spread.
 Values are raw little-endian float32 bytes.
+
+`redis_client` builds the client of a URL: `redis://` / `rediss://` / `unix://` a plain `redis.Redis`,
+`redis+cluster://host:port[,host:port...]` (`rediss+cluster://` for TLS) a `redis.cluster.RedisCluster`.
+In a cluster no command here spans two slots: MGETs and DELs are grouped by slot, the rest are one key each
+(redis-py's ClusterPipeline, transaction=False, sends each command to its slot's node).
 """
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ from typing import Protocol
 import numpy as np
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.connection import parse_url
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 log = logging.getLogger("recserve.cache")
@@ -92,6 +101,79 @@ class Store(Protocol):
         """Forget the keys."""
 
 
+Client = redis.Redis | RedisCluster
+PLAIN_SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+URL_FORMS = ("redis://[user:password@]host:port/db, rediss://... (TLS), unix:///path/to/socket, "
+             "redis+cluster://[user:password@]host:port[,host:port...] or rediss+cluster://... (TLS)")
+# What a Redis outage looks like to a caller: the client's own errors, a cluster client that cannot map its
+# slots (RedisClusterException is no RedisError), and socket errors.
+REDIS_ERRORS = (redis.RedisError, RedisClusterException, OSError)
+
+
+def _cluster_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """(a single-node URL redis-py parses: the scheme without "+cluster", credentials, the first node, path
+    and query; every startup node as (host, port)) of a cluster URL. ValueError names what is wrong."""
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    userinfo, at, hosts = netloc.rpartition("@")
+    nodes = []
+    for part in hosts.split(","):
+        if part.startswith("["):  # [IPv6]:port
+            host, _, port = part[1:].partition("]")
+            port = port.removeprefix(":")
+        else:
+            host, _, port = part.partition(":")
+        if not host:
+            raise ValueError(f"the cluster URL {scheme}://... names an empty host in {hosts!r}")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"the cluster URL {scheme}://... needs a port from 1 to 65535 after each host, "
+                             f"got {part!r}")
+        nodes.append((host, int(port)))
+    path = tail.partition("?")[0]
+    if path not in ("", "/", "/0"):
+        raise ValueError(f"a Redis Cluster has database 0 only; the cluster URL's path is {path!r}")
+    first = f"[{nodes[0][0]}]" if ":" in nodes[0][0] else nodes[0][0]
+    single = f"{CLUSTER_SCHEMES[scheme]}://{userinfo}{at}{first}:{nodes[0][1]}{tail}"
+    if parse_url(single).get("db", 0) != 0:  # also checks the query's options (ValueError)
+        raise ValueError("a Redis Cluster has database 0 only; the cluster URL asks for another")
+    return single, nodes
+
+
+def redis_factory(url: str, timeout_s: float) -> Callable[[], Client]:
+    """Check `url` now (ValueError listing the forms understood) and return a function that builds its
+    client: short connect and operation timeouts, no retries (callers decide what a failure means; the
+    cache's circuit breaker turns it into misses). A cluster client connects when built, to learn the
+    slots, and raises a REDIS_ERRORS member when no startup node answers; a plain client connects on use."""
+    options = dict(socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme in CLUSTER_SCHEMES:
+        single, nodes = _cluster_nodes(url)
+        # `url` gives the first node, the credentials, TLS and query options to every node; the other
+        # startup nodes are only tried when it does not answer. db must not be passed: a cluster has db 0 only.
+        return lambda: RedisCluster(url=single, startup_nodes=[ClusterNode(h, p) for h, p in nodes[1:]],
+                                    **options)
+    if scheme not in PLAIN_SCHEMES:
+        raise ValueError(f"RECSERVE_REDIS_URL must look like one of: {URL_FORMS}; got scheme {scheme!r}")
+    redis.Redis.from_url(url)  # parses without connecting: a bad port or option raises ValueError now
+    return lambda: redis.Redis.from_url(url, **options)
+
+
+def redis_client(url: str, timeout_s: float) -> Client:
+    """The client of `url` (see `redis_factory`), built now."""
+    return redis_factory(url, timeout_s)()
+
+
+def by_slot(keys: Sequence[str]) -> list[list[str]]:
+    """`keys` grouped by Redis Cluster hash slot, groups in order of first appearance."""
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key.encode()), []).append(key)
+    return list(groups.values())
+
+
 class LocalStore:
     """In-process LRU with per-key expiry; thread-safe."""
 
@@ -133,16 +215,31 @@ class LocalStore:
 
 
 class RedisStore:
-    """Redis with short timeouts. A failure opens the circuit: calls return misses without touching Redis
-    until `retry_s` has passed, then one call tries again, so the service recovers by itself."""
+    """Redis or a Redis Cluster with short timeouts. A failure opens the circuit: calls return misses without
+    touching Redis until `retry_s` has passed, then one call tries again, so the service recovers by itself.
+
+    The client is built on first use, inside the circuit: a cluster client connects when built, so a cluster
+    that is down when the service starts leaves the cache degraded instead of failing the start. In a cluster,
+    one node down opens the circuit for every key (the cache as a whole reads "degraded")."""
 
     def __init__(self, url: str, timeout_s: float, retry_s: float, on_degraded: Callable[[bool], None]):
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+        self._factory = redis_factory(url, timeout_s)  # a malformed URL fails here, at startup
+        self.cluster = url.partition("://")[0].lower() in CLUSTER_SCHEMES
+        self._client: Client | None = None
+        self._client_lock = threading.Lock()
         self.retry_s = retry_s
         self._on_degraded = on_degraded
         self._down_until = 0.0
         self.degraded = False
+
+    @property
+    def client(self) -> Client:
+        """The client, built on first use (may raise a REDIS_ERRORS member for a cluster)."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._factory()
+        return self._client
 
     @property
     def status(self) -> str:
@@ -153,7 +250,7 @@ class RedisStore:
             return default
         try:
             result = fn()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             if not self.degraded:
                 log.warning("redis unreachable, serving without it and retrying every %.1fs: %s", self.retry_s, exc)
             self.degraded, self._down_until = True, time.monotonic() + self.retry_s
@@ -165,9 +262,14 @@ class RedisStore:
             self._on_degraded(False)
         return result
 
+    def _ping(self) -> object:
+        if self.cluster:  # every primary: one that does not answer holds slots no key of which can be read
+            return self.client.ping(target_nodes=RedisCluster.PRIMARIES)
+        return self.client.ping()
+
     def check(self) -> str:
-        """Ping (when the circuit allows) and report "up" or "degraded"."""
-        self._call(self.client.ping, None)
+        """Ping (when the circuit allows; in a cluster, every primary) and report "up" or "degraded"."""
+        self._call(self._ping, None)
         return self.status
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -181,17 +283,26 @@ class RedisStore:
         return out
 
     def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """One round trip (per node, in a cluster) of MGETs of at most CHUNK keys, none spanning two slots."""
+        groups = by_slot(keys) if self.cluster else [list(keys)]
         pipe = self.client.pipeline(transaction=False)
-        for start in range(0, len(keys), CHUNK):
-            pipe.mget(keys[start:start + CHUNK])
-        return [value for part in pipe.execute() for value in part]
+        order: list[str] = []
+        for group in groups:
+            for start in range(0, len(group), CHUNK):
+                pipe.execute_command("MGET", *group[start:start + CHUNK])  # pipe.mget is blocked in a cluster
+            order.extend(group)
+        values = [value for part in pipe.execute() for value in part]
+        if len(groups) == 1:
+            return values
+        found = dict(zip(order, values))
+        return [found[key] for key in keys]
 
     def set_many(self, pairs: Sequence[tuple[str, bytes]], ttl: int | None) -> None:
         for start in range(0, len(pairs), 20 * CHUNK):
             part = pairs[start:start + 20 * CHUNK]
 
             def write(part=part) -> None:
-                pipe = self.client.pipeline(transaction=False)
+                pipe = self.client.pipeline(transaction=False)  # one key a command: a cluster routes each
                 for key, value in part:
                     pipe.set(key, value, ex=ttl or None)
                 pipe.execute()
@@ -199,8 +310,20 @@ class RedisStore:
             self._call(write, None)
 
     def delete(self, keys: Sequence[str]) -> None:
-        if keys:
+        if not keys:
+            return
+        if not self.cluster:
             self._call(lambda: self.client.delete(*keys), None)
+            return
+
+        def delete_by_slot() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for group in by_slot(keys):
+                for start in range(0, len(group), CHUNK):
+                    pipe.execute_command("DEL", *group[start:start + CHUNK])
+            pipe.execute()
+
+        self._call(delete_by_slot, None)
 
 
 class NearCache:
@@ -243,7 +366,8 @@ class NearCache:
 
 def make_store(url: str | None, timeout_s: float, retry_s: float, local_size: int,
                on_degraded: Callable[[bool], None]) -> Store:
-    """Redis when a URL is configured, else the in-process LRU."""
+    """Redis (a cluster for `redis+cluster://` URLs) when a URL is configured, else the in-process LRU.
+    A malformed URL raises ValueError here; an unreachable Redis does not (the cache starts degraded)."""
     if url:
         return RedisStore(url, timeout_s, retry_s, on_degraded)
     return LocalStore(local_size)

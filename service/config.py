@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECSERVE_", extra="ignore")
 
     artifacts: Path = Field(Path("artifacts"), description="Folder of ARTIFACTS/<model>/LATEST bundles")
-    redis_url: str | None = Field(None, description="redis://host:port/db; unset = in-process LRU cache")
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db (rediss:// TLS, unix:///path); a Redis Cluster: redis+cluster://"
+                          "host:port[,host:port...] (rediss+cluster:// TLS); unset = in-process LRU cache")
     redis_timeout_s: float = Field(0.05, gt=0, description="Redis connect and per-operation timeout")
     redis_retry_s: float = Field(1.0, ge=0, description="After a Redis failure, wait this long before retrying")
     cache_prefix: str = Field("recserve", description="First part of every cache key")
@@ -26,7 +28,9 @@ class Settings(BaseSettings):
     user_near_cache_size: int = Field(
         10_000, ge=0, description="User vectors each worker also keeps in process, in front of Redis; 0 = none")
     user_ttl_s: int = Field(300, ge=1, description="Lifetime of a cached user vector")
-    item_ttl_s: int = Field(30 * 86400, ge=0, description="Lifetime of a cached item vector; 0 = no expiry")
+    item_ttl_s: int = Field(
+        30 * 86400, ge=0, description="Lifetime of a cached item vector; 0 = no expiry (then a volatile-* "
+                                      "eviction policy can never evict item vectors: keep it non-zero in production)")
     providers: Literal["auto", "cpu", "cuda"] = Field("auto", description="onnxruntime execution provider")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = its default")
     inter_op_threads: int = Field(0, ge=0, description="onnxruntime inter-op threads; 0 = its default")

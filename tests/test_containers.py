@@ -1,11 +1,16 @@
 """Static checks of the container files (no Docker engine is needed): Dockerfile stages and their
-instructions, docker-compose.yml (+ the GPU override) and .dockerignore."""
+instructions, docker-compose.yml (+ the GPU override) and .dockerignore; and the compose file's Redis options
+run by a local redis-server."""
 from __future__ import annotations
 
 import fnmatch
 import json
 import re
 import shlex
+import shutil
+import socket
+import subprocess
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,16 +236,86 @@ def env_of(service: dict) -> dict[str, str]:
 
 def test_compose_services(compose):
     assert set(compose["services"]) == {"redis", "api", "train"}
-    assert "artifacts" in compose["volumes"]
+    assert {"artifacts", "redis-data"} <= set(compose["volumes"])
+
+
+def redis_options(compose) -> dict[str, str]:
+    """The redis service's `--option value` pairs (every option here takes exactly one value)."""
+    redis = compose["services"]["redis"]
+    command = redis["command"] if isinstance(redis["command"], list) else shlex.split(redis["command"])
+    assert command[0] == "redis-server" and len(command) % 2 == 1
+    assert all(a.startswith("--") for a in command[1::2]), command
+    return dict(zip(command[1::2], command[2::2]))
 
 
 def test_compose_redis(compose):
     redis = compose["services"]["redis"]
     assert redis["image"] == "redis:7-alpine"
-    command = redis["command"] if isinstance(redis["command"], list) else shlex.split(redis["command"])
-    assert command[command.index("--save") + 1] == "" and command[command.index("--appendonly") + 1] == "no"
     test = redis["healthcheck"]["test"]
     assert "redis-cli ping" in (" ".join(test) if isinstance(test, list) else test)
+
+
+def test_compose_redis_persists_state_and_evicts_only_caches(compose):
+    """State (events, added items) lives in Redis: an append-only file fsynced every second, kept in a named
+    volume at the image's working directory; at maxmemory only keys with a TTL (the caches) are evicted."""
+    opts = redis_options(compose)
+    assert opts["--appendonly"] == "yes" and opts["--appendfsync"] == "everysec"
+    assert opts["--maxmemory-policy"].startswith("volatile-")
+    assert re.fullmatch(r"[1-9][0-9]*(b|kb|mb|gb)?", opts["--maxmemory"].lower()), "a non-zero maxmemory"
+    vols = volumes_of(compose["services"]["redis"])
+    assert vols["/data"] == {"source": "redis-data", "read_only": False, "type": "volume"}
+    assert "redis-data" in compose["volumes"]
+    gpu = yaml.safe_load((ROOT / "docker-compose.gpu.yml").read_text())
+    assert "redis" not in gpu["services"], "the GPU override must not replace the persisted redis"
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not on PATH")
+def test_compose_redis_options_on_a_real_server(compose, tmp_path):
+    """redis-server takes the compose file's options as they are (no typo, no bad value): AOF files appear
+    in --dir; then, with maxmemory made small, keys without a TTL all survive what evicts keys with one."""
+    import redis as redis_py  # here: `redis` names the compose service in this module
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    opts = redis_options(compose)
+    argv = ["redis-server", *(x for kv in opts.items() for x in kv), "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(tmp_path)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        client = redis_py.Redis(port=port, socket_timeout=2)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                client.ping()
+                break
+            except redis_py.ConnectionError:
+                assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.02)
+        config = {k: v for k, v in client.config_get("*").items()}
+        assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec"
+        assert config["maxmemory-policy"] == opts["--maxmemory-policy"] and int(config["maxmemory"]) > 0
+        client.set("state:1", b"s")
+        deadline = time.monotonic() + 5
+        while not any((tmp_path / "appendonlydir").glob("*.aof")):
+            assert time.monotonic() < deadline, "no append-only file"
+            time.sleep(0.02)
+
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory", used + 4 * 1024 * 1024)
+        state = [f"state:{i}" for i in range(500)]
+        client.mset({k: b"s" * 100 for k in state})
+        for i in range(200):  # ~20 MB of cache entries with a TTL into ~4 MB of room
+            pipe = client.pipeline(transaction=False)
+            for j in range(50):
+                pipe.set(f"cache:{i}:{j}", b"c" * 2000, ex=3600)
+            pipe.execute()
+        assert int(client.info("stats")["evicted_keys"]) > 0
+        assert client.exists(*state) == len(state)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_compose_api(compose):
