@@ -77,8 +77,24 @@ def discover(artifacts: Path) -> dict[str, Path]:
     return {d.name: d for d in sorted(artifacts.iterdir()) if (d / LATEST_FILE).is_file()}
 
 
-def resolve_latest(model_dir: Path) -> Path:
-    """The bundle folder named by `model_dir/LATEST`."""
+def _inside(path: Path, folder: Path, what: str) -> Path:
+    """`path` with its links followed; BundleError unless that lies inside `folder` (links followed too).
+    A bundle may come from someone else: a folder or file linking out of the tree would serve, or read, what
+    the tree's owner never put there."""
+    try:
+        real, inside = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links: RuntimeError before Python 3.13, OSError after
+        raise BundleError(path, f"cannot follow its links ({exc})") from exc
+    if real != inside and real.is_relative_to(inside):
+        return real
+    raise BundleError(path, f"links to {real}, outside the {what} folder {folder}: refused")
+
+
+def resolve_latest(model_dir: Path, artifacts: Path | None = None) -> Path:
+    """The bundle folder named by `model_dir/LATEST`. The version folder must lie inside the model folder once
+    links are followed, and, given `artifacts`, the model folder inside the artifacts folder."""
+    if artifacts is not None:
+        _inside(model_dir, artifacts, "artifacts")
     latest = model_dir / LATEST_FILE
     name = latest.read_text().strip() if latest.is_file() else ""
     if not name or "/" in name or name.startswith("."):
@@ -86,6 +102,7 @@ def resolve_latest(model_dir: Path) -> Path:
     path = model_dir / name
     if not path.is_dir():
         raise BundleError(latest, f"names {name!r}, which is not a folder")
+    _inside(path, model_dir, "model")
     return path
 
 
@@ -96,6 +113,7 @@ def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise BundleError(path, f"file name {name!r} leaves the bundle folder")
         file = path / name
+        _readable(file, path)
         try:
             data = file.read_bytes()
         except OSError as exc:
@@ -107,6 +125,14 @@ def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
     return contents
 
 
+def _readable(file: Path, folder: Path) -> None:
+    """BundleError unless `file` is a regular file inside `folder` once links are followed (a link out of the
+    bundle, a FIFO or a device is never read: /dev/zero would never end, a FIFO would block)."""
+    _inside(file, folder, "bundle")
+    if file.exists() and not file.is_file():
+        raise BundleError(file, "not a regular file")
+
+
 def _json(where: Path, data: bytes) -> Any:
     try:
         return json.loads(data)
@@ -116,6 +142,7 @@ def _json(where: Path, data: bytes) -> Any:
 
 def load_bundle(path: Path) -> Bundle:
     """Read and verify the bundle in `path`; raises BundleError naming the offending file."""
+    _readable(path / MANIFEST_FILE, path)
     try:
         manifest = _json(path / MANIFEST_FILE, (path / MANIFEST_FILE).read_bytes())
     except OSError as exc:

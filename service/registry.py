@@ -53,7 +53,7 @@ class Registry:
             for name, folder in found.items():
                 old = current.get(name)
                 try:
-                    path = resolve_latest(folder)
+                    path = resolve_latest(folder, self.settings.artifacts)
                     if old is not None and old.bundle.path == path:
                         models[name], report.unchanged[name] = old, old.version
                         continue

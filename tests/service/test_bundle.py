@@ -1,5 +1,7 @@
 """Bundle loading: verification by sha256, LATEST resolution, clear refusals naming the file."""
 import json
+import os
+import threading
 
 import pytest
 
@@ -42,4 +44,87 @@ def test_missing_file_and_bad_manifest_are_refused(artifacts):
     manifest["scorer"] = "cosine"
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="unknown scorer 'cosine'"):
+        load_bundle(path)
+
+
+# --- Links out of the artifacts tree (docs/bundle.md, "Bundles you did not write") ---------------------------
+
+def _move_out(folder, outside):
+    """Move `folder` to `outside` and leave a symlink to it in its place."""
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    folder.rename(outside)
+    folder.symlink_to(outside, target_is_directory=True)
+
+
+def test_version_folder_linking_out_of_the_model_folder_is_refused(artifacts, tmp_path):
+    model_dir = artifacts / "bert4rec"
+    version = resolve_latest(model_dir)
+    outside = tmp_path / "elsewhere" / version.name
+    _move_out(version, outside)
+    with pytest.raises(BundleError) as err:
+        resolve_latest(model_dir)
+    assert str(version) in str(err.value) and f"links to {outside}" in str(err.value)
+    assert "outside the model folder" in str(err.value)
+
+
+def test_version_folder_linking_inside_its_model_folder_is_served(artifacts):
+    model_dir = artifacts / "bert4rec"
+    version = resolve_latest(model_dir)
+    (model_dir / "current").symlink_to(version.name, target_is_directory=True)
+    (model_dir / "LATEST").write_text("current\n")
+    assert resolve_latest(model_dir) == model_dir / "current"
+    assert load_bundle(model_dir / "current").model == "bert4rec"
+
+
+def test_model_folder_linking_out_of_the_artifacts_folder_is_refused(artifacts, tmp_path):
+    outside = tmp_path / "elsewhere" / "bert4rec"
+    _move_out(artifacts / "bert4rec", outside)
+    assert resolve_latest(artifacts / "bert4rec").name.startswith("2026")  # alone, a model folder is anywhere
+    with pytest.raises(BundleError) as err:
+        resolve_latest(artifacts / "bert4rec", artifacts)
+    assert str(artifacts / "bert4rec") in str(err.value) and f"links to {outside}" in str(err.value)
+    assert "outside the artifacts folder" in str(err.value)
+
+
+def test_a_file_linking_out_of_the_bundle_is_refused_even_with_the_right_hash(artifacts, tmp_path):
+    path = resolve_latest(artifacts / "bert4rec")
+    copy = tmp_path / "histories.json"
+    copy.write_bytes((path / "histories.json").read_bytes())  # same bytes, same sha256
+    (path / "histories.json").unlink()
+    (path / "histories.json").symlink_to(copy)
+    with pytest.raises(BundleError) as err:
+        load_bundle(path)
+    assert str(path / "histories.json") in str(err.value) and f"links to {copy}" in str(err.value)
+    assert "outside the bundle folder" in str(err.value)
+
+
+def test_a_listed_file_that_is_not_a_regular_file_is_refused(artifacts):
+    path = resolve_latest(artifacts / "bert4rec")
+    (path / "histories.json").unlink()
+    os.mkfifo(path / "histories.json")  # reading it would block forever
+    outcome = []
+
+    def load():
+        try:
+            load_bundle(path)
+        except BundleError as exc:
+            outcome.append(str(exc))
+
+    reader = threading.Thread(target=load, daemon=True)  # a regression blocks this thread, not the suite
+    reader.start()
+    reader.join(30)
+    assert outcome == [f"{path / 'histories.json'}: not a regular file"]
+
+
+def test_a_loop_of_links_is_refused_not_a_crash(artifacts):
+    model_dir = artifacts / "bert4rec"
+    (model_dir / "a").symlink_to("b")
+    (model_dir / "b").symlink_to("a")
+    (model_dir / "LATEST").write_text("a\n")
+    with pytest.raises(BundleError, match="LATEST: names 'a', which is not a folder"):
+        resolve_latest(model_dir)
+    path = resolve_latest(artifacts / "nrms")
+    (path / "items.json").unlink()
+    (path / "items.json").symlink_to("items.json")
+    with pytest.raises(BundleError, match=r"items\.json: cannot follow its links"):
         load_bundle(path)

@@ -84,3 +84,23 @@ def test_server_process_reloads_on_sighup(artifacts):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_bundle_linking_out_of_the_tree_is_refused_at_start(make_client, artifacts, tmp_path):
+    version = artifacts / "bert4rec" / (artifacts / "bert4rec" / "LATEST").read_text().strip()
+    outside = tmp_path / "elsewhere" / version.name
+    outside.parent.mkdir()
+    version.rename(outside)
+    version.symlink_to(outside, target_is_directory=True)
+    model_folder = artifacts / "gru4recf"
+    model_folder.rename(tmp_path / "elsewhere" / "gru4recf")
+    model_folder.symlink_to(tmp_path / "elsewhere" / "gru4recf", target_is_directory=True)
+    client = make_client(artifacts=artifacts)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    failed = ready.json()["failed"]
+    assert failed.keys() == {"bert4rec", "gru4recf"}
+    assert str(version) in failed["bert4rec"] and "outside the model folder" in failed["bert4rec"]
+    assert str(model_folder) in failed["gru4recf"] and "outside the artifacts folder" in failed["gru4recf"]
+    assert client.post("/rank", json=RANK).status_code == 404
+    assert client.post("/rank", json={**RANK, "model": "bert4rec"}).status_code == 404
