@@ -149,9 +149,6 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(path / MANIFEST_FILE, f"unreadable ({exc.strerror or exc})") from exc
     check_manifest(path, manifest)
     data = read_verified(path, manifest)
-    for required in (ITEMS_FILE, ITEM_INPUTS_FILE):
-        if required not in data:
-            raise BundleError(path / MANIFEST_FILE, f"{required} is not listed under 'files'")
     graphs = {g: data[manifest["graphs"][g]["file"]] for g in GRAPHS}
     items = _json(path / ITEMS_FILE, data[ITEMS_FILE])
     if not isinstance(items, list) or len(items) != int(manifest.get("n_items", len(items))):

@@ -128,3 +128,42 @@ def test_a_loop_of_links_is_refused_not_a_crash(artifacts):
     (path / "items.json").symlink_to("items.json")
     with pytest.raises(BundleError, match=r"items\.json: cannot follow its links"):
         load_bundle(path)
+
+
+# --- The files each kind of bundle must have ---------------------------------------------------------------
+
+def _leave_out(path, name):
+    """Rewrite the bundle's manifest without `name` (and delete the file), as a careless exporter would."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["files"][name]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / name).unlink()
+
+
+@pytest.mark.parametrize("model, name, why", [
+    ("bert4rec", "histories.json", "user_input 'sequence'"),
+    ("gru4recf", "histories.json", "user_input 'sequence'"),
+    ("nrms", "histories.json", "user_input 'news_vectors'"),
+    ("convncf", "users.json", "user_input 'user_id'"),
+    ("nrms", "tokenizer.json", "item input 'title_tokens'"),
+    ("convncf", "items.json", "every bundle"),
+    ("gru4recf", "item_inputs.npz", "every bundle"),
+])
+def test_a_bundle_without_a_file_its_kind_needs_is_refused(artifacts, model, name, why):
+    path = resolve_latest(artifacts / model)
+    _leave_out(path, name)
+    with pytest.raises(BundleError) as err:
+        load_bundle(path)
+    assert str(err.value).startswith(f"{path / 'manifest.json'}: {name} is not listed under 'files'")
+    assert why in str(err.value)
+
+
+def test_every_tokenizer_input_needs_the_tokenizer():
+    from bundle.contract import TOKENIZER_FILE, required_files
+    from bundle.tokenizers import WordTokenizer
+
+    for name in WordTokenizer.input_names:
+        manifest = {"user_input": "news_vectors", "graphs": {"item_encoder": {"inputs": [{"name": name}]}}}
+        assert TOKENIZER_FILE in required_files(manifest)
+    assert TOKENIZER_FILE not in required_files({"user_input": "news_vectors",
+                                                 "graphs": {"item_encoder": {"inputs": ["item_idx"]}}})

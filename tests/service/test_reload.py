@@ -1,4 +1,5 @@
 """Hot reload: newer bundles swap in atomically; bad ones are refused while the old version keeps serving."""
+import json
 import os
 import signal
 import socket
@@ -103,4 +104,18 @@ def test_a_bundle_linking_out_of_the_tree_is_refused_at_start(make_client, artif
     assert str(version) in failed["bert4rec"] and "outside the model folder" in failed["bert4rec"]
     assert str(model_folder) in failed["gru4recf"] and "outside the artifacts folder" in failed["gru4recf"]
     assert client.post("/rank", json=RANK).status_code == 404
+    assert client.post("/rank", json={**RANK, "model": "bert4rec"}).status_code == 404
+
+
+def test_a_bundle_without_the_histories_it_needs_is_refused_at_start(make_client, artifacts):
+    path = artifacts / "bert4rec" / (artifacts / "bert4rec" / "LATEST").read_text().strip()
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["files"]["histories.json"]  # known users would get 422 "unknown user"
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    client = make_client(artifacts=artifacts)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["failed"]["bert4rec"] == (
+        f"{path / 'manifest.json'}: histories.json is not listed under 'files' (user_input 'sequence' needs "
+        "it: the users' histories)")
     assert client.post("/rank", json={**RANK, "model": "bert4rec"}).status_code == 404
