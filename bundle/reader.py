@@ -90,20 +90,58 @@ def _inside(path: Path, folder: Path, what: str) -> Path:
     raise BundleError(path, f"links to {real}, outside the {what} folder {folder}: refused")
 
 
+def read_latest(model_dir: Path) -> str:
+    """What `model_dir/LATEST` says, stripped ("" when there is no LATEST); a LATEST that links out of the model
+    folder, or is no regular file, is refused unread."""
+    latest = model_dir / LATEST_FILE
+    if not latest.exists() and not latest.is_symlink():
+        return ""
+    _readable(latest, model_dir, "model")
+    try:
+        return latest.read_text().strip()
+    except (OSError, ValueError) as exc:
+        raise BundleError(latest, f"unreadable ({exc})") from exc
+
+
+def _is_version_name(name: str) -> bool:
+    return bool(name) and "/" not in name and not name.startswith(".")
+
+
 def resolve_latest(model_dir: Path, artifacts: Path | None = None) -> Path:
     """The bundle folder named by `model_dir/LATEST`. The version folder must lie inside the model folder once
     links are followed, and, given `artifacts`, the model folder inside the artifacts folder."""
     if artifacts is not None:
         _inside(model_dir, artifacts, "artifacts")
-    latest = model_dir / LATEST_FILE
-    name = latest.read_text().strip() if latest.is_file() else ""
-    if not name or "/" in name or name.startswith("."):
+    latest, name = model_dir / LATEST_FILE, read_latest(model_dir)
+    if not _is_version_name(name):
         raise BundleError(latest, f"does not name a version folder (read {name!r})")
     path = model_dir / name
     if not path.is_dir():
         raise BundleError(latest, f"names {name!r}, which is not a folder")
     _inside(path, model_dir, "model")
     return path
+
+
+def older_versions(model_dir: Path, latest: str, artifacts: Path | None = None) -> list[Path]:
+    """The version folders of `model_dir` that a model may fall back to when the one LATEST names (`latest`, as
+    read) is refused: those whose name sorts before it (names begin with the UTC timestamp; every folder when
+    `latest` names no version), newest first. Hidden folders (`.tmp-*`: an export being written) are skipped,
+    and so are folders with no manifest.json (e.g. `train/`) and folders linking out of the model folder. Each must
+    still be loaded, and verified, to serve. Given `artifacts`, a model folder linking out of it is refused (as
+    by resolve_latest): none of its versions is served."""
+    if artifacts is not None:
+        _inside(model_dir, artifacts, "artifacts")
+    found = []
+    for path in model_dir.iterdir():
+        name = path.name
+        if name.startswith(".") or name == latest or (_is_version_name(latest) and name >= latest):
+            continue
+        try:
+            if path.is_dir() and (path / MANIFEST_FILE).exists() and _inside(path, model_dir, "model"):
+                found.append(path)
+        except BundleError:
+            continue
+    return sorted(found, key=lambda p: p.name, reverse=True)
 
 
 def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
@@ -125,10 +163,10 @@ def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
     return contents
 
 
-def _readable(file: Path, folder: Path) -> None:
+def _readable(file: Path, folder: Path, what: str = "bundle") -> None:
     """BundleError unless `file` is a regular file inside `folder` once links are followed (a link out of the
     bundle, a FIFO or a device is never read: /dev/zero would never end, a FIFO would block)."""
-    _inside(file, folder, "bundle")
+    _inside(file, folder, what)
     if file.exists() and not file.is_file():
         raise BundleError(file, "not a regular file")
 

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from bundle.contract import BundleError
-from bundle.reader import discover, load_bundle, resolve_latest
+from bundle.reader import discover, load_bundle, older_versions, resolve_latest
 
 
 def test_load_reads_every_part(models):
@@ -167,3 +167,31 @@ def test_every_tokenizer_input_needs_the_tokenizer():
         assert TOKENIZER_FILE in required_files(manifest)
     assert TOKENIZER_FILE not in required_files({"user_input": "news_vectors",
                                                  "graphs": {"item_encoder": {"inputs": ["item_idx"]}}})
+
+
+def test_a_latest_linking_out_of_the_model_folder_is_refused_unread(artifacts, tmp_path):
+    model_dir = artifacts / "bert4rec"
+    outside = tmp_path / "LATEST"
+    outside.write_text((model_dir / "LATEST").read_text())
+    (model_dir / "LATEST").unlink()
+    (model_dir / "LATEST").symlink_to(outside)
+    assert discover(artifacts)["bert4rec"] == model_dir  # found, so that the refusal is reported
+    with pytest.raises(BundleError, match=f"LATEST: links to {outside}, outside the model folder"):
+        resolve_latest(model_dir)
+
+
+def test_older_versions_newest_first_and_only_bundles_inside(artifacts, tmp_path):
+    model_dir = artifacts / "bert4rec"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.json").write_text("{}")
+    for name in ("20251201T000000Z-a", "20251231T000000Z-b", "20260102T000000Z-c", ".tmp-20251231T120000Z-d-1",
+                 "train"):
+        (model_dir / name).mkdir()
+        (model_dir / name / "manifest.json").write_text("{}")
+    (model_dir / "20251230T000000Z-nomanifest").mkdir()
+    (model_dir / "20251231T060000Z-link").symlink_to(tmp_path / "out", target_is_directory=True)
+    (model_dir / "20251230T120000Z-inside").symlink_to("20251201T000000Z-a", target_is_directory=True)
+    latest = resolve_latest(model_dir).name  # 20260101T000000Z-00000001
+    names = [p.name for p in older_versions(model_dir, latest)]
+    assert names == ["20251231T000000Z-b", "20251230T120000Z-inside", "20251201T000000Z-a"]
+    assert [p.name for p in older_versions(model_dir, "")][:3] == ["train", "20260102T000000Z-c", latest]
