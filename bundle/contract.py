@@ -41,6 +41,15 @@ TOKENIZER_FILE = "tokenizer.json"      # models whose new items are encoded from
 MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "LATEST"
 
+# The data files a bundle must have (docs/bundle.md): those of every bundle, those its `user_input` needs, and
+# those an item-encoder input needs (a text input needs the tokenizer that makes it from a new item's title).
+# A manifest that leaves one out is refused, not served with its known users unknown. HOLDS: what each holds.
+HOLDS = {ITEMS_FILE: "the item ids", ITEM_INPUTS_FILE: "the item encoder's inputs", USERS_FILE: "the user ids",
+         HISTORIES_FILE: "the users' histories", TOKENIZER_FILE: "the tokenizer of new items' titles"}
+EVERY_BUNDLE_FILES = (ITEMS_FILE, ITEM_INPUTS_FILE)
+USER_INPUT_FILES = {"user_id": (USERS_FILE,), "sequence": (HISTORIES_FILE,), "news_vectors": (HISTORIES_FILE,)}
+ITEM_INPUT_FILES = {"title_tokens": (TOKENIZER_FILE,)}
+
 
 class BundleError(ValueError):
     """A bundle that must not be served; the message names the folder, the file and the problem."""
@@ -69,6 +78,19 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+def required_files(m: dict[str, Any]) -> dict[str, str]:
+    """The data files the bundle of manifest `m` must list under "files": file -> what needs it."""
+    needs = {name: "every bundle" for name in EVERY_BUNDLE_FILES}
+    for name in USER_INPUT_FILES.get(m.get("user_input"), ()):
+        needs.setdefault(name, f"user_input {m['user_input']!r}")
+    item_encoder = m.get("graphs", {}).get("item_encoder", {})
+    for tensor in item_encoder.get("inputs", []) if isinstance(item_encoder, dict) else []:
+        input_name = tensor.get("name") if isinstance(tensor, dict) else str(tensor)
+        for name in ITEM_INPUT_FILES.get(input_name, ()):
+            needs.setdefault(name, f"item input {input_name!r}")
+    return needs
+
+
 def check_manifest(path: Path, m: Any) -> None:
     """Raise BundleError unless `m` is a manifest this version can serve."""
     where = path / MANIFEST_FILE
@@ -84,3 +106,6 @@ def check_manifest(path: Path, m: Any) -> None:
     for graph in GRAPHS:
         if m["graphs"].get(graph, {}).get("file") not in m["files"]:
             raise BundleError(where, f"graph {graph!r} has no file listed under 'files'")
+    for name, needed_by in required_files(m).items():
+        if name not in m["files"]:
+            raise BundleError(where, f"{name} is not listed under 'files' ({needed_by} needs it: {HOLDS[name]})")

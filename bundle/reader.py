@@ -77,16 +77,71 @@ def discover(artifacts: Path) -> dict[str, Path]:
     return {d.name: d for d in sorted(artifacts.iterdir()) if (d / LATEST_FILE).is_file()}
 
 
-def resolve_latest(model_dir: Path) -> Path:
-    """The bundle folder named by `model_dir/LATEST`."""
+def _inside(path: Path, folder: Path, what: str) -> Path:
+    """`path` with its links followed; BundleError unless that lies inside `folder` (links followed too).
+    A bundle may come from someone else: a folder or file linking out of the tree would serve, or read, what
+    the tree's owner never put there."""
+    try:
+        real, inside = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links: RuntimeError before Python 3.13, OSError after
+        raise BundleError(path, f"cannot follow its links ({exc})") from exc
+    if real != inside and real.is_relative_to(inside):
+        return real
+    raise BundleError(path, f"links to {real}, outside the {what} folder {folder}: refused")
+
+
+def read_latest(model_dir: Path) -> str:
+    """What `model_dir/LATEST` says, stripped ("" when there is no LATEST); a LATEST that links out of the model
+    folder, or is no regular file, is refused unread."""
     latest = model_dir / LATEST_FILE
-    name = latest.read_text().strip() if latest.is_file() else ""
-    if not name or "/" in name or name.startswith("."):
+    if not latest.exists() and not latest.is_symlink():
+        return ""
+    _readable(latest, model_dir, "model")
+    try:
+        return latest.read_text().strip()
+    except (OSError, ValueError) as exc:
+        raise BundleError(latest, f"unreadable ({exc})") from exc
+
+
+def _is_version_name(name: str) -> bool:
+    return bool(name) and "/" not in name and not name.startswith(".")
+
+
+def resolve_latest(model_dir: Path, artifacts: Path | None = None) -> Path:
+    """The bundle folder named by `model_dir/LATEST`. The version folder must lie inside the model folder once
+    links are followed, and, given `artifacts`, the model folder inside the artifacts folder."""
+    if artifacts is not None:
+        _inside(model_dir, artifacts, "artifacts")
+    latest, name = model_dir / LATEST_FILE, read_latest(model_dir)
+    if not _is_version_name(name):
         raise BundleError(latest, f"does not name a version folder (read {name!r})")
     path = model_dir / name
     if not path.is_dir():
         raise BundleError(latest, f"names {name!r}, which is not a folder")
+    _inside(path, model_dir, "model")
     return path
+
+
+def older_versions(model_dir: Path, latest: str, artifacts: Path | None = None) -> list[Path]:
+    """The version folders of `model_dir` that a model may fall back to when the one LATEST names (`latest`, as
+    read) is refused: those whose name sorts before it (names begin with the UTC timestamp; every folder when
+    `latest` names no version), newest first. Hidden folders (`.tmp-*`: an export being written) are skipped,
+    and so are folders with no manifest.json (e.g. `train/`) and folders linking out of the model folder. Each must
+    still be loaded, and verified, to serve. Given `artifacts`, a model folder linking out of it is refused (as
+    by resolve_latest): none of its versions is served."""
+    if artifacts is not None:
+        _inside(model_dir, artifacts, "artifacts")
+    found = []
+    for path in model_dir.iterdir():
+        name = path.name
+        if name.startswith(".") or name == latest or (_is_version_name(latest) and name >= latest):
+            continue
+        try:
+            if path.is_dir() and (path / MANIFEST_FILE).exists() and _inside(path, model_dir, "model"):
+                found.append(path)
+        except BundleError:
+            continue
+    return sorted(found, key=lambda p: p.name, reverse=True)
 
 
 def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
@@ -96,6 +151,7 @@ def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
         if Path(name).is_absolute() or ".." in Path(name).parts:
             raise BundleError(path, f"file name {name!r} leaves the bundle folder")
         file = path / name
+        _readable(file, path)
         try:
             data = file.read_bytes()
         except OSError as exc:
@@ -107,6 +163,14 @@ def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
     return contents
 
 
+def _readable(file: Path, folder: Path, what: str = "bundle") -> None:
+    """BundleError unless `file` is a regular file inside `folder` once links are followed (a link out of the
+    bundle, a FIFO or a device is never read: /dev/zero would never end, a FIFO would block)."""
+    _inside(file, folder, what)
+    if file.exists() and not file.is_file():
+        raise BundleError(file, "not a regular file")
+
+
 def _json(where: Path, data: bytes) -> Any:
     try:
         return json.loads(data)
@@ -116,15 +180,13 @@ def _json(where: Path, data: bytes) -> Any:
 
 def load_bundle(path: Path) -> Bundle:
     """Read and verify the bundle in `path`; raises BundleError naming the offending file."""
+    _readable(path / MANIFEST_FILE, path)
     try:
         manifest = _json(path / MANIFEST_FILE, (path / MANIFEST_FILE).read_bytes())
     except OSError as exc:
         raise BundleError(path / MANIFEST_FILE, f"unreadable ({exc.strerror or exc})") from exc
     check_manifest(path, manifest)
     data = read_verified(path, manifest)
-    for required in (ITEMS_FILE, ITEM_INPUTS_FILE):
-        if required not in data:
-            raise BundleError(path / MANIFEST_FILE, f"{required} is not listed under 'files'")
     graphs = {g: data[manifest["graphs"][g]["file"]] for g in GRAPHS}
     items = _json(path / ITEMS_FILE, data[ITEMS_FILE])
     if not isinstance(items, list) or len(items) != int(manifest.get("n_items", len(items))):

@@ -1,5 +1,6 @@
 """The models being served. A reload builds a new dict and swaps it in with one assignment, so a request in
-flight keeps the models it started with; a bundle that fails to load is refused and the old one keeps serving."""
+flight keeps the models it started with; a bundle that fails to load is refused and the old one keeps serving.
+A model with no old one (at start-up, or after failing) falls back to its newest older version that loads."""
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bundle.contract import BundleError
-from bundle.reader import discover, resolve_latest
+from bundle.reader import discover, older_versions, read_latest, resolve_latest
 from service.cache import Store
 from service.config import Settings
 from service.metrics import Metrics
@@ -25,6 +26,15 @@ class ReloadReport:
     refused: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Fallback:
+    """A model serving an older version than LATEST names, because LATEST's was refused."""
+
+    serving: str  # the version served
+    latest: str   # what LATEST names
+    reason: str   # why that was refused
+
+
 class Registry:
     """Model name -> ServedModel, plus the per-model runtime state that outlives a bundle version."""
 
@@ -32,6 +42,7 @@ class Registry:
         self.settings, self.store, self.metrics = settings, store, metrics
         self.models: dict[str, ServedModel] = {}
         self.failed: dict[str, str] = {}
+        self.fallbacks: dict[str, Fallback] = {}
         self.no_models: str | None = None  # why the last load found no model folder at all
         self._events: dict[str, dict[str, list[str]]] = {}
         self._added: dict[str, dict[str, dict[str, Any]]] = {}
@@ -41,9 +52,11 @@ class Registry:
         return self.models.get(name)
 
     def load(self) -> ReloadReport:
-        """Load the LATEST bundle of every model under the artifacts folder (blocking; one reload at a time)."""
+        """Load the LATEST bundle of every model under the artifacts folder (blocking; one reload at a time).
+        A refused bundle leaves the old version serving; a model without one falls back to the newest older
+        version that loads (`fallbacks` says which, and why)."""
         with self._lock:
-            report, current, models = ReloadReport(), self.models, {}
+            report, current, models, fallbacks = ReloadReport(), self.models, {}, {}
             found = discover(self.settings.artifacts)
             # Said at start-up and on every reload: else an empty or mistyped folder starts a server that
             # looks alive and never becomes ready, with nothing in the log.
@@ -53,7 +66,7 @@ class Registry:
             for name, folder in found.items():
                 old = current.get(name)
                 try:
-                    path = resolve_latest(folder)
+                    path = resolve_latest(folder, self.settings.artifacts)
                     if old is not None and old.bundle.path == path:
                         models[name], report.unchanged[name] = old, old.version
                         continue
@@ -61,16 +74,49 @@ class Registry:
                     report.loaded[name] = models[name].version
                     self.metrics.reloads.labels(name, "loaded").inc()
                 except Exception as exc:  # noqa: BLE001 - any failure refuses this bundle, never the process
-                    message = str(exc) if isinstance(exc, BundleError) else f"{folder}: {type(exc).__name__}: {exc}"
+                    message = _why(folder, exc)
                     log.error("refused bundle of %s: %s", name, message)
                     report.refused[name] = message
                     self.metrics.reloads.labels(name, "refused").inc()
+                    served_before = self.fallbacks.get(name)
+                    if old is None or served_before is not None:
+                        # Nothing serves it, or an older version does: the newest older version that loads.
+                        older = self._fall_back(name, folder, message, old.bundle.path.name if old else None)
+                        if older is not None:
+                            old = older
                     if old is not None:
                         models[name] = old
+                        if old is not current.get(name) or served_before is not None:
+                            fallbacks[name] = Fallback(old.version, _latest_named(folder), message)
             self.models = models  # the atomic swap
+            self.fallbacks = fallbacks
             self.failed = {n: e for n, e in report.refused.items() if n not in models}
             self.metrics.models_loaded.set(len(models))
             return report
+
+    def _fall_back(self, name: str, folder: Path, refused: str, serving: str | None) -> ServedModel | None:
+        """The newest version older than LATEST's (and newer than the version `serving`, when one serves) that
+        verifies and loads, or None; said loudly, since a restart no longer serves what LATEST names."""
+        latest = _latest_named(folder)
+        try:
+            candidates = older_versions(folder, latest, self.settings.artifacts)
+        except Exception as exc:  # noqa: BLE001 - a model folder out of the tree, or unlistable: nothing to try
+            log.error("%s: no older version to fall back to: %s", name, _why(folder, exc))
+            return None
+        for path in candidates:
+            if serving is not None and path.name <= serving:
+                break
+            try:
+                model = self._load_one(name, path)
+            except Exception as exc:  # noqa: BLE001 - as in load(): refuse this version, try the next
+                log.error("refused older bundle of %s too: %s", name, _why(folder, exc))
+                continue
+            log.error("%s: LATEST names %r, which was refused (%s); serving the older version %s instead until "
+                      "LATEST names a bundle that loads", name, latest, refused, model.version)
+            return model
+        if serving is None:
+            log.error("%s: no older version under %s loads either: %s is not served", name, folder, name)
+        return None
 
     def _load_one(self, name: str, path) -> ServedModel:
         events = self._events.setdefault(name, {})
@@ -85,6 +131,18 @@ class Registry:
         log.info("serving %s %s (%d items, %s)", name, model.version, model.catalog.size,
                  model.graphs["user_encoder"].provider)
         return model
+
+
+def _why(folder: Path, exc: Exception) -> str:
+    return str(exc) if isinstance(exc, BundleError) else f"{folder}: {type(exc).__name__}: {exc}"
+
+
+def _latest_named(folder: Path) -> str:
+    """What LATEST names, as read; "" where it cannot be read (then every version counts as older)."""
+    try:
+        return read_latest(folder)
+    except BundleError:
+        return ""
 
 
 def why_no_models(artifacts: Path) -> str:

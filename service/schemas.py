@@ -93,6 +93,10 @@ class ModelInfo(BaseModel):
     provider: str
     metrics: dict
     created_at: str | None = None
+    fallback_from: str | None = Field(
+        None, description="Set when this is an older version served because the one LATEST names was refused: "
+                          "that version (docs/bundle.md, fallback)")
+    fallback_reason: str | None = Field(None, description="With `fallback_from`: why that version was refused")
 
 
 class ReloadResponse(BaseModel):
@@ -121,10 +125,21 @@ class ReloadRefused(ErrorBody, ReloadResponse):
     """A reload that refused a bundle: the error body plus the reload report."""
 
 
+class Fallback(BaseModel):
+    serving: str = Field(description="The older version served")
+    latest: str = Field(description="The version LATEST names, which was refused (empty if LATEST is unreadable)")
+    reason: str = Field(description="Why LATEST's version was refused: the folder, the file and the problem")
+
+
 class Readiness(BaseModel):
-    status: str = Field(description='"ready" or "not ready"')
+    status: str = Field(description='"ready"; "degraded" (answered with 200: every model serves, but some serve '
+                                    'an older version than LATEST names, see `fallbacks`); or "not ready" (503)')
     models: dict[str, str] = Field(description="Served model -> bundle version")
     failed: dict[str, str] = Field(description="Model -> why its bundle was refused (no older version serves)")
+    fallbacks: dict[str, Fallback] = Field(
+        default_factory=dict, description="Model -> the older version it serves since the one LATEST names was "
+                                          "refused at start-up (docs/bundle.md); empty when every model serves LATEST's")
     cache: str = Field(description='"up", "degraded" (Redis unreachable) or "in-process" (no Redis configured)')
-    reason: str | None = Field(None, description="Only when not ready: why (no model folder found under the "
-                                                 "artifacts folder, or which bundles were refused)")
+    reason: str | None = Field(None, description="Only when not ready or degraded: why (no model folder found under "
+                                                 "the artifacts folder, which bundles were refused, which models "
+                                                 "serve an older version)")

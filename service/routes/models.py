@@ -13,14 +13,16 @@ router = APIRouter(tags=["models"], dependencies=Authorized, responses=documente
 @router.get("/models", response_model=list[ModelInfo])
 async def list_models(registry: RegistryDep) -> list[ModelInfo]:
     """Every served model: version, catalog size, vector dimension, execution provider, training metrics and
-    what its scores mean (`score`: "raw" relevance or "probability")."""
+    what its scores mean (`score`: "raw" relevance or "probability"). A model serving an older version because
+    the one LATEST names was refused says so: `fallback_from` (LATEST's version) and `fallback_reason`."""
     infos = []
     for name, model in sorted(registry.models.items()):
-        m = model.bundle.manifest
+        m, fallback = model.bundle.manifest, registry.fallbacks.get(name)
         infos.append(ModelInfo(
             name=name, kind=model.bundle.kind, version=model.version, items=model.catalog.size,
             dimension=model.bundle.dim, scorer=model.bundle.scorer, score=m.get("score", "raw"),
             user_input=model.bundle.user_input, max_history=model.max_history,
             provider=model.graphs["user_encoder"].provider, metrics=m.get("metrics", {}),
-            created_at=m.get("created_at")))
+            created_at=m.get("created_at"),
+            fallback_from=fallback.latest if fallback else None, fallback_reason=fallback.reason if fallback else None))
     return infos

@@ -1,10 +1,12 @@
 """Bundle loading: verification by sha256, LATEST resolution, clear refusals naming the file."""
 import json
+import os
+import threading
 
 import pytest
 
 from bundle.contract import BundleError
-from bundle.reader import discover, load_bundle, resolve_latest
+from bundle.reader import discover, load_bundle, older_versions, resolve_latest
 
 
 def test_load_reads_every_part(models):
@@ -43,3 +45,153 @@ def test_missing_file_and_bad_manifest_are_refused(artifacts):
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="unknown scorer 'cosine'"):
         load_bundle(path)
+
+
+# --- Links out of the artifacts tree (docs/bundle.md, "Bundles you did not write") ---------------------------
+
+def _move_out(folder, outside):
+    """Move `folder` to `outside` and leave a symlink to it in its place."""
+    outside.parent.mkdir(parents=True, exist_ok=True)
+    folder.rename(outside)
+    folder.symlink_to(outside, target_is_directory=True)
+
+
+def test_version_folder_linking_out_of_the_model_folder_is_refused(artifacts, tmp_path):
+    model_dir = artifacts / "bert4rec"
+    version = resolve_latest(model_dir)
+    outside = tmp_path / "elsewhere" / version.name
+    _move_out(version, outside)
+    with pytest.raises(BundleError) as err:
+        resolve_latest(model_dir)
+    assert str(version) in str(err.value) and f"links to {outside}" in str(err.value)
+    assert "outside the model folder" in str(err.value)
+
+
+def test_version_folder_linking_inside_its_model_folder_is_served(artifacts):
+    model_dir = artifacts / "bert4rec"
+    version = resolve_latest(model_dir)
+    (model_dir / "current").symlink_to(version.name, target_is_directory=True)
+    (model_dir / "LATEST").write_text("current\n")
+    assert resolve_latest(model_dir) == model_dir / "current"
+    assert load_bundle(model_dir / "current").model == "bert4rec"
+
+
+def test_model_folder_linking_out_of_the_artifacts_folder_is_refused(artifacts, tmp_path):
+    outside = tmp_path / "elsewhere" / "bert4rec"
+    _move_out(artifacts / "bert4rec", outside)
+    assert resolve_latest(artifacts / "bert4rec").name.startswith("2026")  # alone, a model folder is anywhere
+    with pytest.raises(BundleError) as err:
+        resolve_latest(artifacts / "bert4rec", artifacts)
+    assert str(artifacts / "bert4rec") in str(err.value) and f"links to {outside}" in str(err.value)
+    assert "outside the artifacts folder" in str(err.value)
+
+
+def test_a_file_linking_out_of_the_bundle_is_refused_even_with_the_right_hash(artifacts, tmp_path):
+    path = resolve_latest(artifacts / "bert4rec")
+    copy = tmp_path / "histories.json"
+    copy.write_bytes((path / "histories.json").read_bytes())  # same bytes, same sha256
+    (path / "histories.json").unlink()
+    (path / "histories.json").symlink_to(copy)
+    with pytest.raises(BundleError) as err:
+        load_bundle(path)
+    assert str(path / "histories.json") in str(err.value) and f"links to {copy}" in str(err.value)
+    assert "outside the bundle folder" in str(err.value)
+
+
+def test_a_listed_file_that_is_not_a_regular_file_is_refused(artifacts):
+    path = resolve_latest(artifacts / "bert4rec")
+    (path / "histories.json").unlink()
+    os.mkfifo(path / "histories.json")  # reading it would block forever
+    outcome = []
+
+    def load():
+        try:
+            load_bundle(path)
+        except BundleError as exc:
+            outcome.append(str(exc))
+
+    reader = threading.Thread(target=load, daemon=True)  # a regression blocks this thread, not the suite
+    reader.start()
+    reader.join(30)
+    assert outcome == [f"{path / 'histories.json'}: not a regular file"]
+
+
+def test_a_loop_of_links_is_refused_not_a_crash(artifacts):
+    model_dir = artifacts / "bert4rec"
+    (model_dir / "a").symlink_to("b")
+    (model_dir / "b").symlink_to("a")
+    (model_dir / "LATEST").write_text("a\n")
+    with pytest.raises(BundleError, match="LATEST: names 'a', which is not a folder"):
+        resolve_latest(model_dir)
+    path = resolve_latest(artifacts / "nrms")
+    (path / "items.json").unlink()
+    (path / "items.json").symlink_to("items.json")
+    with pytest.raises(BundleError, match=r"items\.json: cannot follow its links"):
+        load_bundle(path)
+
+
+# --- The files each kind of bundle must have ---------------------------------------------------------------
+
+def _leave_out(path, name):
+    """Rewrite the bundle's manifest without `name` (and delete the file), as a careless exporter would."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["files"][name]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / name).unlink()
+
+
+@pytest.mark.parametrize("model, name, why", [
+    ("bert4rec", "histories.json", "user_input 'sequence'"),
+    ("gru4recf", "histories.json", "user_input 'sequence'"),
+    ("nrms", "histories.json", "user_input 'news_vectors'"),
+    ("convncf", "users.json", "user_input 'user_id'"),
+    ("nrms", "tokenizer.json", "item input 'title_tokens'"),
+    ("convncf", "items.json", "every bundle"),
+    ("gru4recf", "item_inputs.npz", "every bundle"),
+])
+def test_a_bundle_without_a_file_its_kind_needs_is_refused(artifacts, model, name, why):
+    path = resolve_latest(artifacts / model)
+    _leave_out(path, name)
+    with pytest.raises(BundleError) as err:
+        load_bundle(path)
+    assert str(err.value).startswith(f"{path / 'manifest.json'}: {name} is not listed under 'files'")
+    assert why in str(err.value)
+
+
+def test_every_tokenizer_input_needs_the_tokenizer():
+    from bundle.contract import TOKENIZER_FILE, required_files
+    from bundle.tokenizers import WordTokenizer
+
+    for name in WordTokenizer.input_names:
+        manifest = {"user_input": "news_vectors", "graphs": {"item_encoder": {"inputs": [{"name": name}]}}}
+        assert TOKENIZER_FILE in required_files(manifest)
+    assert TOKENIZER_FILE not in required_files({"user_input": "news_vectors",
+                                                 "graphs": {"item_encoder": {"inputs": ["item_idx"]}}})
+
+
+def test_a_latest_linking_out_of_the_model_folder_is_refused_unread(artifacts, tmp_path):
+    model_dir = artifacts / "bert4rec"
+    outside = tmp_path / "LATEST"
+    outside.write_text((model_dir / "LATEST").read_text())
+    (model_dir / "LATEST").unlink()
+    (model_dir / "LATEST").symlink_to(outside)
+    assert discover(artifacts)["bert4rec"] == model_dir  # found, so that the refusal is reported
+    with pytest.raises(BundleError, match=f"LATEST: links to {outside}, outside the model folder"):
+        resolve_latest(model_dir)
+
+
+def test_older_versions_newest_first_and_only_bundles_inside(artifacts, tmp_path):
+    model_dir = artifacts / "bert4rec"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "manifest.json").write_text("{}")
+    for name in ("20251201T000000Z-a", "20251231T000000Z-b", "20260102T000000Z-c", ".tmp-20251231T120000Z-d-1",
+                 "train"):
+        (model_dir / name).mkdir()
+        (model_dir / name / "manifest.json").write_text("{}")
+    (model_dir / "20251230T000000Z-nomanifest").mkdir()
+    (model_dir / "20251231T060000Z-link").symlink_to(tmp_path / "out", target_is_directory=True)
+    (model_dir / "20251230T120000Z-inside").symlink_to("20251201T000000Z-a", target_is_directory=True)
+    latest = resolve_latest(model_dir).name  # 20260101T000000Z-00000001
+    names = [p.name for p in older_versions(model_dir, latest)]
+    assert names == ["20251231T000000Z-b", "20251230T120000Z-inside", "20251201T000000Z-a"]
+    assert [p.name for p in older_versions(model_dir, "")][:3] == ["train", "20260102T000000Z-c", latest]

@@ -41,7 +41,7 @@ def test_no_model_found_is_a_warning_and_the_readyz_reason(make_client, bundles,
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 503
-    assert ready.json() == {"status": "not ready", "models": {}, "failed": {}, "cache": "in-process",
+    assert ready.json() == {"status": "not ready", "models": {}, "failed": {}, "fallbacks": {}, "cache": "in-process",
                             "reason": warning.getMessage()}
 
 
