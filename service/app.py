@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service import docs, errors
+from service.access import AccessControl
 from service.cache import make_store
 from service.config import Settings
 from service.hot_routes import HotRoutes, accept, served_routes
@@ -17,7 +18,7 @@ from service.metrics import Metrics
 from service.middleware import LatencyMiddleware
 from service.ranking import Ranker
 from service.registry import Registry
-from service.routes import rank, routers
+from service.routes import health, rank, routers
 
 log = logging.getLogger("recserve")
 
@@ -64,6 +65,12 @@ async def lifespan(app: FastAPI):
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
 
+def _open_to_all(app: FastAPI) -> dict:
+    """What answers without a key (`AccessControl`'s open paths and prefixes): the health probes and the docs."""
+    pages, assets = docs.paths(app)
+    return {"open_paths": {route.path for route in health.router.routes} | pages, "open_prefixes": (assets,)}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """An app serving the bundles under `settings.artifacts` (models load when the app starts)."""
     # docs_url and redoc_url None: FastAPI's pages load their assets from a CDN; service.docs serves them.
@@ -82,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     hot = served_routes(app, rank.router)
     accept(hot)
     app.add_middleware(HotRoutes, routes=hot)
+    # Outside HotRoutes, so the hot routes are covered too; inside the latency middleware, so refusals count.
+    app.add_middleware(AccessControl, api_key=app.state.settings.api_key, **_open_to_all(app))
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     return app
 

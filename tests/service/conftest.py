@@ -79,3 +79,35 @@ def redis_prefix() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(REDIS_URL, socket_timeout=1)
+
+
+class BodyReads:
+    """An ASGI wrapper that counts the request-body bytes the app pulls with `receive`."""
+
+    def __init__(self, app):
+        self.app, self.bytes = app, 0
+
+    async def __call__(self, scope, receive, send):
+        async def counted():
+            message = await receive()
+            self.bytes += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted if scope["type"] == "http" else receive, send)
+
+
+@pytest.fixture()
+def reading_client(bundles) -> Iterator:
+    """reading_client(**settings) -> (a started TestClient, its `BodyReads`): what the app read of the bodies."""
+    opened = []
+
+    def make(**overrides) -> tuple[TestClient, BodyReads]:
+        reads = BodyReads(create_app(Settings(**{"artifacts": bundles[0], **overrides})))
+        c = TestClient(reads)
+        c.__enter__()
+        opened.append(c)
+        return c, reads
+
+    yield make
+    for c in reversed(opened):
+        c.__exit__(None, None, None)
