@@ -6,7 +6,8 @@ the whole body had been read); and the hot routes (`service.hot_routes`) skip th
 altogether. Here one check covers every route, the mounted docs assets and paths no route serves.
 
 The rules:
-- `open_paths` (the health probes) and paths under `open_prefixes` answer anyone;
+- `open_paths` (the health probes; with RECSERVE_PUBLIC_DOCS also /docs, /redoc and /openapi.json) and paths
+  under `open_prefixes` (then the docs assets) answer anyone;
 - every other path needs `Authorization: Bearer <RECSERVE_API_KEY>` when that key is set.
 """
 from __future__ import annotations

@@ -65,10 +65,14 @@ async def lifespan(app: FastAPI):
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
 
-def _open_to_all(app: FastAPI) -> dict:
-    """What answers without a key (`AccessControl`'s open paths and prefixes): the health probes and the docs."""
+def _open_to_all(app: FastAPI, settings: Settings) -> dict:
+    """What answers without a key (`AccessControl`'s open paths and prefixes): the health probes, and the docs
+    when RECSERVE_PUBLIC_DOCS says so (the OpenAPI document lists every route and its inputs)."""
+    probes = {route.path for route in health.router.routes}
+    if not settings.public_docs:
+        return {"open_paths": probes}
     pages, assets = docs.paths(app)
-    return {"open_paths": {route.path for route in health.router.routes} | pages, "open_prefixes": (assets,)}
+    return {"open_paths": probes | pages, "open_prefixes": (assets,)}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -90,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     accept(hot)
     app.add_middleware(HotRoutes, routes=hot)
     # Outside HotRoutes, so the hot routes are covered too; inside the latency middleware, so refusals count.
-    app.add_middleware(AccessControl, api_key=app.state.settings.api_key, **_open_to_all(app))
+    app.add_middleware(AccessControl, api_key=app.state.settings.api_key, **_open_to_all(app, app.state.settings))
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     return app
 

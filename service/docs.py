@@ -25,7 +25,8 @@ def paths(app: FastAPI) -> tuple[set[str], str]:
 
 
 def install(app: FastAPI) -> None:
-    """Mount the assets and add the two pages (left out of the OpenAPI document, never behind the API key)."""
+    """Mount the assets and add the two pages (left out of the OpenAPI document). Like /openapi.json they need
+    the API key, when one is set, unless RECSERVE_PUBLIC_DOCS is true (`service.access`)."""
     app.mount(ASSETS, StaticFiles(packages=[(ASSETS_PACKAGE, ASSETS_FOLDER)]), name="docs-assets")
 
     @app.get(SWAGGER, include_in_schema=False)

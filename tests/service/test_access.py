@@ -42,3 +42,18 @@ def test_the_key_must_be_a_bearer_token(make_client):
     for header in ("k3y", "Basic k3y", "Bearer k3y-not", "Bearer", "Bearer k3"):
         assert client.get("/models", headers={"Authorization": header}).status_code == 401, header
     assert client.get("/models", headers={"Authorization": "bearer  k3y "}).status_code == 200
+
+
+DOCS = ["/docs", "/redoc", "/openapi.json", "/static/docs/swagger-ui-bundle.js", "/static/docs/redoc.standalone.js"]
+
+
+def test_the_docs_need_the_key(make_client):
+    client = make_client(api_key="k3y")
+    assert {path: client.get(path).status_code for path in DOCS} == dict.fromkeys(DOCS, 401)
+    assert {path: client.get(path, headers=AUTH).status_code for path in DOCS} == dict.fromkeys(DOCS, 200)
+
+
+def test_public_docs_open_the_docs_and_nothing_else(make_client):
+    client = make_client(api_key="k3y", public_docs=True)
+    assert {path: client.get(path).status_code for path in DOCS} == dict.fromkeys(DOCS, 200)
+    assert client.get("/models").status_code == 401 and client.post("/rank", json={}).status_code == 401
