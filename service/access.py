@@ -8,11 +8,17 @@ altogether. Here one check covers every route, the mounted docs assets and paths
 The rules:
 - `open_paths` (the health probes; with RECSERVE_PUBLIC_DOCS also /docs, /redoc and /openapi.json) and paths
   under `open_prefixes` (then the docs assets) answer anyone;
+- admin routes (`admin_paths`) need `Authorization: Bearer <RECSERVE_ADMIN_KEY>` when that key is set, and
+  the API key does not open them; without an admin key they answer loopback clients only (127.0.0.0/8, ::1),
+  which must also send the API key when one is set. A reload is cheap to ask for and costly to serve, so it is
+  never open to the network by default. Behind a reverse proxy on the same host every client is loopback:
+  set the admin key there (docs/deploy.md);
 - every other path needs `Authorization: Bearer <RECSERVE_API_KEY>` when that key is set.
 """
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Iterable
 
 from pydantic import SecretStr
@@ -22,9 +28,11 @@ from service.hot_routes import route_path
 
 
 class AccessControl:
-    def __init__(self, app, api_key: SecretStr | None, open_paths: Iterable[str], open_prefixes: Iterable[str] = ()):
+    def __init__(self, app, api_key: SecretStr | None, admin_key: SecretStr | None, admin_paths: Iterable[str],
+                 open_paths: Iterable[str], open_prefixes: Iterable[str] = ()):
         self.app = app
-        self.api_key = _secret(api_key)
+        self.api_key, self.admin_key = _secret(api_key), _secret(admin_key)
+        self.admin_paths = frozenset(admin_paths)
         self.open_paths, self.open_prefixes = frozenset(open_paths), tuple(open_prefixes)
 
     async def __call__(self, scope, receive, send):
@@ -40,9 +48,22 @@ class AccessControl:
         path = route_path(scope)
         if path in self.open_paths or path.startswith(self.open_prefixes):
             return None
-        if self.api_key is not None and not _bearer_is(scope, self.api_key):
-            return error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'")
-        return None
+        return self._admin_refusal(scope) if path in self.admin_paths else self._api_refusal(scope)
+
+    def _admin_refusal(self, scope) -> JSONResponse | None:
+        if self.admin_key is not None:
+            if _bearer_is(scope, self.admin_key):
+                return None
+            return error(401, "missing or wrong admin key: send 'Authorization: Bearer <RECSERVE_ADMIN_KEY>'")
+        if not _loopback(scope):
+            return error(403, "admin routes answer only loopback clients while RECSERVE_ADMIN_KEY is unset: "
+                              "set it and send 'Authorization: Bearer <admin key>'")
+        return self._api_refusal(scope)
+
+    def _api_refusal(self, scope) -> JSONResponse | None:
+        if self.api_key is None or _bearer_is(scope, self.api_key):
+            return None
+        return error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'")
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -53,6 +74,18 @@ def error(status: int, message: str) -> JSONResponse:
 
 def _secret(key: SecretStr | None) -> bytes | None:
     return None if key is None else key.get_secret_value().encode()
+
+
+def _loopback(scope) -> bool:
+    """Whether the peer is a loopback address; an unknown peer (no address, e.g. a Unix socket) is not."""
+    host = (scope.get("client") or ("",))[0]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped:  # ::ffff:127.0.0.1 from a dual-stack socket
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def _bearer_is(scope, key: bytes) -> bool:

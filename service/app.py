@@ -18,7 +18,7 @@ from service.metrics import Metrics
 from service.middleware import LatencyMiddleware
 from service.ranking import Ranker
 from service.registry import Registry
-from service.routes import health, rank, routers
+from service.routes import admin, health, rank, routers
 
 log = logging.getLogger("recserve")
 
@@ -94,7 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     accept(hot)
     app.add_middleware(HotRoutes, routes=hot)
     # Outside HotRoutes, so the hot routes are covered too; inside the latency middleware, so refusals count.
-    app.add_middleware(AccessControl, api_key=app.state.settings.api_key, **_open_to_all(app, app.state.settings))
+    settings = app.state.settings
+    app.add_middleware(AccessControl, api_key=settings.api_key, admin_key=settings.admin_key,
+                       admin_paths={route.path for route in admin.router.routes}, **_open_to_all(app, settings))
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     return app
 

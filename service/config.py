@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     history_cap_factor: int = Field(10, ge=1, description="Histories longer than factor x max_history: 422")
     max_new_items: int = Field(1000, ge=1, description="Most items one /items request may add")
     api_key: SecretStr | None = Field(None, description="If set, routes but /healthz and /readyz need it")
+    admin_key: SecretStr | None = Field(
+        None, min_length=1, description="If set, admin routes need it (and only it); unset: loopback clients only")
     public_docs: bool = Field(
         False, description="Serve /docs, /redoc, /openapi.json and their assets without the API key")
     log_level: str = Field("info", description="Logging level of the recserve loggers")

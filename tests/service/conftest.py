@@ -18,6 +18,9 @@ from service.config import Settings
 from tests.service.bundles import TinyModel, build_all
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+# Test clients call from loopback, as `curl localhost` does: without RECSERVE_ADMIN_KEY, admin routes answer
+# only loopback clients (TestClient's default address, "testclient", is not one).
+LOOPBACK = ("127.0.0.1", 50000)
 
 
 @pytest.fixture(scope="session")
@@ -40,18 +43,19 @@ def artifacts(bundles, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def client(bundles) -> Iterator[TestClient]:
     """A shared read-only app (in-process cache). Tests that change state use `make_client`."""
-    with TestClient(create_app(Settings(artifacts=bundles[0]))) as c:
+    with TestClient(create_app(Settings(artifacts=bundles[0])), client=LOOPBACK) as c:
         yield c
 
 
 @pytest.fixture()
 def make_client(bundles) -> Iterator:
-    """make_client(**settings) -> a started TestClient; artifacts default to the shared bundles."""
+    """make_client(**settings) -> a started TestClient; artifacts default to the shared bundles. `address`:
+    the client's (host, port), default loopback."""
     opened = []
 
-    def make(**overrides) -> TestClient:
+    def make(address: tuple[str, int] = LOOPBACK, **overrides) -> TestClient:
         settings = Settings(**{"artifacts": bundles[0], **overrides})
-        c = TestClient(create_app(settings))
+        c = TestClient(create_app(settings), client=address)
         c.__enter__()
         opened.append(c)
         return c
@@ -103,7 +107,7 @@ def reading_client(bundles) -> Iterator:
 
     def make(**overrides) -> tuple[TestClient, BodyReads]:
         reads = BodyReads(create_app(Settings(**{"artifacts": bundles[0], **overrides})))
-        c = TestClient(reads)
+        c = TestClient(reads, client=LOOPBACK)
         c.__enter__()
         opened.append(c)
         return c, reads

@@ -1,6 +1,11 @@
 """Access control (`service.access`): the API key, checked before any body is read, on every route."""
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
+from service.config import Settings
+
 AUTH = {"Authorization": "Bearer k3y"}
 JSON = {"content-type": "application/json"}
 BAD_JSON = b'{"model": "nrms", "candidates": ['
@@ -57,3 +62,51 @@ def test_public_docs_open_the_docs_and_nothing_else(make_client):
     client = make_client(api_key="k3y", public_docs=True)
     assert {path: client.get(path).status_code for path in DOCS} == dict.fromkeys(DOCS, 200)
     assert client.get("/models").status_code == 401 and client.post("/rank", json={}).status_code == 401
+
+
+ADMIN = {"Authorization": "Bearer adm1n"}
+REMOTE = ("10.0.0.5", 123)
+
+
+def reload(make_client, address, headers=None, **settings) -> int:
+    return make_client(address, **settings).post("/admin/reload", headers=headers).status_code
+
+
+def test_without_an_admin_key_admin_routes_answer_loopback_clients_only(make_client):
+    answer = make_client(REMOTE).post("/admin/reload")
+    assert answer.status_code == 403
+    assert answer.json() == {"field": None, "detail": "admin routes answer only loopback clients while "
+                             "RECSERVE_ADMIN_KEY is unset: set it and send 'Authorization: Bearer <admin key>'"}
+    for host in ("127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"):
+        assert reload(make_client, (host, 1)) == 200, host
+    for host in ("10.0.0.5", "192.168.1.2", "::ffff:10.0.0.5", "2001:db8::1", "testclient"):
+        assert reload(make_client, (host, 1)) == 403, host
+
+
+def test_with_only_an_api_key_admin_routes_need_loopback_and_the_api_key(make_client):
+    assert reload(make_client, REMOTE, AUTH, api_key="k3y") == 403
+    assert reload(make_client, ("127.0.0.1", 1), api_key="k3y") == 401
+    assert reload(make_client, ("127.0.0.1", 1), AUTH, api_key="k3y") == 200
+
+
+def test_an_admin_key_opens_admin_routes_from_anywhere_and_the_api_key_does_not(make_client):
+    keys = {"api_key": "k3y", "admin_key": "adm1n"}
+    remote, local = make_client(REMOTE, **keys), make_client(**keys)
+    assert remote.post("/admin/reload", headers=ADMIN).status_code == 200
+    for client in (remote, local):
+        for headers in (None, AUTH, {"Authorization": "Bearer adm1"}):
+            answer = client.post("/admin/reload", headers=headers)
+            assert answer.status_code == 401 and "RECSERVE_ADMIN_KEY" in answer.json()["detail"], headers
+    assert remote.get("/models", headers=ADMIN).status_code == 401  # the admin key opens admin routes only
+    assert reload(make_client, REMOTE, ADMIN, admin_key="adm1n") == 200  # with no API key set too
+
+
+def test_the_admin_key_cannot_be_empty():
+    with pytest.raises(ValidationError, match="admin_key"):
+        Settings(admin_key="")
+
+
+def test_openapi_documents_the_admin_refusals(client):
+    responses = client.get("/openapi.json").json()["paths"]["/admin/reload"]["post"]["responses"]
+    assert "RECSERVE_ADMIN_KEY" in responses["401"]["description"]
+    assert "loopback" in responses["403"]["description"]
