@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service import docs, errors
 from service.access import AccessControl
+from service.body_limit import BodyLimit
 from service.cache import make_store
 from service.config import Settings
 from service.hot_routes import HotRoutes, accept, served_routes
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Recserve", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Rank and recommend with the model bundles found under the artifacts folder "
                               "(`<artifacts>/<model>/LATEST`); GET /models lists the models being served.")
-    app.state.settings = settings or Settings()
+    app.state.settings = settings = settings or Settings()
     app.state.metrics = Metrics()
     errors.install(app)
     docs.install(app)
@@ -93,8 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     hot = served_routes(app, rank.router)
     accept(hot)
     app.add_middleware(HotRoutes, routes=hot)
-    # Outside HotRoutes, so the hot routes are covered too; inside the latency middleware, so refusals count.
-    settings = app.state.settings
+    # These two outside HotRoutes, so the hot routes are covered too; inside the latency middleware, so
+    # refusals count; the key first, so a client without it learns nothing, not even the body limit.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessControl, api_key=settings.api_key, admin_key=settings.admin_key,
                        admin_paths={route.path for route in admin.router.routes}, **_open_to_all(app, settings))
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     max_history: int | None = Field(None, ge=1, description="History items used; default: the model's")
     history_cap_factor: int = Field(10, ge=1, description="Histories longer than factor x max_history: 422")
     max_new_items: int = Field(1000, ge=1, description="Most items one /items request may add")
+    max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused (413) unread")
     api_key: SecretStr | None = Field(None, description="If set, routes but /healthz and /readyz need it")
     admin_key: SecretStr | None = Field(
         None, min_length=1, description="If set, admin routes need it (and only it); unset: loopback clients only")

@@ -18,6 +18,7 @@ MEANINGS = {
     401: "Missing or wrong API key (only when RECSERVE_API_KEY is set): send `Authorization: Bearer <key>`",
     403: "Refused to a client that is not loopback: RECSERVE_ADMIN_KEY is unset",
     404: "No model of that name is served (`field` is `model`; GET /models lists the served ones)",
+    413: "The request body is larger than RECSERVE_MAX_BODY_BYTES (refused unread)",
     422: "Invalid request: `field` names the first problem; a body that fails validation lists each in `errors`",
     503: "No model is loaded yet (GET /readyz says why)",
 }

@@ -9,7 +9,7 @@ from service.responses import FastJSON
 from service.routes.deps import RegistryDep, SettingsDep, StoreDep, served_model
 from service.schemas import ItemsRequest, ItemsResponse
 
-router = APIRouter(tags=["catalog"], responses=documented(401))
+router = APIRouter(tags=["catalog"], responses=documented(401, 413))
 
 
 @router.post("/items", response_model=ItemsResponse, response_class=FastJSON, responses=documented(404, 422, 503))

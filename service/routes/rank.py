@@ -15,7 +15,7 @@ from service.schemas import RankRequest, RankResponse, RecommendRequest
 
 
 # 401 too: `service.access.AccessControl` checks the API key in front of every route, these included.
-router = APIRouter(tags=["ranking"], responses=documented(401, 404, 422, 503))
+router = APIRouter(tags=["ranking"], responses=documented(401, 404, 413, 422, 503))
 
 
 @router.post("/rank", response_model=RankResponse, response_class=EncodedJSON,

@@ -8,7 +8,7 @@ from service.responses import FastJSON
 from service.routes.deps import RankerDep, RegistryDep, served_model
 from service.schemas import EventsRequest, EventsResponse
 
-router = APIRouter(tags=["users"], responses=documented(401))
+router = APIRouter(tags=["users"], responses=documented(401, 413))
 
 
 @router.post("/users/{user_id}/events", response_model=EventsResponse, response_class=FastJSON,
