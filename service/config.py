@@ -36,7 +36,10 @@ class Settings(BaseSettings):
     history_cap_factor: int = Field(10, ge=1, description="Histories longer than factor x max_history: 422")
     max_new_items: int = Field(1000, ge=1, description="Most items one /items request may add")
     max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused (413) unread")
-    api_key: SecretStr | None = Field(None, description="If set, routes but /healthz and /readyz need it")
+    # min_length: an empty key would open the door to any `Authorization: Bearer` header (e.g. an unset variable
+    # passed through by compose as ""), so it is an error at start, not a silent no-op.
+    api_key: SecretStr | None = Field(
+        None, min_length=1, description="If set, routes but /healthz and /readyz need it")
     admin_key: SecretStr | None = Field(
         None, min_length=1, description="If set, admin routes need it (and only it); unset: loopback clients only")
     public_docs: bool = Field(

@@ -101,9 +101,10 @@ def test_an_admin_key_opens_admin_routes_from_anywhere_and_the_api_key_does_not(
     assert reload(make_client, REMOTE, ADMIN, admin_key="adm1n") == 200  # with no API key set too
 
 
-def test_the_admin_key_cannot_be_empty():
-    with pytest.raises(ValidationError, match="admin_key"):
-        Settings(admin_key="")
+@pytest.mark.parametrize("key", ["api_key", "admin_key"])
+def test_a_key_cannot_be_empty(key):
+    with pytest.raises(ValidationError, match=key):
+        Settings(**{key: ""})
 
 
 def test_openapi_documents_the_admin_refusals(client):
