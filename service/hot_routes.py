@@ -6,9 +6,10 @@ AsyncExitStacks and a second exception wrapper around `send`). The hot endpoints
 solve no dependencies, so for them all of that is overhead: about a sixth of a warm /rank's instructions
 (docs/benchmarks.md, section 3).
 
-`HotRoutes` is the innermost user middleware. Outside it sit `AccessControl` (the API key, checked for every
-route, `service.access`), `LatencyMiddleware` (so metrics are unchanged) and FastAPI's own outer layers: an app-wide body-size limit, which passes every request through since the app
-sets no `max_body_size`; exception telemetry; and Starlette's `ServerErrorMiddleware`, which turns an
+`HotRoutes` is the innermost user middleware. Outside it sit `BodyLimit` (`service.body_limit`) and
+`AccessControl` (the keys, `service.access`), which check every route, `LatencyMiddleware` (so metrics are
+unchanged) and FastAPI's own outer layers: its body-size limit, which passes every request through since the
+app sets no `max_body_size`; exception telemetry; and Starlette's `ServerErrorMiddleware`, which turns an
 exception no handler takes into the app's logged 500. `HotRoutes` calls the endpoint, turns an exception into
 the response of the app's handler for it, as the exception middleware would, and sends the response. Every
 other request goes down the usual stack. The routes stay on the router, which documents them in OpenAPI.

@@ -2,8 +2,9 @@
 
 `service.hot_routes.HotRoutes` calls these endpoints straight from the middleware stack, so they take the bare
 request and do what FastAPI would otherwise do for them: read the registry, ranker and settings off
-`request.app.state` and parse their body with `parse_body` (one pydantic-core pass); the API key is checked
-before them (`service.access`). The router keeps them for the OpenAPI document: body schema, error statuses and the response model."""
+`request.app.state` and parse their body with `parse_body` (one pydantic-core pass); the API key and the body
+size are checked before them (`service.access`, `service.body_limit`). The router keeps them for the OpenAPI
+document: body schema, error statuses and the response model."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
