@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service import docs, errors
+from service.access import AccessControl
+from service.body_limit import BodyLimit
 from service.cache import make_store
 from service.config import Settings
 from service.hot_routes import HotRoutes, accept, served_routes
@@ -17,7 +19,7 @@ from service.metrics import Metrics
 from service.middleware import LatencyMiddleware
 from service.ranking import Ranker
 from service.registry import Registry
-from service.routes import rank, routers
+from service.routes import admin, health, rank, routers
 
 log = logging.getLogger("recserve")
 
@@ -64,13 +66,23 @@ async def lifespan(app: FastAPI):
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
 
+def _open_to_all(app: FastAPI, settings: Settings) -> dict:
+    """What answers without a key (`AccessControl`'s open paths and prefixes): the health probes, and the docs
+    when RECSERVE_PUBLIC_DOCS says so (the OpenAPI document lists every route and its inputs)."""
+    probes = {route.path for route in health.router.routes}
+    if not settings.public_docs:
+        return {"open_paths": probes}
+    pages, assets = docs.paths(app)
+    return {"open_paths": probes | pages, "open_prefixes": (assets,)}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """An app serving the bundles under `settings.artifacts` (models load when the app starts)."""
     # docs_url and redoc_url None: FastAPI's pages load their assets from a CDN; service.docs serves them.
     app = FastAPI(title="Recserve", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Rank and recommend with the model bundles found under the artifacts folder "
                               "(`<artifacts>/<model>/LATEST`); GET /models lists the models being served.")
-    app.state.settings = settings or Settings()
+    app.state.settings = settings = settings or Settings()
     app.state.metrics = Metrics()
     errors.install(app)
     docs.install(app)
@@ -82,6 +94,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     hot = served_routes(app, rank.router)
     accept(hot)
     app.add_middleware(HotRoutes, routes=hot)
+    # These two outside HotRoutes, so the hot routes are covered too; inside the latency middleware, so
+    # refusals count; the key first, so a client without it learns nothing, not even the body limit.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessControl, api_key=settings.api_key, admin_key=settings.admin_key,
+                       admin_paths={route.path for route in admin.router.routes}, **_open_to_all(app, settings))
     app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
     return app
 

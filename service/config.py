@@ -43,5 +43,13 @@ class Settings(BaseSettings):
     max_history: int | None = Field(None, ge=1, description="History items used; default: the model's")
     history_cap_factor: int = Field(10, ge=1, description="Histories longer than factor x max_history: 422")
     max_new_items: int = Field(1000, ge=1, description="Most items one /items request may add")
-    api_key: SecretStr | None = Field(None, description="If set, routes but /healthz and /readyz need it")
+    max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused (413) unread")
+    # min_length: an empty key would open the door to any `Authorization: Bearer` header (e.g. an unset variable
+    # passed through by compose as ""), so it is an error at start, not a silent no-op.
+    api_key: SecretStr | None = Field(
+        None, min_length=1, description="If set, routes but /healthz and /readyz need it")
+    admin_key: SecretStr | None = Field(
+        None, min_length=1, description="If set, admin routes need it (and only it); unset: loopback clients only")
+    public_docs: bool = Field(
+        False, description="Serve /docs, /redoc, /openapi.json and their assets without the API key")
     log_level: str = Field("info", description="Logging level of the recserve loggers")

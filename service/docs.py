@@ -16,11 +16,20 @@ ASSETS = "/static/docs"  # where the app serves them
 ASSETS_PACKAGE, ASSETS_FOLDER = "fastapi_offline", "static"
 
 
+SWAGGER, REDOC = "/docs", "/redoc"
+
+
+def paths(app: FastAPI) -> tuple[set[str], str]:
+    """What the docs are made of: the pages and the OpenAPI document, and the prefix of their assets."""
+    return {SWAGGER, REDOC, app.openapi_url}, ASSETS + "/"
+
+
 def install(app: FastAPI) -> None:
-    """Mount the assets and add the two pages (left out of the OpenAPI document, never behind the API key)."""
+    """Mount the assets and add the two pages (left out of the OpenAPI document). Like /openapi.json they need
+    the API key, when one is set, unless RECSERVE_PUBLIC_DOCS is true (`service.access`)."""
     app.mount(ASSETS, StaticFiles(packages=[(ASSETS_PACKAGE, ASSETS_FOLDER)]), name="docs-assets")
 
-    @app.get("/docs", include_in_schema=False)
+    @app.get(SWAGGER, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = _root(request)
         return get_swagger_ui_html(
@@ -30,7 +39,7 @@ def install(app: FastAPI) -> None:
             # null: no badge fetched from validator.swagger.io, which would also send it the document's URL
             swagger_ui_parameters={**(app.swagger_ui_parameters or {}), "validatorUrl": None})
 
-    @app.get("/redoc", include_in_schema=False)
+    @app.get(REDOC, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = _root(request)
         return get_redoc_html(openapi_url=root + app.openapi_url, title=f"{app.title} - ReDoc",

@@ -16,16 +16,24 @@ log = logging.getLogger("recserve.errors")
 
 MEANINGS = {
     401: "Missing or wrong API key (only when RECSERVE_API_KEY is set): send `Authorization: Bearer <key>`",
+    403: "Refused to a client that is not loopback: RECSERVE_ADMIN_KEY is unset",
     404: "No model of that name is served (`field` is `model`; GET /models lists the served ones)",
+    413: "The request body is larger than RECSERVE_MAX_BODY_BYTES (refused unread)",
     422: "Invalid request: `field` names the first problem; a body that fails validation lists each in `errors`",
     503: "No model is loaded yet (GET /readyz says why)",
 }
+ADMIN_MEANINGS = {
+    401: "Missing or wrong admin key: `Authorization: Bearer <RECSERVE_ADMIN_KEY>`; without an admin key, a loopback "
+         "client sends the API key, when RECSERVE_API_KEY is set",
+}
 
 
-def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for these error statuses, each with the error body. A route that declares 422 this
-    way also keeps FastAPI from documenting its own validation error shape, which this service never sends."""
-    return {status: {"model": ErrorBody, "description": MEANINGS[status]} for status in statuses}
+def documented(*statuses: int, meanings: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the error body (`meanings` overrides a
+    description). A route that declares 422 this way also keeps FastAPI from documenting its own validation
+    error shape, which this service never sends."""
+    meanings = {**MEANINGS, **(meanings or {})}
+    return {status: {"model": ErrorBody, "description": meanings[status]} for status in statuses}
 
 
 class ServiceError(Exception):

@@ -6,9 +6,10 @@ AsyncExitStacks and a second exception wrapper around `send`). The hot endpoints
 solve no dependencies, so for them all of that is overhead: about a sixth of a warm /rank's instructions
 (docs/benchmarks.md, section 3).
 
-`HotRoutes` is the innermost user middleware. Outside it sit `LatencyMiddleware` (so metrics are unchanged)
-and FastAPI's own outer layers: an app-wide body-size limit, which passes every request through since the app
-sets no `max_body_size`; exception telemetry; and Starlette's `ServerErrorMiddleware`, which turns an
+`HotRoutes` is the innermost user middleware. Outside it sit `BodyLimit` (`service.body_limit`) and
+`AccessControl` (the keys, `service.access`), which check every route, `LatencyMiddleware` (so metrics are
+unchanged) and FastAPI's own outer layers: its body-size limit, which passes every request through since the
+app sets no `max_body_size`; exception telemetry; and Starlette's `ServerErrorMiddleware`, which turns an
 exception no handler takes into the app's logged 500. `HotRoutes` calls the endpoint, turns an exception into
 the response of the app's handler for it, as the exception middleware would, and sends the response. Every
 other request goes down the usual stack. The routes stay on the router, which documents them in OpenAPI.
@@ -17,7 +18,7 @@ It passes the endpoint the request and nothing else, so it refuses, when built, 
 anything FastAPI would have done for it: dependencies (the route's, its router's or the app's), parameters to
 parse (body, query, path, header, cookie), a `Response`, `BackgroundTasks` or `SecurityScopes` parameter, a
 route-level `max_body_size`, or a plain `def` endpoint. The error names the route: serve it the usual way, or
-do that work in the endpoint, as /rank does with the API key and its body.
+do that work in the endpoint, as /rank does with its body.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ class HotRoutes:
                        for path, route in accept(routes).items()}
 
     async def __call__(self, scope, receive, send):
-        hot = self.routes.get(_route_path(scope)) if scope["type"] == "http" and scope["method"] == "POST" else None
+        hot = self.routes.get(route_path(scope)) if scope["type"] == "http" and scope["method"] == "POST" else None
         if hot is None:
             return await self.app(scope, receive, send)
         endpoint, scope["route"] = hot
@@ -60,7 +61,7 @@ class HotRoutes:
         await response(scope, receive, send)
 
 
-def _route_path(scope) -> str:
+def route_path(scope) -> str:
     """The path the router matches: without the root path the app is mounted under."""
     path, root = scope["path"], scope.get("root_path", "")
     return path[len(root):] if root and path.startswith(root) else path

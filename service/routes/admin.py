@@ -7,11 +7,12 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from service.errors import documented
-from service.routes.deps import Authorized, RegistryDep
+from service.errors import ADMIN_MEANINGS, documented
+from service.routes.deps import RegistryDep
 from service.schemas import ReloadRefused, ReloadResponse
 
-router = APIRouter(tags=["admin"], dependencies=Authorized, responses=documented(401))
+# The admin key or the loopback rule, checked by `service.access`.
+router = APIRouter(tags=["admin"], responses=documented(401, 403, meanings=ADMIN_MEANINGS))
 
 
 @router.post("/admin/reload", response_model=ReloadResponse,

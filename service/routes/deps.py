@@ -1,7 +1,6 @@
 """Shared dependencies as `Annotated` aliases. All are `async def`: no thread-pool hop on the hot path."""
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -45,16 +44,6 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
-async def require_api_key(request: Request) -> None:
-    """With RECSERVE_API_KEY set, demand `Authorization: Bearer <key>`."""
-    key = request.app.state.settings.api_key
-    if key is None:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.get_secret_value().encode()):
-        raise ServiceError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'")
-
-
 def served_model(request: Request, registry: Registry, name: str) -> ServedModel:
     """The model called `name`: 503 while nothing is loaded, 404 when no such model is served."""
     model = registry.models.get(name)
@@ -65,8 +54,6 @@ def served_model(request: Request, registry: Registry, name: str) -> ServedModel
         raise ServiceError(503, "no model is loaded yet; see GET /readyz")
     raise ServiceError(404, f"unknown model {name!r}; served: {sorted(registry.models)}", "model")
 
-
-Authorized = [Depends(require_api_key)]
 
 Body = TypeVar("Body", bound=BaseModel)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.errors import documented
-from service.routes.deps import Authorized, RegistryDep
+from service.routes.deps import RegistryDep
 from service.schemas import ModelInfo
 
-router = APIRouter(tags=["models"], dependencies=Authorized, responses=documented(401))
+router = APIRouter(tags=["models"], responses=documented(401))
 
 
 @router.get("/models", response_model=list[ModelInfo])

@@ -1,21 +1,22 @@
 """POST /rank and POST /recommend: the hot path.
 
 `service.hot_routes.HotRoutes` calls these endpoints straight from the middleware stack, so they take the bare
-request and do what FastAPI would otherwise do for them: check the API key, read the registry, ranker and
-settings off `request.app.state` and parse their body with `parse_body` (one pydantic-core pass). The router
-keeps them for the OpenAPI document: body schema, error statuses and the response model."""
+request and do what FastAPI would otherwise do for them: read the registry, ranker and settings off
+`request.app.state` and parse their body with `parse_body` (one pydantic-core pass); the API key and the body
+size are checked before them (`service.access`, `service.body_limit`). The router keeps them for the OpenAPI
+document: body schema, error statuses and the response model."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
 from service.errors import documented, unprocessable
 from service.responses import EncodedJSON
-from service.routes.deps import documented_body, parse_body, require_api_key, served_model
+from service.routes.deps import documented_body, parse_body, served_model
 from service.schemas import RankRequest, RankResponse, RecommendRequest
 
 
-# 401 too: the endpoints check the API key themselves.
-router = APIRouter(tags=["ranking"], responses=documented(401, 404, 422, 503))
+# 401 too: `service.access.AccessControl` checks the API key in front of every route, these included.
+router = APIRouter(tags=["ranking"], responses=documented(401, 404, 413, 422, 503))
 
 
 @router.post("/rank", response_model=RankResponse, response_class=EncodedJSON,
@@ -28,7 +29,6 @@ async def rank(request: Request) -> EncodedJSON:
     Unknown candidates are returned in `unknown` and not scored; unknown history items are ignored.
     Histories longer than the model's `max_history` keep their last items.
     """
-    await require_api_key(request)
     body, state = await parse_body(request, RankRequest), request.app.state
     model, settings = served_model(request, state.registry, body.model), state.settings
     if len(body.candidates) > settings.max_candidates:
@@ -45,7 +45,6 @@ async def recommend(request: Request) -> EncodedJSON:
     `exclude_history` leaves out the items of the history used; `exclude` lists more items never to return.
     Dot-product models score the catalog with one matrix product; ConvNCF runs its scorer in chunks.
     """
-    await require_api_key(request)
     body, state = await parse_body(request, RecommendRequest), request.app.state
     model, settings = served_model(request, state.registry, body.model), state.settings
     if body.k > settings.max_k:

@@ -18,6 +18,9 @@ from service.config import Settings
 from tests.service.bundles import TinyModel, build_all
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+# Test clients call from loopback, as `curl localhost` does: without RECSERVE_ADMIN_KEY, admin routes answer
+# only loopback clients (TestClient's default address, "testclient", is not one).
+LOOPBACK = ("127.0.0.1", 50000)
 
 
 @pytest.fixture(scope="session")
@@ -40,18 +43,19 @@ def artifacts(bundles, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def client(bundles) -> Iterator[TestClient]:
     """A shared read-only app (in-process cache). Tests that change state use `make_client`."""
-    with TestClient(create_app(Settings(artifacts=bundles[0]))) as c:
+    with TestClient(create_app(Settings(artifacts=bundles[0])), client=LOOPBACK) as c:
         yield c
 
 
 @pytest.fixture()
 def make_client(bundles) -> Iterator:
-    """make_client(**settings) -> a started TestClient; artifacts default to the shared bundles."""
+    """make_client(**settings) -> a started TestClient; artifacts default to the shared bundles. `address`:
+    the client's (host, port), default loopback."""
     opened = []
 
-    def make(**overrides) -> TestClient:
+    def make(address: tuple[str, int] = LOOPBACK, **overrides) -> TestClient:
         settings = Settings(**{"artifacts": bundles[0], **overrides})
-        c = TestClient(create_app(settings))
+        c = TestClient(create_app(settings), client=address)
         c.__enter__()
         opened.append(c)
         return c
@@ -79,3 +83,35 @@ def redis_prefix() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(REDIS_URL, socket_timeout=1)
+
+
+class BodyReads:
+    """An ASGI wrapper that counts the request-body bytes the app pulls with `receive`."""
+
+    def __init__(self, app):
+        self.app, self.bytes = app, 0
+
+    async def __call__(self, scope, receive, send):
+        async def counted():
+            message = await receive()
+            self.bytes += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted if scope["type"] == "http" else receive, send)
+
+
+@pytest.fixture()
+def reading_client(bundles) -> Iterator:
+    """reading_client(**settings) -> (a started TestClient, its `BodyReads`): what the app read of the bodies."""
+    opened = []
+
+    def make(**overrides) -> tuple[TestClient, BodyReads]:
+        reads = BodyReads(create_app(Settings(**{"artifacts": bundles[0], **overrides})))
+        c = TestClient(reads, client=LOOPBACK)
+        c.__enter__()
+        opened.append(c)
+        return c, reads
+
+    yield make
+    for c in reversed(opened):
+        c.__exit__(None, None, None)
