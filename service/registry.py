@@ -12,6 +12,7 @@ from bundle.contract import BundleError
 from bundle.reader import discover, resolve_latest
 from service.cache import Store
 from service.config import Settings
+from service.events import UserEvents
 from service.metrics import Metrics
 from service.model import ServedModel, load_model
 
@@ -33,7 +34,7 @@ class Registry:
         self.models: dict[str, ServedModel] = {}
         self.failed: dict[str, str] = {}
         self.no_models: str | None = None  # why the last load found no model folder at all
-        self._events: dict[str, dict[str, list[str]]] = {}
+        self._events: dict[str, UserEvents] = {}
         self._added: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
@@ -73,7 +74,9 @@ class Registry:
             return report
 
     def _load_one(self, name: str, path) -> ServedModel:
-        events = self._events.setdefault(name, {})
+        if name not in self._events:
+            self._events[name] = UserEvents(self.settings.max_event_users)
+        events = self._events[name]
         added = self._added.setdefault(name, {})
         model = load_model(path, self.settings, self.store, self.metrics, events, added)
         if added and model.tokenizer is not None:

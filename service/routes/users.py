@@ -17,7 +17,8 @@ async def post_events(body: EventsRequest, request: Request, registry: RegistryD
                       user_id: str = Path(min_length=1, max_length=256)) -> FastJSON:
     """Append clicked `items` (oldest first) to the user's history in `model`, or in every model that keeps
     histories. The user's cached vector is dropped, so the next /rank or /recommend with only `user_id`
-    reflects the clicks. Runtime histories are kept in memory (and across reloads), not on disk.
+    reflects the clicks. Runtime histories are kept in memory (and across reloads), not on disk, for at most
+    RECSERVE_MAX_EVENT_USERS users per model (the least recently updated are dropped first).
     """
     if body.model is not None:
         targets = [served_model(request, registry, body.model)]
@@ -28,8 +29,6 @@ async def post_events(body: EventsRequest, request: Request, registry: RegistryD
     lengths = {}
     for model in targets:
         ranker.forget_user(model, user_id)
-        events = model.events.setdefault(user_id, [])
-        events.extend(body.items)
-        del events[: -model.max_history * ranker.settings.history_cap_factor]
+        model.events.append(user_id, body.items, model.max_history * ranker.settings.history_cap_factor)
         lengths[model.name] = len(model.stored_history(user_id) or ())
     return FastJSON({"user_id": user_id, "models": lengths})
