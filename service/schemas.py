@@ -68,6 +68,9 @@ class EventsRequest(Strict):
 class EventsResponse(BaseModel):
     user_id: str
     models: dict[str, int] = Field(description="Model -> length of the user's history now")
+    unknown: dict[str, list[str]] = Field(
+        description="Model -> the request's ids it does not know (once each, in request order): they are not "
+                    "stored. Every target model is listed; ids unknown to all of them change nothing")
 
 
 class ModelInfo(BaseModel):

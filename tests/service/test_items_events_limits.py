@@ -4,6 +4,48 @@ fields have a length limit and a model keeps at most RECSERVE_MAX_ADDED_ITEMS ad
 the event loop."""
 from __future__ import annotations
 
+HISTORY_MODELS = ("bert4rec", "gru4recf", "nrms")  # convncf scores users by id and keeps no history
+
+
+# ----------------------------------------------------------------------------------------------- events
+
+
+def test_events_keep_only_ids_the_model_knows_and_report_the_others(make_client, models):
+    client = make_client()
+    registry = client.app.state.registry
+    junk = "x" * 256
+    r = client.post("/users/u1/events", json={"items": ["N3", "i4", junk, "i5", junk]})
+    assert r.status_code == 200
+    body = r.json()
+    # per model: an nrms id is unknown to the id models and the other way round; repeats are listed once
+    assert body["unknown"] == {"bert4rec": ["N3", junk], "gru4recf": ["N3", junk], "nrms": ["i4", junk, "i5"]}
+    assert registry.get("nrms").events.get("u1") == ["N3"]
+    assert registry.get("nrms").events.get("u1")[0] is registry.get("nrms").catalog.ids[3]  # not the request's copy
+    assert registry.get("bert4rec").events.get("u1") == ["i4", "i5"]
+    assert body["models"] == {"bert4rec": len(models["bert4rec"].histories["u1"]) + 2,
+                              "gru4recf": len(models["gru4recf"].histories["u1"]) + 2,
+                              "nrms": len(models["nrms"].histories["u1"]) + 1}
+    one = client.post("/users/u1/events", json={"model": "nrms", "items": ["N4", "N4"]}).json()
+    assert one["unknown"] == {"nrms": []} and registry.get("nrms").events.get("u1") == ["N3", "N4", "N4"]
+
+
+def test_events_of_only_unknown_ids_change_nothing_and_create_no_user(make_client):
+    client = make_client()
+    registry = client.app.state.registry
+    before = {name: len(registry.get(name).events) for name in HISTORY_MODELS}
+    r = client.post("/users/ghost/events", json={"items": ["nope", "y" * 256]})
+    assert r.status_code == 200
+    assert r.json() == {"user_id": "ghost", "models": {name: 0 for name in HISTORY_MODELS},
+                        "unknown": {name: ["nope", "y" * 256] for name in HISTORY_MODELS}}
+    assert {name: len(registry.get(name).events) for name in HISTORY_MODELS} == before
+    assert all(registry.get(name).events.get("ghost") is None for name in HISTORY_MODELS)
+    rank = client.post("/rank", json={"model": "bert4rec", "user_id": "ghost", "candidates": ["i1"]})
+    assert rank.status_code == 422 and rank.json()["field"] == "user_id"
+    # a known user's stored history is left as the bundle has it
+    assert client.post("/users/u2/events", json={"model": "gru4recf", "items": ["nope"]}).json()["models"] == {
+        "gru4recf": len(client.app.state.registry.get("gru4recf").bundle.histories["u2"])}
+    assert registry.get("gru4recf").events.get("u2") is None
+
 
 def test_events_are_kept_for_at_most_max_event_users_least_recently_updated_dropped(make_client, models):
     client = make_client(max_event_users=3)
