@@ -18,6 +18,8 @@ MEANINGS = {
     401: "Missing or wrong API key (only when RECSERVE_API_KEY is set): send `Authorization: Bearer <key>`",
     404: "No model of that name is served (`field` is `model`; GET /models lists the served ones)",
     422: "Invalid request: `field` names the first problem; a body that fails validation lists each in `errors`",
+    429: "The model keeps as many added items as RECSERVE_MAX_ADDED_ITEMS allows (`field` is `items`); "
+         "nothing was added",
     503: "No model is loaded yet (GET /readyz says why)",
 }
 

@@ -12,13 +12,16 @@ from service.schemas import ItemsRequest, ItemsResponse
 router = APIRouter(tags=["catalog"], dependencies=Authorized, responses=documented(401))
 
 
-@router.post("/items", response_model=ItemsResponse, response_class=FastJSON, responses=documented(404, 422, 503))
+@router.post("/items", response_model=ItemsResponse, response_class=FastJSON,
+             responses=documented(404, 422, 429, 503))
 async def post_items(body: ItemsRequest, request: Request, registry: RegistryDep, store: StoreDep,
                      settings: SettingsDep) -> FastJSON:
     """Encode new items from their titles with the bundle's tokenizer and item encoder.
 
     They join the catalog at once (rankable and recommendable); an id already known gets its vector
-    replaced. Only models with a tokenizer (NRMS) accept this; others answer 422.
+    replaced. Only models with a tokenizer (NRMS) accept this; others answer 422. A model keeps at most
+    RECSERVE_MAX_ADDED_ITEMS added items (an update of one does not count again): a request past that
+    answers 429 and adds nothing.
     """
     model = served_model(request, registry, body.model)
     if len(body.items) > settings.max_new_items:

@@ -66,3 +66,38 @@ def test_events_are_kept_for_at_most_max_event_users_least_recently_updated_drop
         assert served.stored_history(dropped) == models["bert4rec"].histories[dropped]
         request = {"model": "bert4rec", "user_id": dropped, "candidates": models["bert4rec"].items}
         assert client.post("/rank", json=request).json()["results"] == ranked[dropped]
+
+
+# ------------------------------------------------------------------------------------------------ items
+
+
+def test_items_refuse_over_long_title_and_category(make_client):
+    client = make_client()
+    long_title = client.post("/items", json={"model": "nrms", "items": [{"item_id": "A", "title": "w1 " * 400}]})
+    assert long_title.status_code == 422 and long_title.json()["field"] == "items.0.title"
+    long_category = client.post("/items", json={"model": "nrms", "items": [
+        {"item_id": "A", "title": "w1"}, {"item_id": "B", "title": "w2", "category": "c" * 101}]})
+    assert long_category.status_code == 422 and long_category.json()["field"] == "items.1.category"
+    assert client.app.state.registry.get("nrms").catalog.index.get("A") is None
+
+
+def test_items_beyond_max_added_items_answer_429_and_add_nothing(make_client):
+    client = make_client(max_added_items=3)
+    served = client.app.state.registry.get("nrms")
+    size = served.catalog.size
+
+    def post(*ids: str):
+        return client.post("/items", json={"model": "nrms", "items": [{"item_id": i, "title": "w1 w2"} for i in ids]})
+
+    assert post("A", "B").json()["added"] == ["A", "B"]
+    assert post("A", "B", "N1").json()["updated"] == ["A", "B", "N1"]  # a bundle item updated counts once (kept)
+    assert post("A", "B", "N1").status_code == 200  # re-posting known added ids does not count twice
+    refused = post("B", "C")
+    assert refused.status_code == 429
+    body = refused.json()
+    assert body["field"] == "items"
+    for part in ("3 added items", "1 new", "limit of 3", "RECSERVE_MAX_ADDED_ITEMS"):
+        assert part in body["detail"], body["detail"]
+    assert served.catalog.size == size + 2 and "C" not in served.catalog.index and "C" not in served.added
+    rank = client.post("/rank", json={"model": "nrms", "user_id": "u1", "candidates": ["C"]}).json()
+    assert rank["unknown"] == ["C"]
