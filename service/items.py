@@ -1,9 +1,9 @@
 """Add news to a running model: tokenize titles with the bundle's tokenizer, encode, append to the catalog.
 
-Three steps, so that a route can run the middle one in a worker thread: `check` (the model takes titles and
-has room), `encode` (tokenizer and item encoder; touches no shared state) and `apply` (catalog, cache and
-`model.added`; never two at once for one model: the route applies on the event loop, a reload before the
-model is served)."""
+Three steps, so that a route can run the slow middle one in a worker thread: `check` (the model takes titles
+and has room), `encode` (tokenizer and item encoder, after growing the catalog under its lock if needed) and
+`apply` (catalog rows, cache and `model.added`; never two at once for one model: the route applies on the
+event loop, a reload before the model is served)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -41,8 +41,10 @@ def check_room(model: ServedModel, ids: Sequence[str], settings: Settings) -> No
 
 
 def encode(model: ServedModel, items: Sequence[dict[str, Any]], settings: Settings) -> np.ndarray:
-    """Item vectors [N, D] of the items' titles. Reads only the tokenizer and the item encoder, so it may run
-    in a worker thread (onnxruntime releases the GIL while it computes)."""
+    """Item vectors [N, D] of the items' titles, after making room in the catalog for the new ids (growing it
+    copies the matrix). Safe in a worker thread: it reads only the tokenizer and the item encoder, and the
+    catalog grows under its lock (onnxruntime releases the GIL while it computes)."""
+    model.catalog.reserve(sum(1 for item in {i["item_id"] for i in items} if item not in model.catalog.index))
     return model.encode_items(model.tokenizer.item_inputs([item["title"] for item in items]), settings.encode_batch)
 
 

@@ -80,7 +80,7 @@ class Registry:
         added = self._added.setdefault(name, {})
         model = load_model(path, self.settings, self.store, self.metrics, events, added)
         if added and model.tokenizer is not None:
-            replay = [i for i in added if i not in model.catalog.index]
+            replay = [i for i in list(added) if i not in model.catalog.index]  # a copy: /items may add meanwhile
             if replay:
                 from service.items import add_items
 

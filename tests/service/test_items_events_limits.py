@@ -4,7 +4,15 @@ fields have a length limit and a model keeps at most RECSERVE_MAX_ADDED_ITEMS ad
 the event loop."""
 from __future__ import annotations
 
+import threading
+
+import numpy as np
+
+from service.catalog import Catalog
+from service.model import ServedModel
+
 HISTORY_MODELS = ("bert4rec", "gru4recf", "nrms")  # convncf scores users by id and keeps no history
+WAIT_S = 30  # a deadline against hanging the suite, not a timing assertion
 
 
 # ----------------------------------------------------------------------------------------------- events
@@ -101,3 +109,114 @@ def test_items_beyond_max_added_items_answer_429_and_add_nothing(make_client):
     assert served.catalog.size == size + 2 and "C" not in served.catalog.index and "C" not in served.added
     rank = client.post("/rank", json={"model": "nrms", "user_id": "u1", "candidates": ["C"]}).json()
     assert rank["unknown"] == ["C"]
+
+
+# ----------------------------------------------------------------------------------- encoding off the loop
+
+
+class BlockingEncoder:
+    """Stands in for ServedModel.encode_items: says when a call has started and waits until released."""
+
+    def __init__(self, monkeypatch):
+        self.started = threading.Semaphore(0)
+        self.release = threading.Event()
+        original = ServedModel.encode_items
+
+        def encode(model, inputs, batch):
+            self.started.release()
+            assert self.release.wait(WAIT_S), "never released"
+            return original(model, inputs, batch)
+
+        monkeypatch.setattr(ServedModel, "encode_items", encode)
+
+    def wait_started(self, n: int = 1) -> None:
+        for _ in range(n):
+            assert self.started.acquire(timeout=WAIT_S), "the encoder was never called"
+
+
+def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.update(response=fn(*args, **kwargs)), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_items_encode_off_the_event_loop(make_client, monkeypatch):
+    """While /items encodes, the event loop still answers /healthz (it would wait for the encoding if it ran on
+    the loop: the deadline below then fails the test)."""
+    client = make_client()
+    blocker = BlockingEncoder(monkeypatch)
+    items = [{"item_id": f"NEW{k}", "title": f"w{k % 40 + 1} w2"} for k in range(1000)]
+    posting, posted = in_thread(client.post, "/items", json={"model": "nrms", "items": items})
+    try:
+        blocker.wait_started()
+        health, answered = in_thread(client.get, "/healthz")
+        health.join(WAIT_S / 3)
+        assert not health.is_alive(), "/healthz waited for /items' encoding"
+        assert answered["response"].status_code == 200
+        assert posting.is_alive() and "response" not in posted  # /items is still encoding
+        catalog = client.app.state.registry.get("nrms").catalog
+        assert catalog.size == 60 and catalog._rows.shape[0] >= 1 + 60 + 1000  # grown off the loop too
+    finally:
+        blocker.release.set()
+        posting.join(WAIT_S)
+    assert posted["response"].status_code == 200 and len(posted["response"].json()["added"]) == 1000
+    assert client.app.state.registry.get("nrms").catalog.size == 60 + 1000
+
+
+def test_a_reserved_catalog_upserts_without_copying_its_matrix():
+    catalog = Catalog(["a", "b"], np.ones((2, 3), np.float32))
+    catalog.reserve(3)
+    rows = catalog._rows
+    vectors = np.arange(15, dtype=np.float32).reshape(5, 3)
+    assert catalog.upsert(["c", "a", "c", "d", "e"], vectors) == (["c", "d", "e"], ["a"])
+    assert catalog._rows is rows and catalog.size == 5 and catalog.generation == 1
+    assert catalog.ids == ["", "a", "b", "c", "d", "e"]
+    assert np.array_equal(catalog.matrix, [[0, 0, 0], [3, 4, 5], [1, 1, 1], [6, 7, 8], [9, 10, 11], [12, 13, 14]])
+
+
+def test_concurrent_items_calls_are_both_applied(make_client, models, monkeypatch):
+    """Two /items calls encoding at once are each applied whole, each item with its own vector."""
+    client = make_client()
+    served = client.app.state.registry.get("nrms")
+    blocker = BlockingEncoder(monkeypatch)
+
+    def post(*ids: str):
+        body = {"model": "nrms", "items": [{"item_id": i, "title": f"w{n + 1} w9"} for n, i in enumerate(ids)]}
+        return in_thread(client.post, "/items", json=body)
+
+    first, second = post("A", "B", "C"), post("D", "E")
+    try:
+        blocker.wait_started(2)  # both are past the first check and encoding
+    finally:
+        blocker.release.set()
+    for thread, _ in (first, second):
+        thread.join(WAIT_S)
+    assert sorted(out["response"].status_code for _, out in (first, second)) == [200, 200]
+    assert set(served.added) == {"A", "B", "C", "D", "E"} and served.catalog.size == 65
+    assert sorted(served.catalog.ids[61:]) == ["A", "B", "C", "D", "E"]
+    titles = {"A": "w1 w9", "B": "w2 w9", "C": "w3 w9", "D": "w1 w9", "E": "w2 w9"}
+    want = models["nrms"].encode_titles(list(titles.values())).detach().numpy()
+    got = served.catalog.matrix[[served.catalog.index[i] for i in titles]]
+    assert np.allclose(got, want, atol=1e-5)
+
+
+def test_the_cap_is_checked_again_after_encoding(make_client, monkeypatch):
+    """Two calls that each fit but together do not: both pass the first check, and the one applied second is
+    refused after its encoding."""
+    client = make_client(max_added_items=1)
+    served = client.app.state.registry.get("nrms")
+    blocker = BlockingEncoder(monkeypatch)
+    calls = [in_thread(client.post, "/items", json={"model": "nrms", "items": [{"item_id": i, "title": "w1"}]})
+             for i in ("P", "Q")]
+    try:
+        blocker.wait_started(2)  # both passed the first check (0 + 1 <= 1) and are encoding
+    finally:
+        blocker.release.set()
+    for thread, _ in calls:
+        thread.join(WAIT_S)
+    answers = sorted((out["response"] for _, out in calls), key=lambda r: r.status_code)
+    assert [r.status_code for r in answers] == [200, 429]
+    assert answers[1].json()["field"] == "items" and "limit of 1" in answers[1].json()["detail"]
+    assert len(served.added) == 1 and served.catalog.size == 61
+    assert set(served.added) | {answers[0].json()["added"][0]} == set(served.added)
