@@ -11,6 +11,7 @@ from bundle.reader import resolve_latest
 from service.cache import LocalStore
 from service.config import Settings
 from service.errors import ServiceError
+from service.events import UserEvents
 from service.metrics import Metrics
 from service.model import ServedModel, load_model
 from service.ranking import User, resolve_user
@@ -22,7 +23,7 @@ def load_for_batch(bundle: str | Path) -> ServedModel:
     if (path / "LATEST").exists():
         path = resolve_latest(path)
     # Nothing to share with other processes: a one-entry store, written once while the catalog is encoded.
-    return load_model(path, Settings(), LocalStore(1), Metrics(), {}, {})
+    return load_model(path, Settings(), LocalStore(1), Metrics(), UserEvents(1), {})
 
 
 def recommend_users(model: ServedModel, user_ids: Sequence[str], k: int = 10, batch_size: int = 256,

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     max_history: int | None = Field(None, ge=1, description="History items used; default: the model's")
     history_cap_factor: int = Field(10, ge=1, description="Histories longer than factor x max_history: 422")
     max_new_items: int = Field(1000, ge=1, description="Most items one /items request may add")
+    max_added_items: int = Field(
+        100_000, ge=0, description="Distinct item ids /items may add or update per model (kept in memory to "
+                                   "be re-encoded after a reload); a request past it is refused (429)")
+    max_event_users: int = Field(
+        100_000, ge=1, description="Users whose runtime events each model keeps in process; one more drops the "
+                                   "least recently updated (its history falls back to the bundle's)")
     max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused (413) unread")
     # min_length: an empty key would open the door to any `Authorization: Bearer` header (e.g. an unset variable
     # passed through by compose as ""), so it is an error at start, not a silent no-op.

@@ -20,6 +20,8 @@ MEANINGS = {
     404: "No model of that name is served (`field` is `model`; GET /models lists the served ones)",
     413: "The request body is larger than RECSERVE_MAX_BODY_BYTES (refused unread)",
     422: "Invalid request: `field` names the first problem; a body that fails validation lists each in `errors`",
+    429: "The model keeps as many added items as RECSERVE_MAX_ADDED_ITEMS allows (`field` is `items`); "
+         "nothing was added",
     503: "No model is loaded yet (GET /readyz says why)",
 }
 ADMIN_MEANINGS = {

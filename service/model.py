@@ -15,6 +15,7 @@ from bundle.reader import Bundle, load_bundle
 from service.cache import Keys, Store, from_bytes, to_bytes
 from service.catalog import Catalog
 from service.config import Settings
+from service.events import UserEvents
 from service.metrics import Metrics
 from service.runtime import Graph, choose_providers
 
@@ -30,7 +31,7 @@ class ServedModel:
     catalog: Catalog
     keys: Keys
     max_history: int
-    events: dict[str, list[str]]
+    events: UserEvents
     added: dict[str, dict[str, Any]]
     tokenizer: Any = None
     users: dict[str, int] = field(default_factory=dict)
@@ -138,7 +139,7 @@ def _warm_up(model: ServedModel) -> None:
 
 
 def load_model(path: Path, settings: Settings, store: Store, metrics: Metrics,
-               events: dict[str, list[str]], added: dict[str, dict[str, Any]]) -> ServedModel:
+               events: UserEvents, added: dict[str, dict[str, Any]]) -> ServedModel:
     """Verify and load the bundle in `path`, build its catalog, warm it up; raises BundleError on a bad bundle."""
     bundle = load_bundle(path)
     providers = choose_providers(settings.providers)

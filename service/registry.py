@@ -13,6 +13,7 @@ from bundle.contract import BundleError
 from bundle.reader import discover, older_versions, read_latest, resolve_latest
 from service.cache import Store
 from service.config import Settings
+from service.events import UserEvents
 from service.metrics import Metrics
 from service.model import ServedModel, load_model
 
@@ -44,7 +45,7 @@ class Registry:
         self.failed: dict[str, str] = {}
         self.fallbacks: dict[str, Fallback] = {}
         self.no_models: str | None = None  # why the last load found no model folder at all
-        self._events: dict[str, dict[str, list[str]]] = {}
+        self._events: dict[str, UserEvents] = {}
         self._added: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
@@ -119,11 +120,13 @@ class Registry:
         return None
 
     def _load_one(self, name: str, path) -> ServedModel:
-        events = self._events.setdefault(name, {})
+        if name not in self._events:
+            self._events[name] = UserEvents(self.settings.max_event_users)
+        events = self._events[name]
         added = self._added.setdefault(name, {})
         model = load_model(path, self.settings, self.store, self.metrics, events, added)
         if added and model.tokenizer is not None:
-            replay = [i for i in added if i not in model.catalog.index]
+            replay = [i for i in list(added) if i not in model.catalog.index]  # a copy: /items may add meanwhile
             if replay:
                 from service.items import add_items
 

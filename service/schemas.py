@@ -52,10 +52,17 @@ class RankResponse(BaseModel):
     unknown: list[str] = Field(description="Request ids the model does not know; they are not scored")
 
 
+# Field limits of POST /items: each added item is kept in memory (service.items.apply).
+MAX_TITLE_CHARS = 1_000  # news titles are under 300 characters; the tokenizer reads only the first words
+MAX_CATEGORY_CHARS = 100
+
+
 class NewItem(Strict):
     item_id: ItemId
-    title: str = Field(min_length=1, max_length=10_000)
-    category: str | None = None
+    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS,
+                       description=f"The text the item encoder reads; at most {MAX_TITLE_CHARS} characters")
+    category: str | None = Field(None, max_length=MAX_CATEGORY_CHARS,
+                                 description=f"Kept with the title; at most {MAX_CATEGORY_CHARS} characters")
 
 
 class ItemsRequest(Strict):
@@ -78,6 +85,9 @@ class EventsRequest(Strict):
 class EventsResponse(BaseModel):
     user_id: str
     models: dict[str, int] = Field(description="Model -> length of the user's history now")
+    unknown: dict[str, list[str]] = Field(
+        description="Model -> the request's ids it does not know (once each, in request order): they are not "
+                    "stored. Every target model is listed; ids unknown to all of them change nothing")
 
 
 class ModelInfo(BaseModel):

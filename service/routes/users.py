@@ -18,7 +18,11 @@ async def post_events(body: EventsRequest, request: Request, registry: RegistryD
                                           description=f"The user: {ID_RULE}")) -> FastJSON:
     """Append clicked `items` (oldest first) to the user's history in `model`, or in every model that keeps
     histories. The user's cached vector is dropped, so the next /rank or /recommend with only `user_id`
-    reflects the clicks. Runtime histories are kept in memory (and across reloads), not on disk.
+    reflects the clicks. Runtime histories are kept in memory (and across reloads), not on disk, for at most
+    RECSERVE_MAX_EVENT_USERS users per model (the least recently updated are dropped first).
+
+    A model stores only the ids it knows; the others come back in `unknown`, per model. Ids unknown to a
+    model change nothing there (no user is created).
     """
     if body.model is not None:
         targets = [served_model(request, registry, body.model)]
@@ -26,11 +30,15 @@ async def post_events(body: EventsRequest, request: Request, registry: RegistryD
             raise unprocessable("model", f"model {body.model!r} scores users by id and keeps no history")
     else:
         targets = [m for m in registry.models.values() if m.keeps_history]
-    lengths = {}
+    lengths, unknown = {}, {}
     for model in targets:
-        ranker.forget_user(model, user_id)
-        events = model.events.setdefault(user_id, [])
-        events.extend(body.items)
-        del events[: -model.max_history * ranker.settings.history_cap_factor]
+        known, missing = model.catalog.lookup(body.items)
+        if known:
+            ranker.forget_user(model, user_id)
+            # the catalog's own id strings: a click costs a list slot, not a copy of the request's string
+            ids = model.catalog.ids
+            model.events.append(user_id, [ids[i] for i in known],
+                                model.max_history * ranker.settings.history_cap_factor)
         lengths[model.name] = len(model.stored_history(user_id) or ())
-    return FastJSON({"user_id": user_id, "models": lengths})
+        unknown[model.name] = list(dict.fromkeys(missing))
+    return FastJSON({"user_id": user_id, "models": lengths, "unknown": unknown})

@@ -1,0 +1,44 @@
+"""Clicks posted at runtime (POST /users/{id}/events) for one model, kept in process for a bounded set of users."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+
+class UserEvents:
+    """User id -> item ids clicked since the start (oldest first), for at most `max_users` users: appending for
+    one more drops the least recently updated user, whose stored history falls back to the bundle's. Reading
+    does not count as an update.
+
+    The registry keeps one per model across bundle versions (RECSERVE_MAX_EVENT_USERS). The cap is what keeps
+    a client from growing the process without bound by posting events for ever new user ids; a store outside
+    the process (Redis) would replace this class and need no such cap."""
+
+    def __init__(self, max_users: int):
+        if max_users < 1:
+            raise ValueError(f"max_users must be >= 1, got {max_users}")
+        self.max_users = max_users
+        self._users: OrderedDict[str, list[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, user_id: str) -> list[str] | None:
+        """The user's clicks, oldest first; None when none are kept."""
+        return self._users.get(user_id)
+
+    def append(self, user_id: str, items: Sequence[str], keep: int) -> list[str]:
+        """Append `items` to the user's clicks and keep the last `keep` of them; the user becomes the most
+        recently updated. A new list replaces the old one, so a list handed out by `get` never changes."""
+        with self._lock:
+            events = [*self._users.get(user_id, ()), *items][-keep:]
+            self._users[user_id] = events
+            self._users.move_to_end(user_id)
+            while len(self._users) > self.max_users:
+                self._users.popitem(last=False)
+        return events
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._users
