@@ -35,5 +35,8 @@ class Settings(BaseSettings):
     max_history: int | None = Field(None, ge=1, description="History items used; default: the model's")
     history_cap_factor: int = Field(10, ge=1, description="Histories longer than factor x max_history: 422")
     max_new_items: int = Field(1000, ge=1, description="Most items one /items request may add")
+    fallback_fresh_items: int = Field(
+        10, ge=0, description="Newest items added through /items that the fallback ranking (users a model cannot "
+                              "score) shows, every second place from the 2nd; 0 = none")
     api_key: SecretStr | None = Field(None, description="If set, routes but /healthz and /readyz need it")
     log_level: str = Field("info", description="Logging level of the recserve loggers")

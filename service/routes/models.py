@@ -22,5 +22,5 @@ async def list_models(registry: RegistryDep) -> list[ModelInfo]:
             dimension=model.bundle.dim, scorer=model.bundle.scorer, score=m.get("score", "raw"),
             user_input=model.bundle.user_input, max_history=model.max_history,
             provider=model.graphs["user_encoder"].provider, metrics=m.get("metrics", {}),
-            created_at=m.get("created_at")))
+            created_at=m.get("created_at"), fallback=model.bundle.fallback_kind))
     return infos
