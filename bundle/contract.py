@@ -38,6 +38,7 @@ ITEM_INPUTS_FILE = "item_inputs.npz"   # the item encoder's inputs of indices 1.
 USERS_FILE = "users.json"              # user_id models: external user ids of indices 1..U
 HISTORIES_FILE = "histories.json"      # history models: {user_id: [item ids, oldest first]}
 TOKENIZER_FILE = "tokenizer.json"      # models whose new items are encoded from raw text
+FALLBACK_FILE = "fallback.npy"         # the ranking for users the model cannot score: int32 indices, best first
 MANIFEST_FILE = "manifest.json"
 LATEST_FILE = "LATEST"
 
@@ -49,6 +50,10 @@ HOLDS = {ITEMS_FILE: "the item ids", ITEM_INPUTS_FILE: "the item encoder's input
 EVERY_BUNDLE_FILES = (ITEMS_FILE, ITEM_INPUTS_FILE)
 USER_INPUT_FILES = {"user_id": (USERS_FILE,), "sequence": (HISTORIES_FILE,), "news_vectors": (HISTORIES_FILE,)}
 ITEM_INPUT_FILES = {"title_tokens": (TOKENIZER_FILE,)}
+# How the fallback ranking (manifest key "fallback") was computed, from training data only:
+#   popularity          training interactions per item (interaction models)
+#   recency_popularity  training clicks, each weighted 0.5 ** (its age at the end of training / 1 day) (news)
+FALLBACK_KINDS = ("popularity", "recency_popularity")
 
 
 class BundleError(ValueError):
@@ -109,3 +114,8 @@ def check_manifest(path: Path, m: Any) -> None:
     for name, needed_by in required_files(m).items():
         if name not in m["files"]:
             raise BundleError(where, f"{name} is not listed under 'files' ({needed_by} needs it: {HOLDS[name]})")
+    # Optional (bundles before it serve without one), but the kind and the file come together.
+    if "fallback" in m and m["fallback"] not in FALLBACK_KINDS:
+        raise BundleError(where, f"unknown fallback {m['fallback']!r} (expected one of {sorted(FALLBACK_KINDS)})")
+    if ("fallback" in m) != (FALLBACK_FILE in m["files"]):
+        raise BundleError(where, f"'fallback' and a listed {FALLBACK_FILE} go together: found only one")

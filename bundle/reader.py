@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from bundle.contract import (GRAPHS, HISTORIES_FILE, ITEM_INPUTS_FILE, ITEMS_FILE, LATEST_FILE, MANIFEST_FILE,
-                             SCORE_MEANING, TOKENIZER_FILE, USERS_FILE, BundleError, check_manifest, sha256_bytes)
+from bundle.contract import (FALLBACK_FILE, GRAPHS, HISTORIES_FILE, ITEM_INPUTS_FILE, ITEMS_FILE, LATEST_FILE,
+                             MANIFEST_FILE, SCORE_MEANING, TOKENIZER_FILE, USERS_FILE, BundleError, check_manifest,
+                             sha256_bytes)
+from bundle.data import fallback_problem
 
 
 @dataclass
@@ -24,6 +26,12 @@ class Bundle:
     item_inputs: dict[str, np.ndarray]
     users: list[str] = field(default_factory=list)
     histories: dict[str, list[str]] = field(default_factory=dict)
+    fallback: np.ndarray | None = None  # int64 indices 1..N, best first; None in bundles made before it
+
+    @property
+    def fallback_kind(self) -> str | None:
+        """How the fallback ranking was computed (contract.FALLBACK_KINDS), None without one."""
+        return self.manifest.get("fallback")
 
     @property
     def model(self) -> str:
@@ -178,6 +186,20 @@ def _json(where: Path, data: bytes) -> Any:
         raise BundleError(where, f"unreadable JSON ({exc})") from exc
 
 
+def _fallback(path: Path, manifest: dict[str, Any], data: dict[str, bytes], n_items: int) -> np.ndarray | None:
+    """The fallback ranking as int64 indices, None for a bundle without one (check_manifest pairs file and kind)."""
+    if FALLBACK_FILE not in data:
+        return None
+    try:
+        rows = np.load(io.BytesIO(data[FALLBACK_FILE]), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BundleError(path / FALLBACK_FILE, f"unreadable ({exc})") from exc
+    problem = fallback_problem(rows, manifest["fallback"], n_items)
+    if problem:
+        raise BundleError(path / FALLBACK_FILE, problem)
+    return rows.astype(np.int64)
+
+
 def load_bundle(path: Path) -> Bundle:
     """Read and verify the bundle in `path`; raises BundleError naming the offending file."""
     _readable(path / MANIFEST_FILE, path)
@@ -202,4 +224,5 @@ def load_bundle(path: Path) -> Bundle:
     users = _json(path / USERS_FILE, data[USERS_FILE]) if USERS_FILE in data else []
     histories = _json(path / HISTORIES_FILE, data[HISTORIES_FILE]) if HISTORIES_FILE in data else {}
     return Bundle(path, manifest, graphs, [str(i) for i in items], item_inputs,
-                  [str(u) for u in users], {str(u): [str(i) for i in h] for u, h in histories.items()})
+                  [str(u) for u in users], {str(u): [str(i) for i in h] for u, h in histories.items()},
+                  _fallback(path, manifest, data, len(items)))

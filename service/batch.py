@@ -28,7 +28,9 @@ def load_for_batch(bundle: str | Path) -> ServedModel:
 
 def recommend_users(model: ServedModel, user_ids: Sequence[str], k: int = 10, batch_size: int = 256,
                     exclude_history: bool = True, chunk: int = 2048) -> Iterator[dict]:
-    """Yield one record per user: {"user_id", "results": [{"item_id", "score", "rank"}]} or {"user_id", "error"}."""
+    """Yield one record per user: {"user_id", "results": [{"item_id", "score", "rank"}]} or {"user_id", "error"}.
+    A user the model cannot score gets the bundle's fallback ranking, flagged as in the API: {"user_id",
+    "results", "fallback": kind} (a bundle without a fallback still gives the error record)."""
     cap = Settings().history_cap_factor * model.max_history
     for start in range(0, len(user_ids), batch_size):
         records: list[dict] = []
@@ -36,9 +38,14 @@ def recommend_users(model: ServedModel, user_ids: Sequence[str], k: int = 10, ba
         for user_id in user_ids[start : start + batch_size]:
             records.append({"user_id": user_id})
             try:
-                users.append((records[-1], resolve_user(model, user_id, None, cap)))
+                user = resolve_user(model, user_id, None, cap)
             except ServiceError as err:
                 records[-1]["error"] = err.message
+                continue
+            if user.cold:
+                _fill_fallback(model, records[-1], user, k, exclude_history)
+            else:
+                users.append((records[-1], user))
         if users:
             _fill(model, users, k, exclude_history, chunk)
         yield from records  # in input order
@@ -65,3 +72,13 @@ def _fill(model: ServedModel, users: list[tuple[dict, User]], k: int, exclude_hi
         values = model.reported_scores(row[items]).tolist()
         record["results"] = [{"item_id": ids[i], "score": s, "rank": r}
                              for r, (i, s) in enumerate(zip(items.tolist(), values), start=1)]
+
+
+def _fill_fallback(model: ServedModel, record: dict, user: User, k: int, exclude_history: bool) -> None:
+    """A cold user's record: the first k of the fallback order (no items added offline, so none fresh)."""
+    drop = np.asarray(user.seen if exclude_history else [], dtype=np.int64)
+    rows, scores = model.fallback.top(k, drop, model.catalog.size, fresh=0)
+    ids = model.catalog.ids
+    record["results"] = [{"item_id": ids[i], "score": s, "rank": r}
+                         for r, (i, s) in enumerate(zip(rows.tolist(), scores.tolist()), start=1)]
+    record["fallback"] = model.fallback.kind

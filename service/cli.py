@@ -39,7 +39,9 @@ def cmd_serve(args) -> int:
 def add_recommend_parser(sub) -> None:
     p = sub.add_parser("recommend", help="top-k recommendations for many users, offline",
                        description="Score a file of users with a bundle (batched, vectorised) and write JSON lines "
-                                   '{"user_id", "results": [{"item_id", "score", "rank"}]} (or {"user_id", "error"}).')
+                                   '{"user_id", "results": [{"item_id", "score", "rank"}]} (or {"user_id", "error"}); '
+                                   'users the model cannot score get the bundle\'s fallback ranking, with '
+                                   '"fallback": <kind>.')
     p.add_argument("--bundle", type=Path, required=True, help="a bundle folder, or ARTIFACTS/<model> (uses LATEST)")
     p.add_argument("--users", type=Path, required=True, help="text file with one user id per line")
     p.add_argument("--k", type=int, default=10, help="items per user (default 10)")
@@ -60,15 +62,17 @@ def cmd_recommend(args) -> int:
     check_recommend_paths(args)  # before loading the bundle, which takes a while
     user_ids = [line.strip() for line in args.users.read_text().splitlines() if line.strip()]
     model = load_for_batch(args.bundle)
-    errors = 0
+    errors = fallbacks = 0
     tmp = args.out.with_name(args.out.name + ".tmp")
     with open(tmp, "w") as out, tqdm(total=len(user_ids), disable=args.no_progress, unit="user") as bar:
         for record in recommend_users(model, user_ids, args.k, args.batch_size, not args.include_history):
             errors += "error" in record
+            fallbacks += "fallback" in record
             out.write(json.dumps(record) + "\n")
             bar.update(1)
     tmp.replace(args.out)  # never leave a half-written result under the final name
-    print(f"{len(user_ids) - errors} users scored, {errors} skipped (see their 'error'): {args.out}")
+    print(f"{len(user_ids) - errors} users scored ({fallbacks} of them unknown to the model: the fallback ranking), "
+          f"{errors} skipped (see their 'error'): {args.out}")
     return 0
 
 

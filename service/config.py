@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_history: int | None = Field(None, ge=1, description="History items used; default: the model's")
     history_cap_factor: int = Field(10, ge=1, description="Histories longer than factor x max_history: 422")
     max_new_items: int = Field(1000, ge=1, description="Most items one /items request may add")
+    fallback_fresh_items: int = Field(
+        10, ge=0, description="Newest items added through /items that the fallback ranking (users a model cannot "
+                              "score) shows, every second place from the 2nd; 0 = none")
     max_added_items: int = Field(
         100_000, ge=0, description="Distinct item ids /items may add or update per model (kept in memory to "
                                    "be re-encoded after a reload); a request past it is refused (429)")

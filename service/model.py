@@ -16,6 +16,7 @@ from service.cache import Keys, Store, from_bytes, to_bytes
 from service.catalog import Catalog
 from service.config import Settings
 from service.events import UserEvents
+from service.fallback import Fallback
 from service.metrics import Metrics
 from service.runtime import Graph, choose_providers
 
@@ -35,6 +36,7 @@ class ServedModel:
     added: dict[str, dict[str, Any]]
     tokenizer: Any = None
     users: dict[str, int] = field(default_factory=dict)
+    fallback: Fallback | None = None  # for users the model cannot score; None: they get a 422
 
     @property
     def name(self) -> str:
@@ -154,7 +156,7 @@ def load_model(path: Path, settings: Settings, store: Store, metrics: Metrics,
     limit = min(settings.max_history or bundle.max_history, bundle.max_history)
     model = ServedModel(bundle, graphs, Catalog([], np.zeros((0, bundle.dim), np.float32)),
                         Keys(settings.cache_prefix, bundle.model, bundle.version), limit, events, added,
-                        users={u: i for i, u in enumerate(bundle.users, start=1)})
+                        users={u: i for i, u in enumerate(bundle.users, start=1)}, fallback=Fallback.of(bundle))
     if bundle.tokenizer_path is not None:
         from bundle.tokenizers import load_tokenizer
 

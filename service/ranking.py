@@ -16,35 +16,52 @@ from service.responses import ranking_json
 
 @dataclass(frozen=True)
 class User:
-    """Who is being scored: the known history (all of it, for exclusion) and the window the encoder sees."""
+    """Who is being scored: the known history (all of it, for exclusion) and the window the encoder sees.
+    `cold`: a user the model cannot score, who gets the bundle's fallback ranking."""
 
     user_id: str | None
     seen: list[int]
     window: list[int]
     user_idx: int | None = None
+    cold: bool = False
 
 
 def resolve_user(model: ServedModel, user_id: str | None, history: Sequence[str] | None, cap: int) -> User:
     """Who the request scores; raises 422 naming the field when nothing usable is given. `history` wins over
-    the stored history of `user_id`; histories longer than `cap` are refused."""
+    the stored history of `user_id`; histories longer than `cap` are refused.
+
+    A user the model has nothing to score by comes back `cold` (see `cold_user`): for a model of histories an
+    unknown `user_id` without a history, for a model of user ids (ConvNCF) any user it was not trained on. A
+    request naming nobody (neither `user_id` nor a non-empty history) stays a 422: it is a client's mistake,
+    not a new user (an anonymous visitor is sent with a session id)."""
     if user_id is None and not history:
         raise unprocessable("user_id", "give a user_id or a non-empty history")
     if history and len(history) > cap:
         raise unprocessable("history", f"{len(history)} items exceed the limit of {cap}")
     if model.bundle.user_input == "user_id":
         user_idx = model.users.get(user_id) if user_id is not None else None
+        seen = model.catalog.lookup(history or ())[0]
         if user_idx is None:
             what = f"unknown user {user_id!r}" if user_id is not None else "missing"
-            raise unprocessable("user_id", f"{what}; model {model.name!r} scores only users it was trained on")
-        return User(user_id, model.catalog.lookup(history or ())[0], [], user_idx)
+            return cold_user(model, user_id, seen, f"{what}; model {model.name!r} scores only users it was "
+                                                   "trained on")
+        return User(user_id, seen, [], user_idx)
     source = history or model.stored_history(user_id)
     if source is None:
-        raise unprocessable("user_id", f"unknown user {user_id!r} and no history given")
+        return cold_user(model, user_id, [], f"unknown user {user_id!r} and no history given")
     seen = model.catalog.lookup(source)[0]
     if not seen and model.bundle.user_input == "sequence":
         field = "history" if history else "user_id"
         raise unprocessable(field, f"no item of the history is known to model {model.name!r}")
     return User(user_id, seen, seen[-model.max_history:])
+
+
+def cold_user(model: ServedModel, user_id: str | None, seen: list[int], problem: str) -> User:
+    """A user the model cannot score: served the bundle's fallback ranking; a bundle without one (made before
+    bundles carried it) answers 422 with `problem`, as before."""
+    if model.fallback is None:
+        raise unprocessable("user_id", problem)
+    return User(user_id, seen, [], cold=True)
 
 
 class Ranker:
@@ -115,22 +132,31 @@ class Ranker:
 
     def rank(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
              candidates: Sequence[str]) -> bytes:
-        """Score the known candidates, best first; unknown ones are listed, not scored. Returns the JSON body."""
+        """Score the known candidates, best first; unknown ones are listed, not scored. Returns the JSON body.
+        A cold user gets the candidates in fallback order, flagged (service/fallback.py)."""
         user = self.user(model, user_id, history)
         indices, unknown = model.catalog.lookup(dict.fromkeys(candidates))
-        key = self.user_key(model, user.user_id, user.window)
         rows = np.asarray(indices, dtype=np.int64)
+        if user.cold:
+            rows, scores = model.fallback.rank(rows, model.catalog.size, self.settings.fallback_fresh_items)
+            return self._response(model, rows.tolist(), scores, unknown, model.fallback.kind)
+        key = self.user_key(model, user.user_id, user.window)
         raw = self.scores(model, key, self.user_vector(model, user, key), rows)
         order = np.argsort(-raw, kind="stable")
         return self._response(model, rows[order].tolist(), model.reported_scores(raw[order]), unknown)
 
     def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
                   exclude_history: bool, exclude: Sequence[str]) -> bytes:
-        """The k best items of the whole catalog, minus the history (optionally) and `exclude`, as a JSON body."""
+        """The k best items of the whole catalog, minus the history (optionally) and `exclude`, as a JSON body.
+        A cold user gets the first k of the fallback order, flagged (service/fallback.py)."""
         user = self.user(model, user_id, history)
+        excluded, unknown = model.catalog.lookup(exclude)
+        if user.cold:
+            drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
+            rows, scores = model.fallback.top(k, drop, model.catalog.size, self.settings.fallback_fresh_items)
+            return self._response(model, rows.tolist(), scores, unknown, model.fallback.kind)
         key = self.user_key(model, user.user_id, user.window)
         raw = np.asarray(self.scores(model, key, self.user_vector(model, user, key), None), dtype=np.float32)
-        excluded, unknown = model.catalog.lookup(exclude)
         raw[[0, *excluded, *(user.seen if exclude_history else ())]] = -np.inf
         k = min(k, int(np.isfinite(raw).sum()))
         top = np.argpartition(-raw, k - 1)[:k] if 0 < k < raw.shape[0] else np.arange(raw.shape[0])[:k]
@@ -138,7 +164,8 @@ class Ranker:
         return self._response(model, top.tolist(), model.reported_scores(raw[top]), unknown)
 
     @staticmethod
-    def _response(model: ServedModel, rows: list[int], scores: np.ndarray, unknown: list[str]) -> bytes:
+    def _response(model: ServedModel, rows: list[int], scores: np.ndarray, unknown: list[str],
+                  fallback: str | None = None) -> bytes:
         if not np.isfinite(scores).all():  # a broken bundle; JSON has no NaN, and null would break clients
             raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
-        return ranking_json(model.name, model.version, model.catalog.result_heads, rows, scores, unknown)
+        return ranking_json(model.name, model.version, model.catalog.result_heads, rows, scores, unknown, fallback)

@@ -1,9 +1,11 @@
 """Request, response and error bodies. Requests reject unknown fields, so a typo is a 422 naming it."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from bundle.contract import FALLBACK_KINDS
 
 # Ids are printable: no control, invisible or separator characters (a "\x1f" in an id once let one client's
 # history collide with another's in the cache). Enforced wherever an id enters: candidates, histories,
@@ -41,7 +43,9 @@ class RecommendRequest(UserRef):
 
 class ScoredItem(BaseModel):
     item_id: str
-    score: float = Field(description="See the model's `score` in GET /models: raw relevance or probability")
+    score: float = Field(description="See the model's `score` in GET /models: raw relevance or probability. "
+                                     "In a fallback answer: 1 / the item's place in the fallback ranking (1, 0.5, "
+                                     "0.333...), 0 for a candidate that ranking does not list")
     rank: int = Field(description="1 = best")
 
 
@@ -50,6 +54,15 @@ class RankResponse(BaseModel):
     version: str
     results: list[ScoredItem] = Field(description="Best first")
     unknown: list[str] = Field(description="Request ids the model does not know; they are not scored")
+    fallback: Literal[FALLBACK_KINDS] | None = Field(
+        None, examples=["popularity"],
+        description="Present only when the model could not score the user (a `user_id` it does not know and no "
+                    "history; ConvNCF: any user it was not trained on): the results are then the bundle's "
+                    "fallback ranking, computed at training time from training data only, and this says which: "
+                    "`popularity` (interactions per item) or `recency_popularity` (news clicks, each weighted "
+                    "by half per day of age). The newest items added through /items take every second place "
+                    "from the 2nd. /rank lists the candidates in that order, those it does not rank after them "
+                    "in request order. Absent from a model's own answers")
 
 
 # Field limits of POST /items: each added item is kept in memory (service.items.apply).
@@ -107,6 +120,8 @@ class ModelInfo(BaseModel):
         None, description="Set when this is an older version served because the one LATEST names was refused: "
                           "that version (docs/bundle.md, fallback)")
     fallback_reason: str | None = Field(None, description="With `fallback_from`: why that version was refused")
+    fallback: str | None = Field(None, description="The fallback ranking users it cannot score get (see "
+                                                   "RankResponse.fallback); null: they get a 422")
 
 
 class ReloadResponse(BaseModel):

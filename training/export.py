@@ -13,11 +13,12 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
 from bundle.contract import LATEST_FILE, OPSET, write_manifest
-from bundle.data import BundleData, write_data_files
+from bundle.data import BundleData, fallback_problem, write_data_files
 from models.base import RecModel
 from models.registry import config_dict
 from training.bundle_data import ExportError
@@ -46,6 +47,10 @@ def validate(model: RecModel, data: BundleData) -> None:
         if data.users is None or len(data.users) != n_users:
             raise ExportError(f"{model.kind} scores users by id and needs a user id map of {n_users} users, got "
                               f"{'none' if data.users is None else len(data.users)}")
+    if data.fallback is not None:
+        problem = fallback_problem(np.asarray(data.fallback), data.fallback_kind, n_items)
+        if problem:
+            raise ExportError(f"fallback ranking: {problem}")
 
 
 def export_graph(part, path: Path) -> dict:
@@ -125,4 +130,6 @@ def _manifest(model: RecModel, data: BundleData, name: str, version: str, now_ns
         "training": data.training,
         "data_fingerprint": data.data_fingerprint,
         "graphs": graphs,
+        # Only with a fallback file: a bundle without one answers 422 for users its model cannot score.
+        **({"fallback": data.fallback_kind} if data.fallback is not None else {}),
     }

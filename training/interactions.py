@@ -19,6 +19,7 @@ from training.data.errors import DataError
 from training.data.sequences import left_aligned, prefix_samples
 from training.data.split import EvalSet, Split, leave_one_out
 from training.evaluate import csr_pairs, rank_metrics, target_ranks
+from training.fallback import interaction_popularity
 
 
 def sample_negatives(users: np.ndarray, n_items: int, positive_keys: np.ndarray, rng: np.random.Generator,
@@ -127,7 +128,8 @@ def histories(data: InteractionData) -> dict[str, list[str]]:
 
 def prepare_interactions(recipe: Recipe, data_dir, opts) -> tuple[RecModel, InteractionTask, BundleData]:
     """Read RecBole atomic files, split them, build the recipe's model and the bundle data it will ship:
-    the user id map for a model of user ids, the users' histories for a model of sequences."""
+    the user id map for a model of user ids, the users' histories for a model of sequences, and the
+    fallback ranking for users it cannot score (training interactions only: no validation or test target)."""
     data = read_atomic(data_dir, min_rating=opts.min_rating, k_core=opts.k_core)
     split = leave_one_out(data)
     try:
@@ -144,6 +146,8 @@ def prepare_interactions(recipe: Recipe, data_dir, opts) -> tuple[RecModel, Inte
         max_history=opts.max_seq_length,
         users=data.users.ids[1:] if by_id else None,
         histories=None if by_id else histories(data),
+        fallback=interaction_popularity(split.train_item, len(data.items)),
+        fallback_kind="popularity",
         data_fingerprint=data.fingerprint,
     )
     return model, task, bundle

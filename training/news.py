@@ -15,6 +15,7 @@ from models.recipe import Recipe
 from training.data.mind import Impressions, MindData, click_counts, history_matrix, read_mind, train_samples
 from training.data.word_vectors import load_word_vectors
 from training.evaluate import impression_metrics
+from training.fallback import recency_popularity
 from training.progress import timed
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ def prepare_news(recipe: Recipe, data_dir, opts) -> tuple[RecModel, NewsTask, Bu
         max_history=model.cfg.his_size,
         histories=histories,
         tokenizer=data.tokenizer.to_dict(),
+        fallback=recency_popularity(data.train, len(data.news)),
+        fallback_kind="recency_popularity",
         data_fingerprint=data.fingerprint,
     )
     return model, NewsTask(model, data), bundle

@@ -24,5 +24,6 @@ async def list_models(registry: RegistryDep) -> list[ModelInfo]:
             user_input=model.bundle.user_input, max_history=model.max_history,
             provider=model.graphs["user_encoder"].provider, metrics=m.get("metrics", {}),
             created_at=m.get("created_at"),
-            fallback_from=fallback.latest if fallback else None, fallback_reason=fallback.reason if fallback else None))
+            fallback=model.bundle.fallback_kind, fallback_from=fallback.latest if fallback else None,
+            fallback_reason=fallback.reason if fallback else None))
     return infos

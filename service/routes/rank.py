@@ -25,9 +25,10 @@ async def rank(request: Request) -> EncodedJSON:
     """Score `candidates` for a user, best first.
 
     The user is `history` (item ids, oldest first) when it is given and non-empty, else the stored history
-    of `user_id` (the bundle's plus events posted since); ConvNCF needs a `user_id` it was trained on.
-    Unknown candidates are returned in `unknown` and not scored; unknown history items are ignored.
-    Histories longer than the model's `max_history` keep their last items.
+    of `user_id` (the bundle's plus events posted since). A user the model cannot score (a `user_id` it does
+    not know and no history; ConvNCF: any user it was not trained on) gets the bundle's fallback ranking,
+    flagged by `fallback` in the response. Unknown candidates are returned in `unknown` and not scored;
+    unknown history items are ignored. Histories longer than the model's `max_history` keep their last items.
     """
     body, state = await parse_body(request, RankRequest), request.app.state
     model, settings = served_model(request, state.registry, body.model), state.settings

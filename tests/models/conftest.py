@@ -7,6 +7,7 @@ from models.registry import KINDS, recipe
 
 N_ITEMS = 40
 ITEMS = [f"item{i}" for i in range(1, N_ITEMS)]
+FALLBACK = [7, 3, 12, 1, 30]  # the tiny bundles' fallback ranking (indices into ITEMS, 1-based), best first
 
 
 def tiny_gru4recf():
@@ -57,4 +58,6 @@ def tiny_bundle_data(kind: str, model, histories: dict | None = None) -> BundleD
     return BundleData(items=ITEMS, item_inputs=inputs, max_history=10, tokenizer=tokenizer,
                       users=[f"u{i}" for i in range(1, model.cfg.n_users)] if by_id else None,
                       histories=None if by_id else (histories or {"u1": ["item1", "item2"]}),
+                      fallback=np.array(FALLBACK, dtype=np.int32),
+                      fallback_kind="recency_popularity" if tokenizer else "popularity",
                       metrics={"valid": {"ndcg@10": 0.1}})

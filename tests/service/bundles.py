@@ -128,6 +128,7 @@ class TinyModel:
     histories: dict[str, list[str]] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)
     vocab: dict[str, int] = field(default_factory=dict)
+    fallback: list[str] = field(default_factory=list)  # the bundle's fallback ranking, best first
 
     @torch.no_grad()
     def item_matrix(self) -> Tensor:
@@ -220,6 +221,12 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
             user_axes = {"item_seq": {0: "batch", 1: "length"}, "seq_len": {0: "batch"}}
             meta = {"score": "raw", "scorer": "dot", "user_input": "sequence"}
     model.users, model.histories = users, histories
+    # A fallback listing a third of the catalog, so some /rank candidates are not in it.
+    model.fallback = rng.sample(items, N_ITEMS // 3)
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([items.index(i) + 1 for i in model.fallback], dtype=np.int32))
+    extra_files["fallback.npy"] = buffer.getvalue()
+    meta["fallback"] = "recency_popularity" if name == "nrms" else "popularity"
     if histories:
         extra_files["histories.json"] = json.dumps(histories).encode()
     (in_name,) = model.item_inputs

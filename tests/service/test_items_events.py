@@ -68,9 +68,10 @@ def test_events_change_the_next_answer_and_drop_the_cached_vector(make_client, m
 def test_events_for_a_new_user_create_a_history(make_client, models):
     client = make_client()
     request = {"model": "bert4rec", "user_id": "newbie", "candidates": ["i1", "i2"]}
-    assert client.post("/rank", json=request).status_code == 422
+    assert client.post("/rank", json=request).json()["fallback"] == "popularity"  # a stranger until now
     client.post("/users/newbie/events", json={"model": "bert4rec", "items": ["i9", "i10"]})
-    assert client.post("/rank", json=request).status_code == 200
+    response = client.post("/rank", json=request)
+    assert response.status_code == 200 and "fallback" not in response.json()
 
 
 def test_local_store_lru_and_expiry():

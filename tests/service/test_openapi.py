@@ -114,3 +114,13 @@ def test_the_description_names_no_fixed_set_of_models(doc):
     description = doc["info"]["description"]
     assert "artifacts folder" in description and "GET /models" in description
     assert not re.search(r"nrms|convncf|gru4rec|bert4rec", description, re.IGNORECASE)
+
+
+def test_the_fallback_flag_is_documented_on_rank_responses(doc):
+    for path in ("/rank", "/recommend"):
+        ok = doc["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok["$ref"] == "#/components/schemas/RankResponse"
+    fallback = doc["components"]["schemas"]["RankResponse"]["properties"]["fallback"]
+    assert {"enum": ["popularity", "recency_popularity"], "type": "string"} in fallback["anyOf"]
+    assert "could not score the user" in fallback["description"]
+    assert "fallback" not in doc["components"]["schemas"]["RankResponse"]["required"]

@@ -64,11 +64,13 @@ def test_bulk_recommend_equals_the_api_per_user(served, kind):
     users = ["u1", "u2", "u9"] if kind == "convncf" else ["u1"]
     records = list(recommend_users(load_for_batch(out / kind), users + ["nobody"], k=5, batch_size=2))
     assert [r["user_id"] for r in records] == users + ["nobody"]
-    assert "unknown user" in records[-1]["error"]
-    for record in records[:-1]:
+    for record in records:  # "nobody" included: the fallback ranking, flagged, as the API gives it
         api = client.post("/recommend", json={"model": kind, "user_id": record["user_id"], "k": 5}).json()
         assert [r["item_id"] for r in record["results"]] == [r["item_id"] for r in api["results"]]
         assert np.allclose([r["score"] for r in record["results"]], [r["score"] for r in api["results"]], atol=1e-5)
+        assert record.get("fallback") == api.get("fallback")
+    assert records[-1]["fallback"] == ("recency_popularity" if kind == "nrms" else "popularity")
+    assert [r["item_id"] for r in records[-1]["results"]] == [ITEMS[i - 1] for i in tiny.FALLBACK]
 
 
 def test_recommend_cli_writes_json_lines(served, tmp_path):
@@ -82,4 +84,5 @@ def test_recommend_cli_writes_json_lines(served, tmp_path):
     assert [line["user_id"] for line in lines] == ["u1", "stranger"]
     assert [r["rank"] for r in lines[0]["results"]] == [1, 2, 3]
     assert set(HISTORY[-10:]).isdisjoint(r["item_id"] for r in lines[0]["results"])
-    assert "unknown user" in lines[1]["error"]
+    assert lines[1]["fallback"] == "popularity" and [r["item_id"] for r in lines[1]["results"]] == [
+        ITEMS[i - 1] for i in tiny.FALLBACK[:3]]

@@ -56,3 +56,15 @@ def test_catalog_result_heads_follow_upserts():
     catalog.upsert(["b", 'c"', "d"], np.ones((3, 2), dtype=np.float32))
     assert catalog.result_heads == [b'{"item_id":' + orjson.dumps(item) + b',"score":' for item in catalog.ids]
     assert catalog.ids == ["", "a", "b", 'c"', "d"]
+
+
+@pytest.mark.parametrize("fallback", [None, "popularity"])
+def test_the_fallback_flag_is_written_last_and_only_when_given(fallback):
+    catalog = Catalog(IDS, np.zeros((len(IDS), 2), dtype=np.float32))
+    scores = np.array([1.0, 0.5])
+    body = ranking_json("m", "v", catalog.result_heads, [3, 1], scores, ["x"], fallback)
+    expected = as_dicts("m", "v", catalog.ids, [3, 1], scores, ["x"])
+    if fallback is not None:  # a model's answer is unchanged; a fallback answer adds the flag
+        expected = expected[:-1] + b',"fallback":"popularity"}'
+    assert body == expected
+    assert json.loads(body).get("fallback") == fallback

@@ -122,3 +122,39 @@ def test_export_checkpoint_refuses_untrained_and_mismatched_checkpoints(tmp_path
     (run_dir / "bundle_data" / "items.json").unlink()
     with pytest.raises(ExportError, match="no id map"):
         export_checkpoint(good, tmp_path / "out")
+
+
+def test_the_fallback_ranking_is_exported_and_survives_a_re_export(exported, tmp_path):
+    from bundle.reader import load_bundle
+    from tests.models.conftest import FALLBACK
+
+    out, models, bundles = exported
+    for kind, path in bundles.items():
+        bundle = load_bundle(path)
+        assert bundle.fallback.tolist() == FALLBACK
+        assert bundle.fallback_kind == ("recency_popularity" if kind == "nrms" else "popularity")
+    model, run_dir = models["bert4rec"], tmp_path / "train"
+    save_bundle_data(bundle_data("bert4rec", model), run_dir / "bundle_data")
+    good = run_dir / "best.pt"
+    torch.save({"model": model.state_dict(), "kind": "bert4rec", "model_config": vars(model.cfg), "epoch": 0}, good)
+    again = load_bundle(export_checkpoint(good, tmp_path / "out"))
+    assert again.fallback.tolist() == FALLBACK and again.manifest["fallback"] == "popularity"
+
+
+@pytest.mark.parametrize(("fallback", "problem"), [([3, 40], "indices must lie in 1..39"),
+                                                    ([3, 3], "listed twice"), ([0], "indices must lie")])
+def test_a_bad_fallback_ranking_is_refused(tmp_path, fallback, problem):
+    model = tiny_models()["bert4rec"]
+    data = bundle_data("bert4rec", model)
+    data.fallback = np.array(fallback)
+    with pytest.raises(ExportError, match=problem):
+        export_bundle(model, data, tmp_path, parity=False)
+
+
+def test_bundle_data_without_a_fallback_exports_a_bundle_without_one(tmp_path):
+    model = tiny_models()["gru4recf"]
+    data = bundle_data("gru4recf", model)
+    data.fallback = None
+    path = export_bundle(model, data, tmp_path, parity=False)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert "fallback" not in manifest and not (path / "fallback.npy").exists()
