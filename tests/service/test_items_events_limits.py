@@ -48,7 +48,7 @@ def test_events_of_only_unknown_ids_change_nothing_and_create_no_user(make_clien
     assert {name: len(registry.get(name).events) for name in HISTORY_MODELS} == before
     assert all(registry.get(name).events.get("ghost") is None for name in HISTORY_MODELS)
     rank = client.post("/rank", json={"model": "bert4rec", "user_id": "ghost", "candidates": ["i1"]})
-    assert rank.status_code == 422 and rank.json()["field"] == "user_id"
+    assert rank.status_code == 200 and rank.json()["fallback"] == "popularity"  # still a user it has never seen
     # a known user's stored history is left as the bundle has it
     assert client.post("/users/u2/events", json={"model": "gru4recf", "items": ["nope"]}).json()["models"] == {
         "gru4recf": len(client.app.state.registry.get("gru4recf").bundle.histories["u2"])}
