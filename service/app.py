@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from service import docs, errors
 from service.access import AccessControl
 from service.body_limit import BodyLimit
-from service.cache import make_store
+from service.cache import RedisStore, make_store
 from service.config import Settings
 from service.hot_routes import HotRoutes, accept, served_routes
 from service.metrics import Metrics
@@ -20,6 +20,8 @@ from service.middleware import LatencyMiddleware
 from service.ranking import Ranker
 from service.registry import Registry
 from service.routes import admin, health, rank, routers
+from service.state import RedisState
+from service.sync import follow_added_items
 
 log = logging.getLogger("recserve")
 
@@ -56,12 +58,19 @@ async def lifespan(app: FastAPI):
     _configure_logging(settings.log_level)
     store = make_store(settings.redis_url, settings.redis_timeout_s, settings.redis_retry_s,
                        settings.local_cache_size, lambda down: metrics.cache_degraded.set(int(down)))
-    registry = Registry(settings, store, metrics)
+    state = None
+    if isinstance(store, RedisStore):  # clicks and added items shared by every worker and replica
+        state = RedisState(lambda: store.client, settings.cache_prefix, settings.events_ttl_s,
+                           lambda exc: log.warning("state store (Redis) unreachable: %s", exc))
+    registry = Registry(settings, store, metrics, state)
     app.state.store, app.state.registry = store, registry
     app.state.ranker = Ranker(store, settings, metrics)
     await run_in_threadpool(registry.load)
     hup = _watch_sighup(registry)
+    sync = asyncio.create_task(follow_added_items(registry, settings)) if state is not None else None
     yield
+    if sync is not None:
+        sync.cancel()
     if hup:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 

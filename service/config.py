@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     max_event_users: int = Field(
         100_000, ge=1, description="Users whose runtime events each model keeps in process; one more drops the "
                                    "least recently updated (its history falls back to the bundle's)")
+    events_ttl_s: int = Field(
+        0, ge=0, description="With Redis: a user's runtime events expire after this long without a new one; 0 = kept")
+    state_poll_s: float = Field(
+        0.25, gt=0, le=1.0, description="With Redis: how often each worker looks for items other replicas added")
     max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused (413) unread")
     # min_length: an empty key would open the door to any `Authorization: Bearer` header (e.g. an unset variable
     # passed through by compose as ""), so it is an error at start, not a silent no-op.

@@ -1,9 +1,12 @@
-"""Clicks posted at runtime (POST /users/{id}/events) for one model, kept in process for a bounded set of users."""
+"""Clicks posted at runtime (POST /users/{id}/events) for one model: in process for a bounded set of users
+(`UserEvents`, one process without Redis), or in Redis, shared by every worker and replica (`SharedEvents`)."""
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+
+from service.state import RedisState
 
 
 class UserEvents:
@@ -42,3 +45,19 @@ class UserEvents:
 
     def __contains__(self, user_id: object) -> bool:
         return user_id in self._users
+
+
+class SharedEvents:
+    """The same interface over Redis: every worker sees an append on its very next request, and the clicks
+    outlive restarts and bundle versions. A read Redis cannot answer is None (the bundle's history serves);
+    an append it cannot store raises StateUnavailable (503)."""
+
+    def __init__(self, state: RedisState, model: str):
+        self.state, self.model = state, model
+
+    def get(self, user_id: str) -> list[str] | None:
+        return self.state.events(self.model, user_id)
+
+    def append(self, user_id: str, items: Sequence[str], keep: int) -> list[str]:
+        self.state.append_events(self.model, user_id, items, keep)
+        return self.get(user_id) or []

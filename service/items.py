@@ -55,9 +55,18 @@ def apply(model: ServedModel, items: Sequence[dict[str, Any]], vectors: np.ndarr
     ids = [item["item_id"] for item in items]
     added, updated = model.catalog.upsert(ids, vectors)
     store.set_many([(model.keys.item(i), to_bytes(v)) for i, v in zip(ids, vectors)], settings.item_ttl_s or None)
-    for item in items:
-        model.added[item["item_id"]] = {"title": item["title"], "category": item.get("category")}
+    model.added.update(raw_inputs(items))
     return {"model": model.name, "version": model.version, "added": added, "updated": updated}
+
+
+def raw_inputs(items: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What is kept of each added item to re-encode it later (a reload, another replica): title and category."""
+    return {item["item_id"]: {"title": item["title"], "category": item.get("category")} for item in items}
+
+
+def changed_items(model: ServedModel, stored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored added items this model has not applied as they are now (new ids, or new titles)."""
+    return [raw | {"item_id": item} for item, raw in stored.items() if model.added.get(item) != raw]
 
 
 def add_items(model: ServedModel, items: Sequence[dict[str, Any]], store: Store, settings: Settings) -> dict:

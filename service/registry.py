@@ -13,9 +13,10 @@ from bundle.contract import BundleError
 from bundle.reader import discover, older_versions, read_latest, resolve_latest
 from service.cache import Store
 from service.config import Settings
-from service.events import UserEvents
+from service.events import SharedEvents, UserEvents
 from service.metrics import Metrics
 from service.model import ServedModel, load_model
+from service.state import RedisState
 
 log = logging.getLogger("recserve.registry")
 
@@ -39,8 +40,8 @@ class Fallback:
 class Registry:
     """Model name -> ServedModel, plus the per-model runtime state that outlives a bundle version."""
 
-    def __init__(self, settings: Settings, store: Store, metrics: Metrics):
-        self.settings, self.store, self.metrics = settings, store, metrics
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics, state: RedisState | None = None):
+        self.settings, self.store, self.metrics, self.state = settings, store, metrics, state
         self.models: dict[str, ServedModel] = {}
         self.failed: dict[str, str] = {}
         self.fallbacks: dict[str, Fallback] = {}
@@ -121,9 +122,12 @@ class Registry:
 
     def _load_one(self, name: str, path) -> ServedModel:
         if name not in self._events:
-            self._events[name] = UserEvents(self.settings.max_event_users)
+            self._events[name] = (SharedEvents(self.state, name) if self.state is not None
+                                  else UserEvents(self.settings.max_event_users))
         events = self._events[name]
         added = self._added.setdefault(name, {})
+        if self.state is not None:  # what every replica added, re-encoded by this version's encoder below
+            added.update(self.state.added_items(name))
         model = load_model(path, self.settings, self.store, self.metrics, events, added)
         if added and model.tokenizer is not None:
             replay = [i for i in list(added) if i not in model.catalog.index]  # a copy: /items may add meanwhile

@@ -1,7 +1,8 @@
 """What clients write: clicks appended to users' histories and items added to a catalog. State, not cache.
 
-Every worker and replica reads and writes the same state when Redis is configured, so they agree, and it
-outlives restarts and bundle versions (keys name the model, never a version). State keys carry no TTL
+With Redis configured (`RedisState`) every worker and replica reads and writes the same state, so they
+agree, and it outlives restarts and bundle versions (keys name the model, never a version). Without Redis
+one process keeps it in memory (`service/events.py` UserEvents, the registry's added items). State keys carry no TTL
 (an operator may set one for inactive users' events), so an eviction policy of `volatile-*` never drops
 them, while the vector cache's keys, which all carry TTLs, stay evictable.
 
@@ -18,14 +19,10 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
-import redis
-
-from service.cache import digest
+from service.cache import REDIS_ERRORS, Client, digest
 from service.errors import ServiceError
 
 log = logging.getLogger("recserve.state")
@@ -39,75 +36,19 @@ class StateUnavailable(ServiceError):
                               "nothing was written, retry later")
 
 
-class State(Protocol):
-    """The state store: LocalState in one process without Redis, RedisState otherwise."""
-
-    shared: bool  # True when other processes see the same state
-
-    def events(self, model: str, user_id: str) -> list[str] | None:
-        """The clicks appended to the user's history in `model`, oldest first; None when there are none."""
-
-    def append_events(self, model: str, user_id: str, items: Sequence[str], cap: int) -> int:
-        """Append `items`, keep the last `cap`; returns how many the user has now."""
-
-    def added_items(self, model: str) -> dict[str, dict[str, Any]]:
-        """Every item added to `model`: item_id -> its raw input (title, category, ...)."""
-
-    def add_items(self, model: str, items: dict[str, dict[str, Any]]) -> None:
-        """Store (or replace) raw inputs of added items."""
-
-    def added_seq(self, model: str) -> int | None:
-        """A number that changes whenever `model`'s added items change; None when it cannot be read."""
-
-
-class LocalState:
-    """State of one process (no Redis): events of at most `max_users` users per model, least recently
-    written dropped first, so a client cannot grow memory without bound."""
-
-    shared = False
-
-    def __init__(self, max_users: int):
-        self.max_users = max_users
-        self._events: dict[str, OrderedDict[str, list[str]]] = {}
-        self._added: dict[str, dict[str, dict[str, Any]]] = {}
-        self._seq: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def events(self, model: str, user_id: str) -> list[str] | None:
-        found = self._events.get(model, {}).get(user_id)
-        return list(found) if found else None
-
-    def append_events(self, model: str, user_id: str, items: Sequence[str], cap: int) -> int:
-        with self._lock:
-            users = self._events.setdefault(model, OrderedDict())
-            kept = [*users.pop(user_id, []), *items][-cap:]
-            users[user_id] = kept
-            while len(users) > self.max_users:
-                users.popitem(last=False)
-            return len(kept)
-
-    def added_items(self, model: str) -> dict[str, dict[str, Any]]:
-        return dict(self._added.get(model, {}))
-
-    def add_items(self, model: str, items: dict[str, dict[str, Any]]) -> None:
-        with self._lock:
-            self._added.setdefault(model, {}).update(items)
-            self._seq[model] = self._seq.get(model, 0) + 1
-
-    def added_seq(self, model: str) -> int | None:
-        return self._seq.get(model, 0)
-
-
 class RedisState:
     """State in Redis (or a Redis Cluster: each call touches one hash tag). `events_ttl_s` > 0 expires a
     user's events after that long without a new one."""
 
-    shared = True
-
-    def __init__(self, client: redis.Redis, prefix: str, events_ttl_s: int = 0,
+    def __init__(self, client: Callable[[], Client], prefix: str, events_ttl_s: int = 0,
                  on_error: Callable[[Exception], None] = lambda exc: None):
-        self.client, self.prefix, self.events_ttl_s = client, prefix, events_ttl_s
+        self._client, self.prefix, self.events_ttl_s = client, prefix, events_ttl_s
         self._on_error = on_error
+
+    @property
+    def client(self) -> Client:
+        """The cache's client (built on first use: a cluster client connects when built)."""
+        return self._client()
 
     def _events_key(self, model: str, user_id: str) -> str:
         return f"{self.prefix}:{{u.{digest(user_id)}}}:{model}:events"
@@ -118,7 +59,7 @@ class RedisState:
     def _read(self, fn: Callable[[], Any], default: Any) -> Any:
         try:
             return fn()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._on_error(exc)
             return default
 
@@ -128,15 +69,15 @@ class RedisState:
 
     def append_events(self, model: str, user_id: str, items: Sequence[str], cap: int) -> int:
         key = self._events_key(model, user_id)
-        pipe = self.client.pipeline(transaction=True)  # one key: atomic on a cluster too
-        pipe.rpush(key, *items)
-        pipe.ltrim(key, -cap, -1)
-        if self.events_ttl_s:
-            pipe.expire(key, self.events_ttl_s)
-        pipe.llen(key)
         try:
+            pipe = self.client.pipeline(transaction=True)  # one key: atomic on a cluster too
+            pipe.rpush(key, *items)
+            pipe.ltrim(key, -cap, -1)
+            if self.events_ttl_s:
+                pipe.expire(key, self.events_ttl_s)
+            pipe.llen(key)
             return int(pipe.execute()[-1])
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._on_error(exc)
             raise StateUnavailable(f"the events of user {user_id!r}", exc) from exc
 
@@ -145,12 +86,12 @@ class RedisState:
         return {item.decode(): json.loads(value) for item, value in raw.items()}
 
     def add_items(self, model: str, items: dict[str, dict[str, Any]]) -> None:
-        pipe = self.client.pipeline(transaction=True)  # both keys share the model's tag
-        pipe.hset(self._added_key(model), mapping={i: json.dumps(v, ensure_ascii=False) for i, v in items.items()})
-        pipe.incr(self._added_key(model, "added-seq"))
         try:
+            pipe = self.client.pipeline(transaction=True)  # both keys share the model's tag
+            pipe.hset(self._added_key(model), mapping={i: json.dumps(v, ensure_ascii=False) for i, v in items.items()})
+            pipe.incr(self._added_key(model, "added-seq"))
             pipe.execute()
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             self._on_error(exc)
             raise StateUnavailable(f"{len(items)} added item(s) of model {model!r}", exc) from exc
 

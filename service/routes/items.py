@@ -6,7 +6,7 @@ from anyio import CapacityLimiter
 from fastapi import APIRouter, Request
 
 from service.errors import documented, unprocessable
-from service.items import apply, check, check_room, encode
+from service.items import apply, check, check_room, encode, raw_inputs
 from service.responses import FastJSON
 from service.routes.deps import RegistryDep, SettingsDep, StoreDep, served_model
 from service.schemas import ItemsRequest, ItemsResponse
@@ -50,4 +50,6 @@ async def post_items(body: ItemsRequest, request: Request, registry: RegistryDep
     # Back on the loop, where every apply runs, one at a time. Check again: other requests may have added
     # items while this one was encoding.
     check_room(model, [item["item_id"] for item in items], settings)
+    if registry.state is not None:  # stored for every replica first: a 503 here leaves nothing half-added
+        await anyio.to_thread.run_sync(registry.state.add_items, model.name, raw_inputs(items))
     return FastJSON(apply(model, items, vectors, store, settings))

@@ -122,9 +122,11 @@ def prefix() -> str:
 TIMEOUT_S = 1.0
 
 
-def user_keys(cluster: Cluster, prefix: str, user_id: str) -> list[bytes]:
+def user_keys(cluster: Cluster, prefix: str, user_id: str, kind: str = "user") -> list[bytes]:
+    """The user's vector keys (kind "user") or event lists (kind "events") in the cluster."""
     tag = f"{{u.{digest(user_id)}}}"
-    return [k for keys in cluster.keys_by_node(f"{prefix}:{tag}:*").values() for k in keys]
+    return [k for keys in cluster.keys_by_node(f"{prefix}:{tag}:*").values() for k in keys
+            if k.split(b":")[-1 if kind == "events" else -2] == kind.encode()]
 
 
 def test_every_route_works_and_users_spread_over_the_nodes(cluster, make_client, models, prefix):
@@ -163,6 +165,8 @@ def test_every_route_works_and_users_spread_over_the_nodes(cluster, make_client,
     assert events.status_code == 200
     assert events.json()["models"] == {"bert4rec": len(models["bert4rec"].histories["u6"]) + 2}
     assert user_keys(cluster, prefix, "u6") == []
+    (events_key,) = user_keys(cluster, prefix, "u6", "events")  # the clicks: state, on the user's node, no TTL
+    assert cluster.node(next(p for p, k in cluster.keys_by_node(events_key.decode()).items() if k)).ttl(events_key) == -1
     assert client.post("/rank", json=rank).status_code == 200
     after = user_keys(cluster, prefix, "u6")
     assert len(after) == 1 and after != before

@@ -1,18 +1,18 @@
-"""The state store on its own: the in-process one and the real Redis one behave alike; Redis writes that
+"""The Redis state store on its own: events appended and capped, added items and their counter; writes that
 cannot be stored raise (503), reads fail open."""
 import socket
 
 import pytest
 import redis
 
-from service.state import LocalState, RedisState, StateUnavailable
+from service.state import RedisState, StateUnavailable
+
+CLIENT = redis.Redis.from_url("redis://127.0.0.1:6379/0")
 
 
-@pytest.fixture(params=["local", "redis"])
-def state(request, redis_prefix):
-    if request.param == "local":
-        return LocalState(max_users=100)
-    return RedisState(redis.Redis.from_url("redis://127.0.0.1:6379/0"), redis_prefix)
+@pytest.fixture
+def state(redis_prefix):
+    return RedisState(lambda: CLIENT, redis_prefix)
 
 
 def test_events_append_in_order_capped_per_model_and_user(state):
@@ -36,21 +36,12 @@ def test_added_items_and_their_counter(state):
     assert state.added_seq("m") != before and state.added_items("other") == {}
 
 
-def test_local_state_keeps_the_most_recently_written_users():
-    state = LocalState(max_users=3)
-    for user in ["u1", "u2", "u3", "u4"]:
-        state.append_events("m", user, ["a"], cap=5)
-    state.append_events("m", "u2", ["b"], cap=5)
-    state.append_events("m", "u5", ["c"], cap=5)
-    assert [u for u in ["u1", "u2", "u3", "u4", "u5"] if state.events("m", u)] == ["u2", "u4", "u5"]
-
-
 def test_redis_events_expire_when_a_ttl_is_set(redis_prefix, redis_client):
-    state = RedisState(redis.Redis.from_url("redis://127.0.0.1:6379/0"), redis_prefix, events_ttl_s=60)
+    state = RedisState(lambda: CLIENT, redis_prefix, events_ttl_s=60)
     state.append_events("m", "u1", ["a"], cap=5)
     (key,) = redis_client.keys(f"{redis_prefix}:*:m:events")
     assert 0 < redis_client.ttl(key) <= 60
-    no_ttl = RedisState(redis.Redis.from_url("redis://127.0.0.1:6379/0"), redis_prefix)
+    no_ttl = RedisState(lambda: CLIENT, redis_prefix)
     no_ttl.add_items("m", {"N1": {"title": "t"}})
     no_ttl.append_events("m", "u2", ["a"], cap=5)
     assert all(redis_client.ttl(k) == -1 for k in redis_client.keys(f"{redis_prefix}:*") if k != key)
@@ -61,7 +52,8 @@ def test_an_unreachable_redis_refuses_writes_and_fails_reads_open():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here
     errors = []
-    state = RedisState(redis.Redis(port=port, socket_timeout=0.2, socket_connect_timeout=0.2), "p", on_error=errors.append)
+    client = redis.Redis(port=port, socket_timeout=0.2, socket_connect_timeout=0.2)
+    state = RedisState(lambda: client, "p", on_error=errors.append)
     with pytest.raises(StateUnavailable) as refused:
         state.append_events("m", "u1", ["a"], cap=5)
     assert refused.value.status == 503 and "nothing was written" in refused.value.message
