@@ -22,7 +22,8 @@ MEANINGS = {
     422: "Invalid request: `field` names the first problem; a body that fails validation lists each in `errors`",
     429: "The model keeps as many added items as RECSERVE_MAX_ADDED_ITEMS allows (`field` is `items`); "
          "nothing was added",
-    503: "No model is loaded yet (GET /readyz says why)",
+    503: "No model is loaded yet (GET /readyz says why), or (events, items) the state store, Redis, could not "
+         "take the write: nothing was written",
 }
 ADMIN_MEANINGS = {
     401: "Missing or wrong admin key: `Authorization: Bearer <RECSERVE_ADMIN_KEY>`; without an admin key, a loopback "

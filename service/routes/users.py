@@ -18,8 +18,9 @@ async def post_events(body: EventsRequest, request: Request, registry: RegistryD
                                           description=f"The user: {ID_RULE}")) -> FastJSON:
     """Append clicked `items` (oldest first) to the user's history in `model`, or in every model that keeps
     histories. The user's cached vector is dropped, so the next /rank or /recommend with only `user_id`
-    reflects the clicks. Runtime histories are kept in memory (and across reloads), not on disk, for at most
-    RECSERVE_MAX_EVENT_USERS users per model (the least recently updated are dropped first).
+    reflects the clicks. With Redis the clicks are stored there, for every worker and replica, before this
+    answers (503 if they cannot be: nothing was written); without it they are kept in this process for at
+    most RECSERVE_MAX_EVENT_USERS users per model (the least recently updated are dropped first).
 
     A model stores only the ids it knows; the others come back in `unknown`, per model. Ids unknown to a
     model change nothing there (no user is created).
