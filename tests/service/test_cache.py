@@ -9,6 +9,7 @@ import redis
 
 from service.cache import Keys, LocalStore, NearCache, RedisStore
 from tests.service.bundles import build
+from tests.service.processes import free_port
 
 RANK = {"model": "bert4rec", "user_id": "u1", "candidates": ["i1", "i2", "i3"]}
 
@@ -78,12 +79,6 @@ def test_near_cache_reads_through_writes_through_and_deletes_both(redis_prefix, 
     assert cache.get_many([a, b, c]) == [None, b"B", b"C"]  # a was the least recent of 2 entries
     cache.delete([b])
     assert redis_client.get(b) is None and cache.get_many([b]) == [None]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_redis(port: int) -> subprocess.Popen:

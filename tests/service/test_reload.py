@@ -4,14 +4,13 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 
 from tests.service.bundles import build
+from tests.service.processes import free_port, wait_for
 
 V0, V1, V1B = "20251231T000000Z-00000000", "20260101T000000Z-00000001", "20260101T120000Z-0000001b"
 V2, V3, V4 = "20260102T000000Z-00000002", "20260103T000000Z-00000003", "20260104T000000Z-00000004"
@@ -64,25 +63,12 @@ def test_bad_bundle_at_start_is_refused_and_reported(make_client, artifacts):
 
 
 def test_server_process_reloads_on_sighup(artifacts):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     code = f"from service.server import serve; serve({str(artifacts)!r}, '127.0.0.1', {port}, 1)"
     env = {**os.environ, "RECSERVE_REDIS_URL": "", "RECSERVE_LOG_LEVEL": "warning"}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        def wait_for(check):
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    if check():
-                        return
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
-            raise AssertionError("timed out")
-
         wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
         build(artifacts, "gru4recf", version=V2, seed=3)
         proc.send_signal(signal.SIGHUP)

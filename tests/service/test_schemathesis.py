@@ -3,10 +3,8 @@ generated requests per operation, none answered with a 5xx or a response that br
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -14,29 +12,20 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from tests.service.bundles import build_all
+from tests.service.processes import free_port, wait_for
 
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
     artifacts = tmp_path_factory.mktemp("schemathesis-artifacts")
     build_all(artifacts)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "RECSERVE_ARTIFACTS": str(artifacts), "RECSERVE_REDIS_URL": "", "RECSERVE_LOG_LEVEL": "error"}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not get ready"
-            time.sleep(0.1)
+        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
         yield schemathesis.openapi.from_url(f"{url}/openapi.json")
     finally:
         proc.terminate()

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import httpx
-import pytest
 
 from tests.service.bundles import build
+from tests.service.processes import free_port, wait_for
 
 REDIS = "redis://127.0.0.1:6379/0"
 NEWS = {"model": "nrms", "items": [{"item_id": "FRESH", "title": "w3 w7 w7 w12", "category": "sports"}]}
@@ -116,12 +115,6 @@ def test_two_worker_processes_agree(bundles, redis_prefix):
         proc.wait(20)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _pings(port: int) -> bool:
     import redis
 
@@ -129,15 +122,3 @@ def _pings(port: int) -> bool:
         return redis.Redis(port=port, socket_timeout=0.2).ping()
     except redis.RedisError:
         return False
-
-
-def wait_for(check, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    pytest.fail("timed out")
