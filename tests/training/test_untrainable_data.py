@@ -61,3 +61,99 @@ def test_some_short_users_only_drop_out_of_validation_and_test(tmp_path, capsys)
     inter = write_inter(tmp_path / "data", [4, 3, 2, 1])
     assert train(inter.parent, tmp_path / "out", "convncf") == 0
     assert (tmp_path / "out" / "convncf" / "LATEST").is_file()
+
+
+# --- MIND data with nothing to learn from or score, and models whose metric is not a number ----------------
+
+def previous_latest(out: Path, kind: str) -> Path:
+    """An artifacts folder whose LATEST names an earlier bundle, which a refused run must leave alone."""
+    (out / kind).mkdir(parents=True)
+    (out / kind / "LATEST").write_text("earlier-version\n")
+    return out / kind / "LATEST"
+
+
+def assert_untouched(latest: Path) -> None:
+    """LATEST still names the earlier bundle, and no bundle folder was added beside the run's train/."""
+    assert latest.read_text() == "earlier-version\n"
+    assert {p.name for p in latest.parent.iterdir()} <= {"LATEST", "train"}
+
+
+@pytest.fixture
+def mind(tmp_path) -> Path:
+    from training.data.mind_synthetic import write_synthetic_mind
+
+    return write_synthetic_mind(tmp_path / "mind", n_news=40, n_users=20, seed=0)
+
+
+def rewrite_behaviors(folder: Path, change) -> Path:
+    """Apply `change(line, is_last_day)` to every line of folder/behaviors.tsv."""
+    path = folder / "behaviors.tsv"
+    lines = path.read_text().splitlines()
+    days = [line.split("\t")[2].split(" ")[0] for line in lines]
+    last = max(days, key=lambda d: tuple(int(x) for x in reversed(d.split("/"))))
+    path.write_text("\n".join(change(line, day == last) for line, day in zip(lines, days)) + "\n")
+    return path
+
+
+def test_mind_behaviors_naming_no_news_of_news_tsv_are_refused_when_read(tmp_path, mind, capsys):
+    # The reported case: it trained on nothing, scored NaN, exported, and LATEST moved to the NaN bundle.
+    behaviors = rewrite_behaviors(mind, lambda line, _: line.replace("\tN", "\tX").replace(" N", " X"))
+    latest = previous_latest(tmp_path / "out", "nrms")
+    assert train(mind, tmp_path / "out", "nrms") == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"recserve: error: {behaviors}: none of its ")
+    assert "impressions has a candidate news of news.tsv" in line and "e.g. X1" in line
+    assert_untouched(latest)
+
+
+@pytest.mark.parametrize("part", ["training", "validation"])
+def test_mind_with_no_impression_to_learn_from_or_score_is_one_error(tmp_path, mind, capsys, part):
+    # Every candidate clicked: no impression has a non-clicked news to learn or rank against.
+    behaviors = rewrite_behaviors(mind, lambda line, last: line.replace("-0", "-1")
+                                  if last == (part == "validation") else line)
+    assert train(mind, tmp_path / "out", "nrms") == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"recserve: error: {behaviors}: none of its ")
+    assert f"{part} " in line and "impressions has both a clicked and a non-clicked news of news.tsv" in line
+    assert ("nothing to train on" if part == "training" else "--valid-behaviors") in line
+    assert not (tmp_path / "out" / "nrms").exists()
+
+
+def test_a_nan_validation_metric_is_not_exported(tmp_path, mind, capsys, monkeypatch):
+    # Whatever makes the monitored metric NaN (data the checks above miss, a model that diverged), the
+    # service must not be pointed at the model.
+    import training.news
+
+    monkeypatch.setattr(training.news, "impression_metrics",
+                        lambda labels, scores: dict.fromkeys(["group_auc", "mrr", "ndcg@5", "ndcg@10"], float("nan")))
+    latest = previous_latest(tmp_path / "out", "nrms")
+    assert train(mind, tmp_path / "out", "nrms") == 2
+    line = one_error_line(capsys)
+    assert line.startswith("recserve: error: not exporting nrms: its validation group_auc is nan; likely cause: ")
+    assert "LATEST unchanged" in line
+    assert_untouched(latest)
+
+
+@pytest.fixture
+def atomic(tmp_path) -> Path:
+    from training.data.synthetic import write_synthetic_atomic
+
+    return write_synthetic_atomic(tmp_path / "atomic", n_users=30, n_items=20, interactions_per_user=(5, 8))
+
+
+def test_an_interaction_model_that_diverged_is_not_exported(tmp_path, atomic, capsys):
+    # One step at an absurd rate leaves weights whose scores are NaN; the loss of that step was still finite.
+    latest = previous_latest(tmp_path / "out", "convncf")
+    assert train(atomic, tmp_path / "out", "convncf", "--max-steps", "1", "--batch-size", "16", "--lr", "1e30") == 2
+    line = one_error_line(capsys)
+    assert line.startswith("recserve: error: not exporting convncf: its validation ndcg@10 is ")
+    assert "training diverged" in line and "--lr" in line
+    assert_untouched(latest)
+
+
+def test_a_nan_loss_is_one_line_and_not_exported(tmp_path, atomic, capsys):
+    latest = previous_latest(tmp_path / "out", "convncf")
+    assert train(atomic, tmp_path / "out", "convncf", "--max-steps", "3", "--batch-size", "16", "--lr", "1e30") == 2
+    line = one_error_line(capsys)
+    assert line.startswith("recserve: error: not exporting convncf: loss became nan at epoch 1/1, step 2; lower --lr")
+    assert_untouched(latest)
