@@ -32,7 +32,16 @@ def weights_hash(model: RecModel) -> str:
     return digest.hexdigest()
 
 
+def nonfinite_weights(model: RecModel) -> list[str]:
+    """The parameters holding NaN or infinity: a diverged model, whose every score would be NaN."""
+    return [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+
+
 def validate(model: RecModel, data: BundleData) -> None:
+    bad = nonfinite_weights(model)
+    if bad:  # caught here, not by the parity check's "differ by nan" further on
+        raise ExportError(f"{model.kind}'s weights are not finite ({', '.join(bad[:3])}"
+                          f"{', ...' if len(bad) > 3 else ''}): training diverged; train again with a lower --lr")
     n_items = model.n_items - 1
     if not data.items:
         raise ExportError("the bundle has no item id map (items is empty)")

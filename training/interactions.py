@@ -6,6 +6,7 @@ of negatives, so no Python loop runs per sample.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -126,12 +127,52 @@ def histories(data: InteractionData) -> dict[str, list[str]]:
             for s, chunk in zip(starts, np.split(data.item, bounds))}
 
 
+def interaction_counts(data: InteractionData) -> np.ndarray:
+    """Each user's number of interactions (after the filters)."""
+    return np.bincount(data.user, minlength=len(data.users))[1:]
+
+
+def filter_hint(opts) -> str:
+    """What the filters can and cannot do about users with too few interactions."""
+    hint = "--k-core cannot help (it only drops users and items with fewer interactions)"
+    if opts.min_rating is not None:
+        hint += f"; --min-rating {opts.min_rating:g} dropped the interactions rated lower: a lower one, or none, keeps more"
+    return hint
+
+
+def require_validation_targets(data: InteractionData, split: Split, inter_path: Path, opts) -> None:
+    """Refuse data whose leave-one-out split has nobody to validate on. A user needs 3 interactions to have a
+    validation target (the last is the test target, the one before the validation target); users with fewer
+    only drop out of validation (2: train + test) or of both phases (1), which is fine while some remain,
+    but with none left evaluation has nothing to score (it failed deep in torch.cat)."""
+    if len(split.valid):
+        return
+    counts = interaction_counts(data)
+    raise DataError(inter_path, None,
+                    f"no user has the 3 or more interactions the leave-one-out split needs to hold out a "
+                    f"validation and a test target (of {len(counts)} users: {(counts == 2).sum()} with 2, "
+                    f"{(counts == 1).sum()} with 1), so nothing is left to validate on; the data needs users with "
+                    f"at least 3 interactions each, and more to train on; {filter_hint(opts)}")
+
+
+def no_sequences_problem(kind: str, data: InteractionData, opts) -> str:
+    """Why a sequence model has no training sample: it learns to predict each training item from the ones
+    before it, so a user needs 2 training items, which is 4 interactions with the 2 targets held out."""
+    counts = interaction_counts(data)
+    return (f"{kind} learns from the order of each user's training items, and no user has the 4 or more "
+            f"interactions that leave 2 of them besides the validation and test targets (of {len(counts)} "
+            f"users: {(counts == 3).sum()} with 3, none with more), so nothing is left to train on; the data needs "
+            f"users with at least 4 interactions; {filter_hint(opts)}")
+
+
 def prepare_interactions(recipe: Recipe, data_dir, opts) -> tuple[RecModel, InteractionTask, BundleData]:
     """Read RecBole atomic files, split them, build the recipe's model and the bundle data it will ship:
     the user id map for a model of user ids, the users' histories for a model of sequences, and the
     fallback ranking for users it cannot score (training interactions only: no validation or test target)."""
     data = read_atomic(data_dir, min_rating=opts.min_rating, k_core=opts.k_core)
+    inter_path = Path(data_dir) / f"{data.name}.inter"
     split = leave_one_out(data)
+    require_validation_targets(data, split, inter_path, opts)
     try:
         config = recipe.build_config(data, opts)
     except DatasetMismatch as err:
@@ -139,6 +180,8 @@ def prepare_interactions(recipe: Recipe, data_dir, opts) -> tuple[RecModel, Inte
     model = recipe.model(config)
     recipe.attach(model, data, opts)
     task = InteractionTask(model, data, split, max_seq_length=opts.max_seq_length)
+    if task.size == 0:
+        raise DataError(inter_path, None, no_sequences_problem(recipe.kind, data, opts))
     by_id = model.user_input == "user_id"
     bundle = BundleData(
         items=data.items.ids[1:],

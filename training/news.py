@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from torch import Tensor
 from bundle.data import BundleData
 from models.base import RecModel
 from models.recipe import Recipe
+from training.data.errors import DataError
 from training.data.mind import Impressions, MindData, click_counts, history_matrix, read_mind, train_samples
 from training.data.word_vectors import load_word_vectors
 from training.evaluate import impression_metrics
@@ -82,10 +84,32 @@ def user_histories(data: MindData) -> dict[str, list[str]]:
     return out
 
 
+def require_clicks(imps: Impressions, path: Path, which: str, consequence: str) -> None:
+    """NRMS learns from each click against the non-clicked news of its impression, and group AUC scores an
+    impression with both: without one such impression an epoch has no batch, or every metric is NaN."""
+    if click_counts(imps)["usable"]:
+        return
+    raise DataError(path, None, f"none of its {len(imps)} {which} impressions has both a clicked and a "
+                                f"non-clicked news of news.tsv: {consequence}")
+
+
+def require_usable_impressions(data: MindData, data_dir: Path, opts) -> None:
+    """Both halves of the data need an impression NRMS can use, each reported against its own file."""
+    behaviors = Path(data_dir) / "behaviors.tsv"
+    require_clicks(data.train, behaviors, "training", "nothing to train on")
+    if opts.valid_behaviors is not None:
+        require_clicks(data.valid, Path(opts.valid_behaviors), "validation", "nothing to validate on")
+    else:
+        day = data.valid.time.astype("datetime64[D]").max()
+        require_clicks(data.valid, behaviors, f"validation (the last day, {day})",
+                       "nothing to validate on; --valid-behaviors can name another behaviors.tsv to validate on")
+
+
 def prepare_news(recipe: Recipe, data_dir, opts) -> tuple[RecModel, NewsTask, BundleData]:
     """Read MIND files (and word vectors when asked), build the recipe's model and the bundle data: title
     tokens as item inputs, the tokenizer that makes them from new titles, and the users' click histories."""
     data = read_mind(data_dir, valid_behaviors=opts.valid_behaviors)
+    require_usable_impressions(data, data_dir, opts)
     if opts.word_vectors:
         with timed(log, f"loading word vectors ({opts.word_vectors}) for {len(data.tokenizer.vocab)} words") as notes:
             data.word_vectors, coverage = load_word_vectors(opts.word_vectors, data.tokenizer.vocab)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 
 from models.registry import build_model, config_dict, recipe
 from training.bundle_data import load_bundle_data, save_bundle_data
-from training.export import ExportError, export_bundle
+from training.export import ExportError, export_bundle, nonfinite_weights
 from training.loop import TrainConfig, fit, load_checkpoint
 from training.plots import plot_curves
 
@@ -65,7 +66,10 @@ def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig
     run_dir.mkdir(parents=True, exist_ok=True)
     save_bundle_data(bundle_data, run_dir / "bundle_data")
     meta = {"kind": model_kind, "model_config": config_dict(model)}
-    result = fit(task, cfg, run_dir, resume=resume, meta=meta)
+    try:
+        result = fit(task, cfg, run_dir, resume=resume, meta=meta)
+    except FloatingPointError as err:  # the loop's non-finite loss: one line, like a metric that is not a number
+        raise ExportError(f"not exporting {model_kind}: {err}; no bundle written, LATEST unchanged") from None
     with torch.no_grad():
         metrics = {phase: task.evaluate(phase) for phase in task.phases}
     metrics["best_epoch"] = result.best_epoch
@@ -75,8 +79,24 @@ def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig
     bundle_data.metrics = {phase: metrics[phase] for phase in task.phases}
     bundle_data.training = {"train_config": asdict(cfg), "best_epoch": result.best_epoch, "data": str(data_dir)}
     save_bundle_data(bundle_data, run_dir / "bundle_data")
+    require_finite_metric(model_kind, model, cfg.monitor, metrics["valid"][cfg.monitor], run_dir)
     bundle = export_bundle(model, bundle_data, out)
     return RunResult(bundle, run_dir, metrics)
+
+
+def require_finite_metric(kind: str, model, monitor: str, value: float, run_dir: Path) -> None:
+    """The last line of defence before a bundle is written and LATEST moves: the service would load a model
+    whose validation metric is not a number all the same. Data that leaves nothing to score is refused when
+    read; this also catches a model that diverged."""
+    if math.isfinite(value):
+        return
+    if nonfinite_weights(model) or math.isinf(value):  # an infinite rank metric comes from NaN scores
+        cause = "training diverged (the model's weights or scores are not finite); a lower --lr may help"
+    else:
+        cause = ("the validation data had nothing to score (no user with a validation target, or no impression "
+                 "with a clicked and a non-clicked known news), or the model's scores are NaN")
+    raise ExportError(f"not exporting {kind}: its validation {monitor} is {value}; likely cause: {cause}; no "
+                      f"bundle written, LATEST unchanged (the run's metrics: {run_dir / 'metrics.json'})")
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None) -> Path:

@@ -90,6 +90,16 @@ def test_convncf_needs_its_user_map(tmp_path):
         export_bundle(model, data, tmp_path)
 
 
+def test_a_model_with_weights_that_are_not_finite_is_refused(tmp_path):
+    # A diverged model: every score it gives would be NaN, which the service would load all the same.
+    model = tiny_models()["bert4rec"]
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(ExportError, match=r"bert4rec's weights are not finite \(.+\): training diverged"):
+        export_bundle(model, bundle_data("bert4rec", model), tmp_path)
+    assert not (tmp_path / "bert4rec").exists()
+
+
 def test_a_full_disk_gives_a_clear_error_and_no_partial_bundle(tmp_path, monkeypatch):
     model = tiny_models()["bert4rec"]
 

@@ -11,7 +11,8 @@ Formats (tab-separated, UTF-8, no header):
   (may be empty), space-separated ``NEWSID-LABEL`` candidates (label 0/1). Exactly 5 columns.
 
 Blank lines are skipped. News ids in behaviors that are not in the news files are skipped (history items
-and candidates alike) and counted, with one warning per behaviors file.
+and candidates alike) and counted, with one warning per behaviors file; a behaviors file none of whose
+candidates is a known news (news.tsv from another download, say) is a ``DataError``.
 
 Indices: news index 0 is ``"[PAD]"``; real news are 1..N in file order. Histories keep the file's order
 (oldest first) and repeats. Impressions whose candidates were all unknown are kept with zero candidates.
@@ -240,6 +241,11 @@ def _parse_behaviors(path: Path, lines: list[str], index: dict[str, int]):
         h_lens.append(len(h))
         c_lens.append(len(c_items) - n_before)
 
+    if imp_ids and not c_items:  # every impression would be skipped later: nothing to train on or score
+        examples = ", ".join(sorted(missing)[:3])
+        raise DataError(path, None, f"none of its {len(imp_ids)} impressions has a candidate news of news.tsv "
+                                    f"({len(missing)} news ids it names are not there, e.g. {examples}): nothing "
+                                    f"to train on or score; is news.tsv from the same MIND download as this file?")
     imps = Impressions(
         impression_id=imp_ids,
         user_id=users,
