@@ -5,6 +5,7 @@ import socket
 import pytest
 import redis
 
+from service.cache import redis_client
 from service.state import RedisState, StateUnavailable
 
 CLIENT = redis.Redis.from_url("redis://127.0.0.1:6379/0")
@@ -52,7 +53,7 @@ def test_an_unreachable_redis_refuses_writes_and_fails_reads_open():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here
     errors = []
-    client = redis.Redis(port=port, socket_timeout=0.2, socket_connect_timeout=0.2)
+    client = redis_client(f"redis://127.0.0.1:{port}/0", 0.2)  # the service's: no retries
     state = RedisState(lambda: client, "p", on_error=errors.append)
     with pytest.raises(StateUnavailable) as refused:
         state.append_events("m", "u1", ["a"], cap=5)
