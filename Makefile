@@ -16,7 +16,9 @@ $(BIN)/python:
 # Reinstall only when the package metadata changes.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[train,serve,glove,dev]"
+	# --no-compile: pip would byte-compile every file of torch & co. (about a minute on 2 cores); Python compiles
+	# what is imported, when it is imported.
+	$(BIN)/pip install -q --no-compile -e ".[train,serve,glove,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
