@@ -18,14 +18,11 @@ Keys (see service/cache.py for the cache's):
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from service.cache import REDIS_ERRORS, Client, digest
 from service.errors import ServiceError
-
-log = logging.getLogger("recserve.state")
 
 
 class StateUnavailable(ServiceError):
