@@ -60,8 +60,7 @@ async def lifespan(app: FastAPI):
                        settings.local_cache_size, lambda down: metrics.cache_degraded.set(int(down)))
     state = None
     if isinstance(store, RedisStore):  # clicks and added items shared by every worker and replica
-        state = RedisState(lambda: store.client, settings.cache_prefix, settings.events_ttl_s,
-                           lambda exc: log.warning("state store (Redis) unreachable: %s", exc))
+        state = RedisState(store, settings.cache_prefix, settings.events_ttl_s)
     registry = Registry(settings, store, metrics, state)
     app.state.store, app.state.registry = store, registry
     app.state.ranker = Ranker(store, settings, metrics)

@@ -245,9 +245,12 @@ class RedisStore:
     def status(self) -> str:
         return "degraded" if self.degraded else "up"
 
-    def _call(self, fn: Callable[[], object], default: object) -> object:
+    def attempt(self, fn: Callable[[], object]) -> object:
+        """`fn()` through the circuit: its result, or the REDIS_ERRORS member it raised (the circuit opens);
+        while the circuit is open, a ConnectionError at once, without touching Redis. For writes that must not
+        be dropped silently (service/state.py); the cache's own calls fail open through `call`."""
         if self.degraded and time.monotonic() < self._down_until:
-            return default
+            raise redis.ConnectionError(f"redis unreachable; retrying in {self._down_until - time.monotonic():.1f}s")
         try:
             result = fn()
         except REDIS_ERRORS as exc:
@@ -255,12 +258,19 @@ class RedisStore:
                 log.warning("redis unreachable, serving without it and retrying every %.1fs: %s", self.retry_s, exc)
             self.degraded, self._down_until = True, time.monotonic() + self.retry_s
             self._on_degraded(True)
-            return default
+            raise
         if self.degraded:
             log.warning("redis is back")
             self.degraded = False
             self._on_degraded(False)
         return result
+
+    def call(self, fn: Callable[[], object], default: object) -> object:
+        """`fn()` through the circuit, or `default` when Redis fails or the circuit is open (fail open)."""
+        try:
+            return self.attempt(fn)
+        except REDIS_ERRORS:
+            return default
 
     def _ping(self) -> object:
         if self.cluster:  # every primary: one that does not answer holds slots no key of which can be read
@@ -269,17 +279,17 @@ class RedisStore:
 
     def check(self) -> str:
         """Ping (when the circuit allows; in a cluster, every primary) and report "up" or "degraded"."""
-        self._call(self._ping, None)
+        self.call(self._ping, None)
         return self.status
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if len(keys) == 1:
-            return [self._call(lambda: self.client.get(keys[0]), None)]
+            return [self.call(lambda: self.client.get(keys[0]), None)]
 
         out: list[bytes | None] = []
         for start in range(0, len(keys), 20 * CHUNK):
             part = keys[start:start + 20 * CHUNK]
-            out.extend(self._call(lambda p=part: self._mget(p), None) or [None] * len(part))
+            out.extend(self.call(lambda p=part: self._mget(p), None) or [None] * len(part))
         return out
 
     def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -307,13 +317,13 @@ class RedisStore:
                     pipe.set(key, value, ex=ttl or None)
                 pipe.execute()
 
-            self._call(write, None)
+            self.call(write, None)
 
     def delete(self, keys: Sequence[str]) -> None:
         if not keys:
             return
         if not self.cluster:
-            self._call(lambda: self.client.delete(*keys), None)
+            self.call(lambda: self.client.delete(*keys), None)
             return
 
         def delete_by_slot() -> None:
@@ -323,7 +333,7 @@ class RedisStore:
                     pipe.execute_command("DEL", *group[start:start + CHUNK])
             pipe.execute()
 
-        self._call(delete_by_slot, None)
+        self.call(delete_by_slot, None)
 
 
 class NearCache:

@@ -29,16 +29,14 @@ class UserEvents:
         """The user's clicks, oldest first; None when none are kept."""
         return self._users.get(user_id)
 
-    def append(self, user_id: str, items: Sequence[str], keep: int) -> list[str]:
+    def append(self, user_id: str, items: Sequence[str], keep: int) -> None:
         """Append `items` to the user's clicks and keep the last `keep` of them; the user becomes the most
         recently updated. A new list replaces the old one, so a list handed out by `get` never changes."""
         with self._lock:
-            events = [*self._users.get(user_id, ()), *items][-keep:]
-            self._users[user_id] = events
+            self._users[user_id] = [*self._users.get(user_id, ()), *items][-keep:]
             self._users.move_to_end(user_id)
             while len(self._users) > self.max_users:
                 self._users.popitem(last=False)
-        return events
 
     def __len__(self) -> int:
         return len(self._users)
@@ -58,6 +56,5 @@ class SharedEvents:
     def get(self, user_id: str) -> list[str] | None:
         return self.state.events(self.model, user_id)
 
-    def append(self, user_id: str, items: Sequence[str], keep: int) -> list[str]:
+    def append(self, user_id: str, items: Sequence[str], keep: int) -> None:
         self.state.append_events(self.model, user_id, items, keep)
-        return self.get(user_id) or []

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.cache import REDIS_ERRORS, Client, digest
+from service.cache import REDIS_ERRORS, RedisStore, digest
 from service.errors import ServiceError
 
 
@@ -34,18 +34,13 @@ class StateUnavailable(ServiceError):
 
 
 class RedisState:
-    """State in Redis (or a Redis Cluster: each call touches one hash tag). `events_ttl_s` > 0 expires a
-    user's events after that long without a new one."""
+    """State in Redis (or a Redis Cluster: each call touches one hash tag), through the cache's client and its
+    circuit breaker: while Redis is down, reads answer their default and writes refuse at once, without
+    waiting out a timeout per request. `events_ttl_s` > 0 expires a user's events after that long without a
+    new one."""
 
-    def __init__(self, client: Callable[[], Client], prefix: str, events_ttl_s: int = 0,
-                 on_error: Callable[[Exception], None] = lambda exc: None):
-        self._client, self.prefix, self.events_ttl_s = client, prefix, events_ttl_s
-        self._on_error = on_error
-
-    @property
-    def client(self) -> Client:
-        """The cache's client (built on first use: a cluster client connects when built)."""
-        return self._client()
+    def __init__(self, store: RedisStore, prefix: str, events_ttl_s: int = 0):
+        self.store, self.prefix, self.events_ttl_s = store, prefix, events_ttl_s
 
     def _events_key(self, model: str, user_id: str) -> str:
         return f"{self.prefix}:{{u.{digest(user_id)}}}:{model}:events"
@@ -53,48 +48,51 @@ class RedisState:
     def _added_key(self, model: str, suffix: str = "added") -> str:
         return f"{self.prefix}:{{a.{digest(model)}}}:{model}:{suffix}"
 
-    def _read(self, fn: Callable[[], Any], default: Any) -> Any:
+    def _read(self, fn: Callable[[Any], Any], default: Any) -> Any:
+        """`fn(client)`, or `default` when Redis cannot answer (fail open)."""
+        return self.store.call(lambda: fn(self.store.client), default)
+
+    def _write(self, fn: Callable[[Any], Any], what: str) -> Any:
+        """`fn(client)`; StateUnavailable (503) naming `what` when Redis cannot take it."""
         try:
-            return fn()
+            return self.store.attempt(lambda: fn(self.store.client))
         except REDIS_ERRORS as exc:
-            self._on_error(exc)
-            return default
+            raise StateUnavailable(what, exc) from exc
 
     def events(self, model: str, user_id: str) -> list[str] | None:
-        found = self._read(lambda: self.client.lrange(self._events_key(model, user_id), 0, -1), None)
+        found = self._read(lambda client: client.lrange(self._events_key(model, user_id), 0, -1), None)
         return [item.decode() for item in found] if found else None
 
     def append_events(self, model: str, user_id: str, items: Sequence[str], cap: int) -> int:
         key = self._events_key(model, user_id)
-        try:
-            pipe = self.client.pipeline(transaction=True)  # one key: atomic on a cluster too
+
+        def append(client) -> int:
+            pipe = client.pipeline(transaction=True)  # one key: atomic on a cluster too
             pipe.rpush(key, *items)
             pipe.ltrim(key, -cap, -1)
             if self.events_ttl_s:
                 pipe.expire(key, self.events_ttl_s)
             pipe.llen(key)
             return int(pipe.execute()[-1])
-        except REDIS_ERRORS as exc:
-            self._on_error(exc)
-            raise StateUnavailable(f"the events of user {user_id!r}", exc) from exc
+
+        return self._write(append, f"the events of user {user_id!r}")
 
     def added_items(self, model: str) -> dict[str, dict[str, Any]]:
-        raw = self._read(lambda: self.client.hgetall(self._added_key(model)), {})
+        raw = self._read(lambda client: client.hgetall(self._added_key(model)), {})
         return {item.decode(): json.loads(value) for item, value in raw.items()}
 
     def add_items(self, model: str, items: dict[str, dict[str, Any]]) -> None:
-        try:
-            pipe = self.client.pipeline(transaction=True)  # both keys share the model's tag
+        def add(client) -> None:
+            pipe = client.pipeline(transaction=True)  # both keys share the model's tag
             pipe.hset(self._added_key(model), mapping={i: json.dumps(v, ensure_ascii=False) for i, v in items.items()})
             pipe.incr(self._added_key(model, "added-seq"))
             pipe.execute()
-        except REDIS_ERRORS as exc:
-            self._on_error(exc)
-            raise StateUnavailable(f"{len(items)} added item(s) of model {model!r}", exc) from exc
+
+        self._write(add, f"{len(items)} added item(s) of model {model!r}")
 
     def added_seq(self, model: str) -> int | None:
         unread = object()
-        value = self._read(lambda: self.client.get(self._added_key(model, "added-seq")), unread)
+        value = self._read(lambda client: client.get(self._added_key(model, "added-seq")), unread)
         if value is unread:
             return None
         return int(value) if value is not None else 0

@@ -1,19 +1,18 @@
 """The Redis state store on its own: events appended and capped, added items and their counter; writes that
-cannot be stored raise (503), reads fail open."""
+cannot be stored raise (503), reads fail open, both through the cache's circuit breaker."""
 import socket
 
 import pytest
-import redis
 
-from service.cache import redis_client
+from service.cache import RedisStore
 from service.state import RedisState, StateUnavailable
 
-CLIENT = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+STORE = RedisStore("redis://127.0.0.1:6379/0", 1.0, 1.0, lambda down: None)
 
 
 @pytest.fixture
 def state(redis_prefix):
-    return RedisState(lambda: CLIENT, redis_prefix)
+    return RedisState(STORE, redis_prefix)
 
 
 def test_events_append_in_order_capped_per_model_and_user(state):
@@ -38,11 +37,11 @@ def test_added_items_and_their_counter(state):
 
 
 def test_redis_events_expire_when_a_ttl_is_set(redis_prefix, redis_client):
-    state = RedisState(lambda: CLIENT, redis_prefix, events_ttl_s=60)
+    state = RedisState(STORE, redis_prefix, events_ttl_s=60)
     state.append_events("m", "u1", ["a"], cap=5)
     (key,) = redis_client.keys(f"{redis_prefix}:*:m:events")
     assert 0 < redis_client.ttl(key) <= 60
-    no_ttl = RedisState(lambda: CLIENT, redis_prefix)
+    no_ttl = RedisState(STORE, redis_prefix)
     no_ttl.add_items("m", {"N1": {"title": "t"}})
     no_ttl.append_events("m", "u2", ["a"], cap=5)
     assert all(redis_client.ttl(k) == -1 for k in redis_client.keys(f"{redis_prefix}:*") if k != key)
@@ -52,16 +51,17 @@ def test_an_unreachable_redis_refuses_writes_and_fails_reads_open():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here
-    errors = []
-    client = redis_client(f"redis://127.0.0.1:{port}/0", 0.2)  # the service's: no retries
-    state = RedisState(lambda: client, "p", on_error=errors.append)
+    degraded = []
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", 0.2, 60.0, degraded.append)
+    state = RedisState(store, "p")
     with pytest.raises(StateUnavailable) as refused:
         state.append_events("m", "u1", ["a"], cap=5)
     assert refused.value.status == 503 and "nothing was written" in refused.value.message
     with pytest.raises(StateUnavailable):
         state.add_items("m", {"N1": {"title": "t"}})
     assert state.events("m", "u1") is None and state.added_items("m") == {} and state.added_seq("m") is None
-    assert len(errors) == 5
+    # The first failure opened the cache's circuit; every later call was answered without touching Redis.
+    assert degraded == [True] and store.status == "degraded"
 
 
 def test_several_workers_without_redis_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
