@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bundle.contract import (FALLBACK_FILE, GRAPHS, HISTORIES_FILE, ITEM_INPUTS_FILE, ITEMS_FILE, LATEST_FILE,
-                             MANIFEST_FILE, SCORE_MEANING, TOKENIZER_FILE, USERS_FILE, BundleError, check_manifest,
+                             MANIFEST_FILE, TOKENIZER_FILE, USERS_FILE, BundleError, check_manifest,
                              sha256_bytes)
 from bundle.data import fallback_problem
 
@@ -27,6 +27,7 @@ class Bundle:
     users: list[str] = field(default_factory=list)
     histories: dict[str, list[str]] = field(default_factory=dict)
     fallback: np.ndarray | None = None  # int64 indices 1..N, best first; None in bundles made before it
+    tokenizer_spec: Any = None  # the parsed tokenizer.json, from the bytes whose hash was checked
 
     @property
     def fallback_kind(self) -> str | None:
@@ -54,11 +55,6 @@ class Bundle:
     @property
     def scorer(self) -> str:
         return self.manifest["scorer"]
-
-    @property
-    def score_meaning(self) -> str:
-        """"raw" or "probability": what a reported score means."""
-        return SCORE_MEANING[self.scorer]
 
     @property
     def user_input(self) -> str:
@@ -225,4 +221,5 @@ def load_bundle(path: Path) -> Bundle:
     histories = _json(path / HISTORIES_FILE, data[HISTORIES_FILE]) if HISTORIES_FILE in data else {}
     return Bundle(path, manifest, graphs, [str(i) for i in items], item_inputs,
                   [str(u) for u in users], {str(u): [str(i) for i in h] for u, h in histories.items()},
-                  _fallback(path, manifest, data, len(items)))
+                  _fallback(path, manifest, data, len(items)),
+                  _json(path / TOKENIZER_FILE, data[TOKENIZER_FILE]) if TOKENIZER_FILE in data else None)

@@ -167,7 +167,13 @@ def _read_json(path: str | os.PathLike) -> dict:
 
 def load_tokenizer(path: str | os.PathLike) -> ItemInputEncoder:
     """Load a ``tokenizer.json`` (file or the directory holding it), whatever its ``"type"``."""
-    spec = _read_json(path)
+    return tokenizer_from_spec(_read_json(path), path)
+
+
+def tokenizer_from_spec(spec: object, path: str | os.PathLike) -> ItemInputEncoder:
+    """The tokenizer a parsed ``tokenizer.json`` describes (`path` names it in errors), whatever its ``"type"``."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a tokenizer file must hold a JSON object")
     kind = spec.get("type")
     if kind in _TYPES:
         return _TYPES[kind].from_dict(spec)

@@ -158,11 +158,11 @@ def load_model(path: Path, settings: Settings, store: Store, metrics: Metrics,
                         Keys(settings.cache_prefix, bundle.model, bundle.version), limit, events, added,
                         users={u: i for i, u in enumerate(bundle.users, start=1)}, fallback=Fallback.of(bundle))
     if bundle.tokenizer_path is not None:
-        from bundle.tokenizers import load_tokenizer
+        from bundle.tokenizers import tokenizer_from_spec
 
-        try:
-            model.tokenizer = load_tokenizer(bundle.tokenizer_path)
-        except (OSError, ValueError) as exc:
+        try:  # the verified bytes, not a second read of the file (which could have changed meanwhile)
+            model.tokenizer = tokenizer_from_spec(bundle.tokenizer_spec, bundle.tokenizer_path)
+        except ValueError as exc:
             raise BundleError(bundle.tokenizer_path, f"unreadable tokenizer ({exc})") from exc
     model.catalog = _catalog(model, store, settings, metrics)
     _warm_up(model)

@@ -176,7 +176,7 @@ def prepare_interactions(recipe: Recipe, data_dir, opts) -> tuple[RecModel, Inte
     try:
         config = recipe.build_config(data, opts)
     except DatasetMismatch as err:
-        raise DataError(f"{data.name}{err.file_suffix}", None, str(err)) from None
+        raise DataError(Path(data_dir) / f"{data.name}{err.file_suffix}", None, str(err)) from None
     model = recipe.model(config)
     recipe.attach(model, data, opts)
     task = InteractionTask(model, data, split, max_seq_length=opts.max_seq_length)
