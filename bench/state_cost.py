@@ -1,6 +1,7 @@
 """What shared state costs the warm /rank path (issue #20's budget: at most 10%), as ratios taken in one run.
 
-    python bench/state_cost.py --before <commit> --artifacts <artifacts> [--by user_id|history] [--repeats 3]
+    python bench/state_cost.py --before <commit> --artifacts <artifacts> [--before-artifacts <artifacts>]
+                               [--by user_id|history] [--repeats 3]
 
 For two checkouts (`--before`, a commit without shared state, and this working tree), each run as a real
 uvicorn server (one worker, Redis on), it measures with wrk at concurrency 16: GET /healthz, then warm
@@ -75,9 +76,11 @@ def forget(prefix: str) -> None:
 
 def rank_bodies(artifacts: Path, model: str, folder: Path, by: str) -> Path:
     """50 users' /rank bodies: named by `user_id` alone (their stored history is read) or with their history."""
-    bundle = artifacts / model / (artifacts / model / "LATEST").read_text().strip()
-    histories = json.loads((bundle / "histories.json").read_text())
-    items = json.loads((bundle / "items.json").read_text())
+    from bundle.reader import load_bundle, resolve_latest
+
+    bundle = load_bundle(resolve_latest(artifacts / model))
+    items = bundle.items.all()
+    histories = bundle.histories.as_ids(lambda i: items[i - 1])
     rng = random.Random(0)
     path = folder / "rank.jsonl"
     path.write_text("".join(json.dumps({"model": model, "user_id": u, "candidates": rng.sample(items, min(100, len(items))),
@@ -90,6 +93,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--before", required=True, help="a commit without shared state")
     p.add_argument("--artifacts", type=Path, required=True)
+    p.add_argument("--before-artifacts", type=Path,
+                   help="what the `--before` tree serves, when it reads an older bundle format (the same weights "
+                        "exported by each tree); default --artifacts")
     p.add_argument("--model", default="gru4recf", help="a model that keeps histories")
     p.add_argument("--by", choices=["user_id", "history"], default="user_id",
                    help="user_id: requests name the user alone (the stored history is read); history: they send it")
@@ -103,9 +109,10 @@ def main() -> None:
             bodies = rank_bodies(args.artifacts, args.model, Path(tmp), args.by)
             ratios: dict[str, list[float]] = {"before": [], "after": []}
             for _ in range(args.repeats):
-                for name, tree in (("before", before), ("after", ROOT)):
+                for name, tree, served in (("before", before, args.before_artifacts or args.artifacts),
+                                           ("after", ROOT, args.artifacts)):
                     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-                    proc, url = serve(tree, args.artifacts, prefix)
+                    proc, url = serve(tree, served, prefix)
                     try:
                         wrk(f"{url}/rank", bodies, 2, "POST")  # warm: every user vector cached
                         healthz = wrk(f"{url}/healthz", None, args.seconds, "GET")

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-FORMAT = "recserve-bundle/1"
+FORMAT = "recserve-bundle/2"  # 2: id maps, histories and item vectors as arrays (was JSON; no vectors)
 OPSET = 17
 
 # The three graphs, each in its own `<name>.onnx`.
@@ -32,11 +32,13 @@ USER_INPUTS = {
     "news_vectors": ("history_vectors", "history_mask"),
 }
 
-# Plain data files beside the graphs.
-ITEMS_FILE = "items.json"              # external item ids of indices 1..N
-ITEM_INPUTS_FILE = "item_inputs.npz"   # the item encoder's inputs of indices 1..N
-USERS_FILE = "users.json"              # user_id models: external user ids of indices 1..U
-HISTORIES_FILE = "histories.json"      # history models: {user_id: [item ids, oldest first]}
+# Plain data files beside the graphs (.npy files are memory-mapped by the service: see bundle/idmap.py).
+ITEM_IDS_FILES = ("item_ids.npy", "item_ids_order.npy")  # external item ids of indices 1..N, and their sort
+ITEM_VECTORS_FILE = "item_vectors.npy"  # float32 [N + 1, D]: the item encoder's output, row 0 = zeros (padding)
+ITEM_INPUTS_FILE = "item_inputs.npz"   # the item encoder's inputs of indices 1..N (for parity and re-export)
+USER_IDS_FILES = ("user_ids.npy", "user_ids_order.npy")  # user_id models: external user ids of indices 1..U
+# history models: users (an id map), int64 offsets [U + 1] and int32 item indices, each user's oldest first
+HISTORY_FILES = ("history_users.npy", "history_users_order.npy", "history_offsets.npy", "history_items.npy")
 TOKENIZER_FILE = "tokenizer.json"      # models whose new items are encoded from raw text
 FALLBACK_FILE = "fallback.npy"         # the ranking for users the model cannot score: int32 indices, best first
 MANIFEST_FILE = "manifest.json"
@@ -45,10 +47,11 @@ LATEST_FILE = "LATEST"
 # The data files a bundle must have (docs/bundle.md): those of every bundle, those its `user_input` needs, and
 # those an item-encoder input needs (a text input needs the tokenizer that makes it from a new item's title).
 # A manifest that leaves one out is refused, not served with its known users unknown. HOLDS: what each holds.
-HOLDS = {ITEMS_FILE: "the item ids", ITEM_INPUTS_FILE: "the item encoder's inputs", USERS_FILE: "the user ids",
-         HISTORIES_FILE: "the users' histories", TOKENIZER_FILE: "the tokenizer of new items' titles"}
-EVERY_BUNDLE_FILES = (ITEMS_FILE, ITEM_INPUTS_FILE)
-USER_INPUT_FILES = {"user_id": (USERS_FILE,), "sequence": (HISTORIES_FILE,), "news_vectors": (HISTORIES_FILE,)}
+HOLDS = {**dict.fromkeys(ITEM_IDS_FILES, "the item ids"), ITEM_VECTORS_FILE: "the catalog's item vectors",
+         ITEM_INPUTS_FILE: "the item encoder's inputs", **dict.fromkeys(USER_IDS_FILES, "the user ids"),
+         **dict.fromkeys(HISTORY_FILES, "the users' histories"), TOKENIZER_FILE: "the tokenizer of new items' titles"}
+EVERY_BUNDLE_FILES = (*ITEM_IDS_FILES, ITEM_VECTORS_FILE, ITEM_INPUTS_FILE)
+USER_INPUT_FILES = {"user_id": USER_IDS_FILES, "sequence": HISTORY_FILES, "news_vectors": HISTORY_FILES}
 ITEM_INPUT_FILES = {"title_tokens": (TOKENIZER_FILE,)}
 # How the fallback ranking (manifest key "fallback") was computed, from training data only:
 #   popularity          training interactions per item (interaction models)
@@ -100,7 +103,10 @@ def check_manifest(path: Path, m: Any) -> None:
     """Raise BundleError unless `m` is a manifest this version can serve."""
     where = path / MANIFEST_FILE
     if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise BundleError(where, f"'format' must be {FORMAT!r}")
+        found = m.get("format") if isinstance(m, dict) else None
+        again = (" (an older bundle: export its checkpoint again, `recserve export --checkpoint <run>/best.pt`)"
+                 if isinstance(found, str) and found.startswith("recserve-bundle/") else "")
+        raise BundleError(where, f"'format' must be {FORMAT!r}, found {found!r}{again}")
     for key in ("model", "version", "dim", "scorer", "user_input", "graphs", "files"):
         if key not in m:
             raise BundleError(where, f"missing key {key!r}")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bundle.contract import (FALLBACK_FILE, FALLBACK_KINDS, HISTORIES_FILE, ITEM_INPUTS_FILE, ITEMS_FILE,
-                             TOKENIZER_FILE, USERS_FILE)
+from bundle.contract import (FALLBACK_FILE, FALLBACK_KINDS, HISTORY_FILES, ITEM_IDS_FILES, ITEM_INPUTS_FILE,
+                             ITEM_VECTORS_FILE, TOKENIZER_FILE, USER_IDS_FILES)
+from bundle.idmap import Histories, IdMap, write_histories, write_idmap
 
 
 @dataclass
@@ -28,24 +29,31 @@ class BundleData:
     training: dict = field(default_factory=dict)
 
 
-# The optional JSON files, by BundleData field.
-OPTIONAL_FILES = {"users": USERS_FILE, "histories": HISTORIES_FILE, "tokenizer": TOKENIZER_FILE}
-
-
 def write_data_files(data: BundleData, folder: Path) -> None:
-    """The bundle's plain data files: id maps, item inputs, histories, tokenizer, fallback ranking."""
-    (folder / ITEMS_FILE).write_text(json.dumps(data.items, ensure_ascii=False))
+    """The bundle's plain data files but the item vectors: id maps, item inputs, histories, tokenizer, fallback
+    ranking (a file the data does not have is removed, so a folder can be written again)."""
+    write_idmap(folder, ITEM_IDS_FILES[0].removesuffix(".npy"), data.items)
     np.savez(folder / ITEM_INPUTS_FILE, **{k: np.ascontiguousarray(v) for k, v in data.item_inputs.items()})
-    for name, file in OPTIONAL_FILES.items():
-        value, path = getattr(data, name), folder / file
-        if value is not None:
-            path.write_text(json.dumps(value, ensure_ascii=False))
-        elif path.exists():
-            path.unlink()
+    for name in (*USER_IDS_FILES, *HISTORY_FILES, TOKENIZER_FILE, FALLBACK_FILE):
+        (folder / name).unlink(missing_ok=True)
+    if data.users is not None:
+        write_idmap(folder, USER_IDS_FILES[0].removesuffix(".npy"), data.users)
+    if data.histories is not None:
+        write_histories(folder, data.histories, {item: i for i, item in enumerate(data.items, start=1)})
+    if data.tokenizer is not None:
+        (folder / TOKENIZER_FILE).write_text(json.dumps(data.tokenizer, ensure_ascii=False))
     if data.fallback is not None:
         np.save(folder / FALLBACK_FILE, np.asarray(data.fallback, dtype=np.int32))
-    elif (folder / FALLBACK_FILE).exists():
-        (folder / FALLBACK_FILE).unlink()
+
+
+def write_item_vectors(folder: Path, vectors: np.ndarray) -> None:
+    """`item_vectors.npy`: float32 [N + 1, D] with row 0 zeros, from the item encoder's [N, D] output."""
+    out = np.lib.format.open_memmap(folder / ITEM_VECTORS_FILE, mode="w+", dtype=np.float32,
+                                    shape=(vectors.shape[0] + 1, vectors.shape[1]))
+    out[0] = 0.0
+    out[1:] = vectors
+    out.flush()
+    del out
 
 
 def fallback_problem(rows: np.ndarray, kind: str | None, n_items: int) -> str | None:
@@ -63,13 +71,30 @@ def fallback_problem(rows: np.ndarray, kind: str | None, n_items: int) -> str | 
 
 
 def read_data_files(folder: Path) -> dict:
-    """The fields written by `write_data_files`, read back (for re-exporting a checkpoint)."""
-    if not (folder / ITEMS_FILE).exists():
-        raise FileNotFoundError(f"no id map at {folder / ITEMS_FILE}: the checkpoint's bundle data is missing")
+    """The fields written by `write_data_files`, read back (for re-exporting a checkpoint). Reads the JSON id
+    maps of checkpoints saved before bundles carried arrays too."""
+    if not (folder / ITEM_IDS_FILES[0]).exists() and not (folder / "items.json").exists():
+        raise FileNotFoundError(f"no id map at {folder / ITEM_IDS_FILES[0]}: the checkpoint's bundle data is missing")
     with np.load(folder / ITEM_INPUTS_FILE, allow_pickle=False) as npz:
         item_inputs = {k: npz[k] for k in npz.files}
-    optional = {name: json.loads((folder / file).read_text())
-                for name, file in OPTIONAL_FILES.items() if (folder / file).exists()}
+    if (folder / "items.json").exists():  # before recserve-bundle/2
+        out = {name: json.loads((folder / f"{name}.json").read_text())
+               for name in ("items", "users", "histories") if (folder / f"{name}.json").exists()}
+    else:
+        items = _idmap(folder, ITEM_IDS_FILES)
+        out = {"items": items.all()}
+        if (folder / USER_IDS_FILES[0]).exists():
+            out["users"] = _idmap(folder, USER_IDS_FILES).all()
+        if (folder / HISTORY_FILES[0]).exists():
+            histories = Histories(_idmap(folder, HISTORY_FILES[:2]), *(np.load(folder / f, allow_pickle=False)
+                                                                     for f in HISTORY_FILES[2:]))
+            out["histories"] = histories.as_ids(lambda i: out["items"][i - 1])
+    if (folder / TOKENIZER_FILE).exists():
+        out["tokenizer"] = json.loads((folder / TOKENIZER_FILE).read_text())
     if (folder / FALLBACK_FILE).exists():
-        optional["fallback"] = np.load(folder / FALLBACK_FILE, allow_pickle=False)
-    return {"items": json.loads((folder / ITEMS_FILE).read_text()), "item_inputs": item_inputs, **optional}
+        out["fallback"] = np.load(folder / FALLBACK_FILE, allow_pickle=False)
+    return {**out, "item_inputs": item_inputs}
+
+
+def _idmap(folder: Path, files: tuple[str, str]) -> IdMap:
+    return IdMap(*(np.load(folder / f, allow_pickle=False) for f in files))

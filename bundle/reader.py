@@ -1,7 +1,9 @@
-"""Read and verify one bundle folder (docs/bundle.md). Plain files only: JSON, ONNX bytes, .npz without pickles."""
+"""Read and verify one bundle folder (docs/bundle.md). Plain files only: JSON, ONNX bytes, .npy and .npz
+without pickles. Every listed file is checked against its sha256; a .npy is then memory-mapped from the very
+file descriptor it was hashed through (no second open: a file swapped meanwhile is never the one mapped)."""
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,25 +11,27 @@ from typing import Any
 
 import numpy as np
 
-from bundle.contract import (FALLBACK_FILE, GRAPHS, HISTORIES_FILE, ITEM_INPUTS_FILE, ITEMS_FILE, LATEST_FILE,
-                             MANIFEST_FILE, TOKENIZER_FILE, USERS_FILE, BundleError, check_manifest,
-                             sha256_bytes)
+from bundle.contract import (FALLBACK_FILE, GRAPHS, HISTORY_FILES, ITEM_IDS_FILES, ITEM_VECTORS_FILE, LATEST_FILE,
+                             MANIFEST_FILE, TOKENIZER_FILE, USER_IDS_FILES, BundleError, check_manifest)
 from bundle.data import fallback_problem
+from bundle.idmap import Histories, IdMap
 
 
 @dataclass
 class Bundle:
-    """A verified bundle held in memory: manifest, graph bytes, id maps, catalog inputs and histories."""
+    """A verified bundle: manifest, graph bytes, and its arrays memory-mapped (id maps, item vectors,
+    histories), so that loading reads no more than the hash check did and workers share the pages."""
 
     path: Path
     manifest: dict[str, Any]
     graphs: dict[str, bytes]
-    items: list[str]
-    item_inputs: dict[str, np.ndarray]
-    users: list[str] = field(default_factory=list)
-    histories: dict[str, list[str]] = field(default_factory=dict)
+    items: IdMap                  # positions 0..N-1 = item indices 1..N
+    item_vectors: np.ndarray      # float32 [N + 1, D], row 0 zeros
+    users: IdMap | None = None    # user_id models: positions 0..U-1 = user indices 1..U
+    histories: Histories | None = None
     fallback: np.ndarray | None = None  # int64 indices 1..N, best first; None in bundles made before it
     tokenizer_spec: Any = None  # the parsed tokenizer.json, from the bytes whose hash was checked
+    files: dict[str, Any] = field(default_factory=dict)  # every verified file: bytes, or an array for a .npy
 
     @property
     def fallback_kind(self) -> str | None:
@@ -148,8 +152,9 @@ def older_versions(model_dir: Path, latest: str, artifacts: Path | None = None) 
     return sorted(found, key=lambda p: p.name, reverse=True)
 
 
-def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
-    """Every file the manifest lists, read once and checked against its sha256 (no check-then-read race)."""
+def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Every file the manifest lists, checked against its sha256 while read once: the bytes, or for a `.npy`
+    a read-only memory map of the same file descriptor (no check-then-open race)."""
     contents = {}
     for name, expected in manifest["files"].items():
         if Path(name).is_absolute() or ".." in Path(name).parts:
@@ -157,14 +162,39 @@ def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
         file = path / name
         _readable(file, path)
         try:
-            data = file.read_bytes()
+            with open(file, "rb") as f:
+                digest, data = hashlib.sha256(), bytearray() if not name.endswith(".npy") else None
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(block)
+                    if data is not None:
+                        data += block
+                actual = digest.hexdigest()
+                if actual != expected:
+                    raise BundleError(file, f"sha256 mismatch: manifest says {str(expected)[:12]}..., file has "
+                                            f"{actual[:12]}...")
+                contents[name] = bytes(data) if data is not None else _map_npy(file, f)
         except OSError as exc:
             raise BundleError(file, f"listed in manifest.json but unreadable ({exc.strerror or exc})") from exc
-        actual = sha256_bytes(data)
-        if actual != expected:
-            raise BundleError(file, f"sha256 mismatch: manifest says {str(expected)[:12]}..., file has {actual[:12]}...")
-        contents[name] = data
     return contents
+
+
+def _map_npy(where: Path, f) -> np.ndarray:
+    """A read-only memory map of the .npy open as `f` (its header parsed by numpy; object arrays refused)."""
+    try:
+        f.seek(0)
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f".npy format version {version} is not supported")
+        shape, fortran, dtype = read_header(f)
+        if dtype.hasobject:
+            raise ValueError("an object array (pickles) is not allowed")
+        if not np.prod(shape, dtype=np.int64):
+            return np.zeros(shape, dtype=dtype)  # mmap cannot map an empty region
+        return np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order="F" if fortran else "C")
+    except ValueError as exc:
+        raise BundleError(where, f"unreadable .npy ({exc})") from exc
 
 
 def _readable(file: Path, folder: Path, what: str = "bundle") -> None:
@@ -182,18 +212,37 @@ def _json(where: Path, data: bytes) -> Any:
         raise BundleError(where, f"unreadable JSON ({exc})") from exc
 
 
-def _fallback(path: Path, manifest: dict[str, Any], data: dict[str, bytes], n_items: int) -> np.ndarray | None:
+def _fallback(path: Path, manifest: dict[str, Any], data: dict[str, Any], n_items: int) -> np.ndarray | None:
     """The fallback ranking as int64 indices, None for a bundle without one (check_manifest pairs file and kind)."""
     if FALLBACK_FILE not in data:
         return None
-    try:
-        rows = np.load(io.BytesIO(data[FALLBACK_FILE]), allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise BundleError(path / FALLBACK_FILE, f"unreadable ({exc})") from exc
+    rows = data[FALLBACK_FILE]
     problem = fallback_problem(rows, manifest["fallback"], n_items)
     if problem:
         raise BundleError(path / FALLBACK_FILE, problem)
-    return rows.astype(np.int64)
+    return np.asarray(rows, dtype=np.int64)
+
+
+def _idmap(path: Path, data: dict[str, Any], files: tuple[str, str], expected: int | None) -> IdMap:
+    try:
+        ids = IdMap(data[files[0]], data[files[1]])
+    except ValueError as exc:
+        raise BundleError(path / files[0], str(exc)) from exc
+    if expected is not None and len(ids) != expected:
+        raise BundleError(path / files[0], f"holds {len(ids)} ids, the manifest says {expected}")
+    return ids
+
+
+def _histories(path: Path, data: dict[str, Any], n_items: int) -> Histories:
+    users = _idmap(path, data, HISTORY_FILES[:2], None)
+    offsets, items = data[HISTORY_FILES[2]], data[HISTORY_FILES[3]]
+    try:
+        histories = Histories(users, offsets, items)
+    except ValueError as exc:
+        raise BundleError(path / HISTORY_FILES[2], str(exc)) from exc
+    if items.ndim != 1 or items.dtype.kind not in "iu" or (items.size and (items.min() < 1 or items.max() > n_items)):
+        raise BundleError(path / HISTORY_FILES[3], f"expected item indices in 1..{n_items}")
+    return histories
 
 
 def load_bundle(path: Path) -> Bundle:
@@ -206,20 +255,13 @@ def load_bundle(path: Path) -> Bundle:
     check_manifest(path, manifest)
     data = read_verified(path, manifest)
     graphs = {g: data[manifest["graphs"][g]["file"]] for g in GRAPHS}
-    items = _json(path / ITEMS_FILE, data[ITEMS_FILE])
-    if not isinstance(items, list) or len(items) != int(manifest.get("n_items", len(items))):
-        raise BundleError(path / ITEMS_FILE, f"expected a list of {manifest.get('n_items')} item ids")
-    try:
-        with np.load(io.BytesIO(data[ITEM_INPUTS_FILE]), allow_pickle=False) as npz:
-            item_inputs = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise BundleError(path / ITEM_INPUTS_FILE, f"unreadable ({exc})") from exc
-    for name, array in item_inputs.items():
-        if array.shape[0] != len(items):
-            raise BundleError(path / ITEM_INPUTS_FILE, f"{name!r} has {array.shape[0]} rows for {len(items)} items")
-    users = _json(path / USERS_FILE, data[USERS_FILE]) if USERS_FILE in data else []
-    histories = _json(path / HISTORIES_FILE, data[HISTORIES_FILE]) if HISTORIES_FILE in data else {}
-    return Bundle(path, manifest, graphs, [str(i) for i in items], item_inputs,
-                  [str(u) for u in users], {str(u): [str(i) for i in h] for u, h in histories.items()},
+    items = _idmap(path, data, ITEM_IDS_FILES, int(manifest.get("n_items", len(data[ITEM_IDS_FILES[0]]))))
+    vectors = data[ITEM_VECTORS_FILE]
+    if vectors.dtype != np.float32 or vectors.shape != (len(items) + 1, int(manifest["dim"])):
+        raise BundleError(path / ITEM_VECTORS_FILE, f"expected float32 [{len(items) + 1}, {manifest['dim']}] (row 0 "
+                                                    f"padding), got {vectors.dtype} {list(vectors.shape)}")
+    users = _idmap(path, data, USER_IDS_FILES, None) if USER_IDS_FILES[0] in data else None
+    histories = _histories(path, data, len(items)) if HISTORY_FILES[0] in data else None
+    return Bundle(path, manifest, graphs, items, vectors, users, histories,
                   _fallback(path, manifest, data, len(items)),
-                  _json(path / TOKENIZER_FILE, data[TOKENIZER_FILE]) if TOKENIZER_FILE in data else None)
+                  _json(path / TOKENIZER_FILE, data[TOKENIZER_FILE]) if TOKENIZER_FILE in data else None, data)

@@ -60,7 +60,8 @@ async def lifespan(app: FastAPI):
                        settings.local_cache_size, lambda down: metrics.cache_degraded.set(int(down)))
     state = None
     if isinstance(store, RedisStore):  # clicks and added items shared by every worker and replica
-        state = RedisState(store, settings.cache_prefix, settings.events_ttl_s)
+        state = RedisState(store, settings.cache_prefix, settings.events_ttl_s, settings.state_copies_size,
+                           settings.state_copies_max_age_s)
     registry = Registry(settings, store, metrics, state)
     app.state.store, app.state.registry = store, registry
     app.state.ranker = Ranker(store, settings, metrics)

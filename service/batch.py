@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from bundle.reader import resolve_latest
-from service.cache import LocalStore
 from service.config import Settings
 from service.errors import ServiceError
 from service.events import UserEvents
@@ -22,8 +21,7 @@ def load_for_batch(bundle: str | Path) -> ServedModel:
     path = Path(bundle)
     if (path / "LATEST").exists():
         path = resolve_latest(path)
-    # Nothing to share with other processes: a one-entry store, written once while the catalog is encoded.
-    return load_model(path, Settings(), LocalStore(1), Metrics(), UserEvents(1), {})
+    return load_model(path, Settings(), Metrics(), UserEvents(1), {})
 
 
 def recommend_users(model: ServedModel, user_ids: Sequence[str], k: int = 10, batch_size: int = 256,
@@ -51,8 +49,18 @@ def recommend_users(model: ServedModel, user_ids: Sequence[str], k: int = 10, ba
         yield from records  # in input order
 
 
+SCORES_PER_PASS = 1 << 25  # user x item scores held at once (128 MB): a 1M-item catalog scores 32 users a pass
+
+
 def _fill(model: ServedModel, users: list[tuple[dict, User]], k: int, exclude_history: bool, chunk: int) -> None:
     """Score one batch of resolved users and put each one's top-k into its record."""
+    step = max(1, SCORES_PER_PASS // (model.catalog.size + 1))
+    for start in range(0, len(users), step):
+        _fill_pass(model, users[start:start + step], k, exclude_history, chunk)
+
+
+def _fill_pass(model: ServedModel, users: list[tuple[dict, User]], k: int, exclude_history: bool,
+               chunk: int) -> None:
     resolved = [u for _, u in users]
     vectors = model.encode_users([u.window for u in resolved], [u.user_idx for u in resolved])
     if model.bundle.scorer == "pairwise":
@@ -66,19 +74,17 @@ def _fill(model: ServedModel, users: list[tuple[dict, User]], k: int, exclude_hi
     kk = min(k, scores.shape[1] - 1)
     top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
     top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable"), 1)
-    ids = model.catalog.ids
     for (record, _), row, items in zip(users, scores, top):
         items = items[np.isfinite(row[items])]
         values = model.reported_scores(row[items]).tolist()
-        record["results"] = [{"item_id": ids[i], "score": s, "rank": r}
-                             for r, (i, s) in enumerate(zip(items.tolist(), values), start=1)]
+        record["results"] = [{"item_id": i, "score": s, "rank": r}
+                             for r, (i, s) in enumerate(zip(model.catalog.ids_of(items), values), start=1)]
 
 
 def _fill_fallback(model: ServedModel, record: dict, user: User, k: int, exclude_history: bool) -> None:
     """A cold user's record: the first k of the fallback order (no items added offline, so none fresh)."""
     drop = np.asarray(user.seen if exclude_history else [], dtype=np.int64)
     rows, scores = model.fallback.top(k, drop, model.catalog.size, fresh=0)
-    ids = model.catalog.ids
-    record["results"] = [{"item_id": ids[i], "score": s, "rank": r}
-                         for r, (i, s) in enumerate(zip(rows.tolist(), scores.tolist()), start=1)]
+    record["results"] = [{"item_id": i, "score": s, "rank": r}
+                         for r, (i, s) in enumerate(zip(model.catalog.ids_of(rows), scores.tolist()), start=1)]
     record["fallback"] = model.fallback.kind

@@ -1,11 +1,10 @@
-"""The encoding cache: Redis when configured (with a circuit breaker), else an in-process LRU.
+"""The user-vector cache: Redis when configured (with a circuit breaker), else an in-process LRU. (Item
+vectors come precomputed in the bundle, memory-mapped: nothing to cache.)
 
 Keys (see `Keys`) are namespaced by model and bundle version, so a new bundle never reads an old vector, and
-built so that no two different inputs share a key: item ids close the key after a fixed prefix, and every
-other client-supplied part (user id, history) enters only through a digest of a length-unambiguous JSON
-encoding, never a join. Hash tags spread keys over a Redis Cluster: a model version's item vectors (read
-together when a catalog loads) share one tag; a user's vectors are tagged by the user, so users spread.
-Values are raw little-endian float32 bytes.
+built so that no two different inputs share a key: every client-supplied part (user id, history) enters only
+through a digest of a length-unambiguous JSON encoding, never a join. Hash tags spread keys over a Redis
+Cluster: a user's vectors are tagged by the user, so users spread. Values are raw little-endian float32 bytes.
 
 `redis_client` builds the client of a URL: `redis://` / `rediss://` / `unix://` a plain `redis.Redis`,
 `redis+cluster://host:port[,host:port...]` (`rediss+cluster://` for TLS) a `redis.cluster.RedisCluster`.
@@ -46,17 +45,12 @@ def digest(*parts: object) -> str:
 class Keys:
     """Key builder of one bundle version.
 
-    item vector : `<prefix>:{<model version tag>}:item:<item_id>`   (a catalog's items on one slot)
     user vector : `<prefix>:{u.<user digest>}:<model>:user:<digest of model, version, user, history, generation>`
                   (anonymous requests are tagged by their history's digest: `{h.<digest>}`)
     """
 
     def __init__(self, prefix: str, model: str, version: str):
         self.prefix, self.model, self.version = prefix, model, version
-        self.item_base = f"{prefix}:{{m.{digest(model, version)[:16]}}}:{model}:{version}:item:"
-
-    def item(self, item_id: str) -> str:
-        return self.item_base + item_id  # the id closes the key after a fixed prefix: injective
 
     def user_tag(self, user_id: str | None, history: Sequence[str]) -> str:
         """The hash tag of a user's keys: the user, or for an anonymous request the history it sends."""
@@ -225,6 +219,7 @@ class RedisStore:
     def __init__(self, url: str, timeout_s: float, retry_s: float, on_degraded: Callable[[bool], None]):
         self._factory = redis_factory(url, timeout_s)  # a malformed URL fails here, at startup
         self.cluster = url.partition("://")[0].lower() in CLUSTER_SCHEMES
+        self.timeout_s = timeout_s
         self._client: Client | None = None
         self._client_lock = threading.Lock()
         self.retry_s = retry_s

@@ -1,4 +1,7 @@
-"""The in-memory catalog: item ids <-> rows of a vector matrix [n_items + 1, D], row 0 being padding."""
+"""The catalog: item ids <-> rows, and each row's vector. Row 0 is padding; rows 1..N are the bundle's, read
+from its memory-mapped `item_vectors.npy` (shared by every worker on the machine, never copied); rows N+1..size
+are items added while serving (/items), in a small matrix beside it. An item of the bundle that is posted again
+keeps its row; its new vector is kept beside the mapped matrix too (`replaced`)."""
 from __future__ import annotations
 
 import threading
@@ -6,66 +9,153 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bundle.idmap import IdMap
 from service.responses import result_head
+
+HEADS_KEPT = 200_000  # result heads kept per catalog (see `Heads`)
+
+
+class Heads:
+    """Row -> its result head (`responses.result_head`), made on first use and kept: a million-item catalog
+    need not hold a million of them, yet the rows responses actually show (a far smaller set) are ready."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog, self._made = catalog, {}
+
+    def __getitem__(self, row: int) -> bytes:
+        head = self._made.get(row)
+        if head is None:
+            if len(self._made) >= HEADS_KEPT:
+                self._made = {}
+            head = self._made[row] = result_head(self.catalog.id_of(row))
+        return head
 
 
 class Catalog:
-    """Readers take `matrix` (a view) once per request; writers append under a lock and publish the new size
+    """Readers take what they need once per request; writers append under a lock and publish the new size
     last, so a reader never sees a row it was not given an index for."""
 
-    def __init__(self, ids: Sequence[str], vectors: np.ndarray):
-        n, dim = vectors.shape
-        self.dim = dim
-        self._rows = np.zeros((n + 1, dim), dtype=np.float32)
-        self._rows[1:] = vectors
-        self.ids: list[str] = ["", *ids]
-        self.result_heads: list[bytes] = list(map(result_head, self.ids))  # see responses.ranking_json
-        self.index: dict[str, int] = {item: i for i, item in enumerate(ids, start=1)}
-        self.size = n
+    def __init__(self, ids: IdMap, vectors: np.ndarray):
+        """`vectors`: [len(ids) + 1, D] float32, row 0 zeros (the bundle's item_vectors.npy, mapped)."""
+        self.base, self.ids_map = vectors, ids
+        self.n_base = len(ids)
+        self.dim = vectors.shape[1]
+        self._added = np.zeros((16, self.dim), dtype=np.float32)  # rows n_base+1.. ; grows by doubling
+        self.added_ids: list[str] = []
+        self.added_index: dict[str, int] = {}
+        # (sorted bundle rows whose item was posted again, their new vectors): one tuple, replaced whole on
+        # each change, so a reader takes both from the same write
+        self.replaced: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32))
+        self.size = self.n_base
         self.generation = 0  # bumped whenever a known item's vector is replaced
+        self.heads = Heads(self)
         self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, ids: Sequence[str], vectors: np.ndarray) -> Catalog:
+        """A catalog of `ids` with `vectors` [len(ids), D] (row 0 padding added), held in memory."""
+        padded = np.zeros((len(ids) + 1, vectors.shape[1]), dtype=np.float32)
+        padded[1:] = vectors
+        return cls(IdMap.of(ids), padded)
+
+    def id_of(self, row: int) -> str:
+        return self.ids_map.id(row - 1) if row <= self.n_base else self.added_ids[row - self.n_base - 1]
+
+    def ids_of(self, rows: Sequence[int]) -> list[str]:
+        return [self.id_of(int(r)) for r in rows]
+
+    def lookup(self, ids: Sequence[str]) -> tuple[list[int], list[str]]:
+        """(rows of the known ids in order, the unknown ids)."""
+        if not ids:
+            return [], []
+        found = (self.ids_map.find(ids) + 1).tolist()  # 0 where unknown
+        if self.added_index:
+            found = [self.added_index.get(item, row) for item, row in zip(ids, found)]
+        if 0 not in found:
+            return found, []
+        return [r for r in found if r], [item for item, r in zip(ids, found) if not r]
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self.added_index or self.ids_map.get(item_id) is not None
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """The current vectors [len(rows), D] of catalog rows (a new array; row 0 gives zeros)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not rows.size or rows.max() <= self.n_base:
+            out = self.base[rows]
+        else:
+            out = np.empty((rows.shape[0], self.dim), dtype=np.float32)
+            base = rows <= self.n_base
+            out[base] = self.base[rows[base]]
+            out[~base] = self._added[rows[~base] - self.n_base - 1]
+        replaced, new = self.replaced
+        if replaced.size:
+            at = np.searchsorted(replaced, rows)
+            hit = replaced[np.minimum(at, replaced.size - 1)] == rows
+            out[hit] = new[at[hit]]
+        return out
+
+    def extra_rows(self) -> np.ndarray:
+        """The rows whose vectors are not the bundle's (added items, and re-posted ones): what an index built
+        at export cannot know, so retrieval scores them exactly."""
+        return np.concatenate([self.replaced[0], np.arange(self.n_base + 1, self.size + 1, dtype=np.int64)])
+
+    def scores(self, user: np.ndarray) -> np.ndarray:
+        """Dot products [size + 1] of every row's current vector with `user` (row 0 scores 0): one product over
+        the mapped matrix, one over the added rows, one over the replaced vectors."""
+        n_added = self.size - self.n_base
+        out = np.empty(self.size + 1, dtype=np.float32)
+        np.dot(self.base, user, out=out[: self.n_base + 1])
+        if n_added:
+            out[self.n_base + 1:] = self._added[:n_added] @ user
+        replaced, new = self.replaced
+        if replaced.size:
+            out[replaced] = new @ user
+        return out
 
     @property
     def matrix(self) -> np.ndarray:
-        """[size + 1, D] float32; row 0 is zeros."""
-        return self._rows[: self.size + 1]
-
-    def lookup(self, ids: Sequence[str]) -> tuple[list[int], list[str]]:
-        """(indices of the known ids in order, the unknown ids)."""
-        found = list(map(self.index.get, ids))
-        if None not in found:  # the common case, without a per-id branch
-            return found, []
-        known = [i for i in found if i is not None]
-        return known, [item for item, i in zip(ids, found) if i is None]
+        """Every row's current vector, [size + 1, D]: the mapped matrix itself while nothing was added (no
+        copy), else a copy (offline scoring and small catalogs only)."""
+        if self.size == self.n_base and not self.replaced[0].size:
+            return self.base
+        return self.vectors(np.arange(self.size + 1))
 
     def reserve(self, extra: int) -> None:
-        """Make room for `extra` more rows, so that an upsert of that many new ids copies no matrix. Growing
-        copies every row (a 65,000 x 400 catalog: 100 MB): /items calls this in a worker thread."""
+        """Make room for `extra` more added rows, so that an upsert of that many new ids copies nothing.
+        Growing copies the added rows (not the bundle's): /items calls this in a worker thread."""
         with self._lock:
             self._grow(extra)
 
     def _grow(self, extra: int) -> None:
-        """Under the lock: at least `extra` free rows, doubling the capacity when it grows."""
-        need = self.size + 1 + extra
-        if need > self._rows.shape[0]:
-            grown = np.zeros((max(need, 2 * self._rows.shape[0]), self.dim), dtype=np.float32)
-            grown[: self.size + 1] = self._rows[: self.size + 1]
-            self._rows = grown  # readers hold the old array or the new one; both have rows 0..size
+        """Under the lock: at least `extra` free added rows, doubling the capacity when it grows."""
+        need = self.size - self.n_base + extra
+        if need > self._added.shape[0]:
+            grown = np.zeros((max(need, 2 * self._added.shape[0]), self.dim), dtype=np.float32)
+            grown[: self.size - self.n_base] = self._added[: self.size - self.n_base]
+            self._added = grown  # readers hold the old array or the new one; both have the rows they know
 
     def upsert(self, ids: Sequence[str], vectors: np.ndarray) -> tuple[list[str], list[str]]:
-        """Replace the vectors of known ids and append the others; returns (added, updated), each id once. An id
-        given twice gets its last vector."""
+        """Give each id its vector: new ids get new rows, known ones keep theirs with the vector replaced;
+        returns (added, updated), each id once. An id given twice gets its last vector."""
         last = {item: k for k, item in enumerate(ids)}  # in order of first appearance, each its last position
         with self._lock:
-            updated = [item for item in last if item in self.index]
-            added = [item for item in last if item not in self.index]
+            rows = dict(zip(last, (self.ids_map.find(list(last)) + 1).tolist()))  # 0: not in the bundle
+            rows.update({item: self.added_index[item] for item in last if item in self.added_index})
+            updated = [item for item in last if rows[item]]
+            added = [item for item in last if not rows[item]]
             self._grow(len(added))
-            rows = {item: self.size + 1 + k for k, item in enumerate(added)}
-            # one fancy-index copy for all rows, not one assignment per row
-            self._rows[[self.index.get(item) or rows[item] for item in last]] = vectors[list(last.values())]
-            self.result_heads.extend(map(result_head, added))  # before `size` grows, as `ids`
-            self.ids.extend(added)
-            self.index.update(rows)
+            rows.update({item: self.size + 1 + k for k, item in enumerate(added)})
+            mine = [item for item in last if rows[item] > self.n_base]  # added rows: replaced where they are
+            self._added[[rows[item] - self.n_base - 1 for item in mine]] = vectors[[last[item] for item in mine]]
+            again = {rows[item]: vectors[last[item]] for item in updated if rows[item] <= self.n_base}
+            if again:  # a new pair of arrays, so a reader holds either the old one or the new one
+                kept = dict(zip(self.replaced[0].tolist(), self.replaced[1])) | again
+                order = sorted(kept)
+                self.replaced = (np.asarray(order, dtype=np.int64),
+                                 np.stack([kept[r] for r in order]).astype(np.float32))
+            self.added_ids.extend(added)  # before `size` grows, so a reader never sees a row without its id
+            self.added_index.update({item: rows[item] for item in added})
             self.size += len(added)
             self.generation += bool(updated)
         return added, updated

@@ -28,16 +28,19 @@ class Settings(BaseSettings):
     user_near_cache_size: int = Field(
         10_000, ge=0, description="User vectors each worker also keeps in process, in front of Redis; 0 = none")
     user_ttl_s: int = Field(300, ge=1, description="Lifetime of a cached user vector")
-    item_ttl_s: int = Field(
-        30 * 86400, ge=0, description="Lifetime of a cached item vector; 0 = no expiry (then a volatile-* "
-                                      "eviction policy can never evict item vectors: keep it non-zero in production)")
     providers: Literal["auto", "cpu", "cuda"] = Field("auto", description="onnxruntime execution provider")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = its default")
     inter_op_threads: int = Field(0, ge=0, description="onnxruntime inter-op threads; 0 = its default")
-    encode_batch: int = Field(1024, ge=1, description="Items per item-encoder call when encoding a catalog")
+    encode_batch: int = Field(1024, ge=1, description="Items per item-encoder call when encoding new items")
     pairwise_chunk: int = Field(2048, ge=1, description="Items per scorer call for pairwise (ConvNCF) models")
     pairwise_score_cache_size: int = Field(
         1000, ge=0, description="Users whose pairwise (ConvNCF) scores each worker keeps; 0 = none")
+    retrieval_min_items: int = Field(
+        100_000, ge=0, description="/recommend goes through the bundle's nearest-neighbour index (when it has one) "
+                                   "for catalogs of at least this many bundle items; smaller ones are scanned exactly")
+    rerank_candidates: int = Field(
+        500, ge=1, description="Pairwise scorers (ConvNCF) through the index: how many items the first stage (dot "
+                               "product of the model's embeddings) hands to the scorer")
     max_candidates: int = Field(1000, ge=1, description="Most candidates one /rank request may send")
     max_k: int = Field(1000, ge=1, description="Largest k of /recommend")
     max_history: int | None = Field(None, ge=1, description="History items used; default: the model's")
@@ -54,6 +57,12 @@ class Settings(BaseSettings):
                                    "least recently updated (its history falls back to the bundle's)")
     events_ttl_s: int = Field(
         0, ge=0, description="With Redis: a user's runtime events expire after this long without a new one; 0 = kept")
+    state_copies_size: int = Field(
+        100_000, ge=0, description="With Redis: users whose runtime events each worker keeps in process until a "
+                                   "write announces a change (service/tracking.py); 0 = read Redis every request")
+    state_copies_max_age_s: float = Field(
+        60.0, gt=0, description="With Redis: longest a kept copy of a user's events is trusted; bounds how long a "
+                                "change made outside the service (a DEL, an events_ttl_s expiry) goes unseen")
     state_poll_s: float = Field(
         0.25, gt=0, le=1.0, description="With Redis: how often each worker looks for items other replicas added")
     max_body_bytes: int = Field(1_048_576, ge=1, description="Larger request bodies are refused (413) unread")

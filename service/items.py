@@ -2,7 +2,7 @@
 
 Three steps, so that a route can run the slow middle one in a worker thread: `check` (the model takes titles
 and has room), `encode` (tokenizer and item encoder, after growing the catalog under its lock if needed) and
-`apply` (catalog rows, cache and `model.added`; never two at once for one model: the route applies on the
+`apply` (catalog rows and `model.added`; never two at once for one model: the route applies on the
 event loop, a reload before the model is served)."""
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from service.cache import Store, to_bytes
 from service.config import Settings
 from service.errors import ServiceError, unprocessable
 from service.model import ServedModel
@@ -44,17 +43,15 @@ def encode(model: ServedModel, items: Sequence[dict[str, Any]], settings: Settin
     """Item vectors [N, D] of the items' titles, after making room in the catalog for the new ids (growing it
     copies the matrix). Safe in a worker thread: it reads only the tokenizer and the item encoder, and the
     catalog grows under its lock (onnxruntime releases the GIL while it computes)."""
-    model.catalog.reserve(sum(1 for item in {i["item_id"] for i in items} if item not in model.catalog.index))
+    model.catalog.reserve(sum(1 for item in {i["item_id"] for i in items} if item not in model.catalog))
     return model.encode_items(model.tokenizer.item_inputs([item["title"] for item in items]), settings.encode_batch)
 
 
-def apply(model: ServedModel, items: Sequence[dict[str, Any]], vectors: np.ndarray, store: Store,
-          settings: Settings) -> dict:
+def apply(model: ServedModel, items: Sequence[dict[str, Any]], vectors: np.ndarray) -> dict:
     """Make encoded items rankable at once: new ids get new rows, known ids get their vector replaced. Keeps
     each item's title and category (and nothing else of it) in `model.added`, to re-encode after a reload."""
     ids = [item["item_id"] for item in items]
     added, updated = model.catalog.upsert(ids, vectors)
-    store.set_many([(model.keys.item(i), to_bytes(v)) for i, v in zip(ids, vectors)], settings.item_ttl_s or None)
     model.added.update(raw_inputs(items))
     return {"model": model.name, "version": model.version, "added": added, "updated": updated}
 
@@ -69,7 +66,7 @@ def changed_items(model: ServedModel, stored: dict[str, dict[str, Any]]) -> list
     return [raw | {"item_id": item} for item, raw in stored.items() if model.added.get(item) != raw]
 
 
-def add_items(model: ServedModel, items: Sequence[dict[str, Any]], store: Store, settings: Settings) -> dict:
+def add_items(model: ServedModel, items: Sequence[dict[str, Any]], settings: Settings) -> dict:
     """Check, encode and apply `items` ({"item_id", "title", "category"?}) in the calling thread."""
     check(model, items, settings)
-    return apply(model, items, encode(model, items, settings), store, settings)
+    return apply(model, items, encode(model, items, settings))

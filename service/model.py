@@ -1,10 +1,11 @@
-"""A served model: a verified bundle, its three onnxruntime sessions, its ready catalog of item vectors, and
-the functions that run the three graphs (items -> vectors, users -> vectors, vectors -> scores)."""
+"""A served model: a verified bundle, its three onnxruntime sessions, its catalog (the bundle's item vectors,
+memory-mapped, plus items added while serving), and the functions that run the three graphs (items ->
+vectors, users -> vectors, vectors -> scores)."""
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from bundle.contract import GRAPHS, BundleError
 from bundle.reader import Bundle, load_bundle
-from service.cache import Keys, Store, from_bytes, to_bytes
+from service.cache import Keys
 from service.catalog import Catalog
 from service.config import Settings
 from service.events import UserEvents
@@ -35,8 +36,8 @@ class ServedModel:
     events: UserEvents
     added: dict[str, dict[str, Any]]
     tokenizer: Any = None
-    users: dict[str, int] = field(default_factory=dict)
     fallback: Fallback | None = None  # for users the model cannot score; None: they get a 422
+    index: Any = None  # the bundle's nearest-neighbour index of its item vectors (bundle/ann.py), if it has one
 
     @property
     def name(self) -> str:
@@ -50,12 +51,22 @@ class ServedModel:
     def keeps_history(self) -> bool:
         return self.bundle.user_input != "user_id"
 
-    def stored_history(self, user_id: str) -> list[str] | None:
-        """The bundle's history of the user plus clicks appended at runtime; None for an unknown user."""
-        stored, extra = self.bundle.histories.get(user_id), self.events.get(user_id)
+    def user_index(self, user_id: str) -> int | None:
+        """A user_id model's index (1..U) of a user it was trained on, else None."""
+        users = self.bundle.users
+        position = users.get(user_id) if users is not None else None
+        return None if position is None else position + 1
+
+    def stored_history(self, user_id: str) -> list[int] | None:
+        """Catalog rows of the bundle's history of the user plus the known items of the clicks appended at
+        runtime, oldest first; None for a user with neither."""
+        histories = self.bundle.histories
+        stored = histories.get(user_id) if histories is not None else None
+        extra = self.events.get(user_id)
         if stored is None and extra is None:
             return None
-        return [*(stored or ()), *(extra or ())]
+        rows = stored.tolist() if stored is not None else []
+        return rows + self.catalog.lookup(extra)[0] if extra else rows
 
     def encode_items(self, inputs: dict[str, np.ndarray], batch: int) -> np.ndarray:
         """Item vectors [N, D] for rows of item-encoder inputs, `batch` rows per call."""
@@ -84,7 +95,8 @@ class ServedModel:
             feeds = {"item_seq": seq, "seq_len": np.maximum(lengths, 1)}
         else:
             mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.float32)
-            feeds = {"history_vectors": self.catalog.matrix[seq] * mask[..., None], "history_mask": mask}
+            vectors = self.catalog.vectors(seq.ravel()).reshape(b, length, -1)
+            feeds = {"history_vectors": vectors * mask[..., None], "history_mask": mask}
         return self.graphs["user_encoder"].run(feeds)
 
     def raw_scores(self, user: np.ndarray, items: np.ndarray, chunk: int) -> np.ndarray:
@@ -112,37 +124,15 @@ def _check_graph(bundle: Bundle, name: str, graph: Graph) -> None:
                           f"graph inputs {sorted(graph.inputs)} differ from the manifest's {sorted(expected)}")
 
 
-def _catalog(model: ServedModel, store: Store, settings: Settings, metrics: Metrics) -> Catalog:
-    """Item vectors from the cache where present for this version, the rest encoded and written back."""
-    bundle, dim = model.bundle, model.bundle.dim
-    keys = [model.keys.item(i) for i in bundle.items]
-    vectors = np.zeros((len(keys), dim), dtype=np.float32)
-    missing = []
-    for row, raw in enumerate(store.get_many(keys)):
-        vector = from_bytes(raw, dim)
-        if vector is None:
-            missing.append(row)
-        else:
-            vectors[row] = vector
-    metrics.cache_lookup("item", len(keys) - len(missing), len(missing))
-    if missing:
-        rows = np.asarray(missing)
-        vectors[rows] = model.encode_items({k: v[rows] for k, v in bundle.item_inputs.items()}, settings.encode_batch)
-        store.set_many([(keys[r], to_bytes(vectors[r])) for r in missing], settings.item_ttl_s or None)
-    log.info("%s %s: %d item vectors from cache, %d encoded", bundle.model, bundle.version,
-             len(keys) - len(missing), len(missing))
-    return Catalog(bundle.items, vectors)
-
-
 def _warm_up(model: ServedModel) -> None:
     """Run the user encoder and scorer once so the first request does not pay for lazy initialisation."""
-    user = model.encode_user([1] if model.catalog.size else [], 1 if model.users else 0)
-    model.raw_scores(user, model.catalog.matrix[:2], chunk=2)
+    user = model.encode_user([1] if model.catalog.size else [], 1 if model.bundle.users else 0)
+    model.raw_scores(user, model.catalog.vectors(np.arange(min(2, model.catalog.size + 1))), chunk=2)
 
 
-def load_model(path: Path, settings: Settings, store: Store, metrics: Metrics,
-               events: UserEvents, added: dict[str, dict[str, Any]]) -> ServedModel:
-    """Verify and load the bundle in `path`, build its catalog, warm it up; raises BundleError on a bad bundle."""
+def load_model(path: Path, settings: Settings, metrics: Metrics, events: UserEvents,
+               added: dict[str, dict[str, Any]]) -> ServedModel:
+    """Verify and load the bundle in `path`, map its catalog, warm it up; raises BundleError on a bad bundle."""
     bundle = load_bundle(path)
     providers = choose_providers(settings.providers)
     observe = metrics.inference_observer(bundle.model)
@@ -154,9 +144,9 @@ def load_model(path: Path, settings: Settings, store: Store, metrics: Metrics,
     for name, graph in graphs.items():
         _check_graph(bundle, name, graph)
     limit = min(settings.max_history or bundle.max_history, bundle.max_history)
-    model = ServedModel(bundle, graphs, Catalog([], np.zeros((0, bundle.dim), np.float32)),
+    model = ServedModel(bundle, graphs, Catalog(bundle.items, bundle.item_vectors),
                         Keys(settings.cache_prefix, bundle.model, bundle.version), limit, events, added,
-                        users={u: i for i, u in enumerate(bundle.users, start=1)}, fallback=Fallback.of(bundle))
+                        fallback=Fallback.of(bundle))
     if bundle.tokenizer_path is not None:
         from bundle.tokenizers import tokenizer_from_spec
 
@@ -164,6 +154,5 @@ def load_model(path: Path, settings: Settings, store: Store, metrics: Metrics,
             model.tokenizer = tokenizer_from_spec(bundle.tokenizer_spec, bundle.tokenizer_path)
         except ValueError as exc:
             raise BundleError(bundle.tokenizer_path, f"unreadable tokenizer ({exc})") from exc
-    model.catalog = _catalog(model, store, settings, metrics)
     _warm_up(model)
     return model

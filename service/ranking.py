@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service import retrieval
 from service.cache import LocalStore, NearCache, Store, from_bytes, to_bytes
 from service.config import Settings
 from service.errors import unprocessable
@@ -39,17 +40,16 @@ def resolve_user(model: ServedModel, user_id: str | None, history: Sequence[str]
     if history and len(history) > cap:
         raise unprocessable("history", f"{len(history)} items exceed the limit of {cap}")
     if model.bundle.user_input == "user_id":
-        user_idx = model.users.get(user_id) if user_id is not None else None
+        user_idx = model.user_index(user_id) if user_id is not None else None
         seen = model.catalog.lookup(history or ())[0]
         if user_idx is None:
             what = f"unknown user {user_id!r}" if user_id is not None else "missing"
             return cold_user(model, user_id, seen, f"{what}; model {model.name!r} scores only users it was "
                                                    "trained on")
         return User(user_id, seen, [], user_idx)
-    source = history or model.stored_history(user_id)
-    if source is None:
+    seen = model.catalog.lookup(history)[0] if history else model.stored_history(user_id)
+    if seen is None:
         return cold_user(model, user_id, [], f"unknown user {user_id!r} and no history given")
-    seen = model.catalog.lookup(source)[0]
     if not seen and model.bundle.user_input == "sequence":
         field = "history" if history else "user_id"
         raise unprocessable(field, f"no item of the history is known to model {model.name!r}")
@@ -82,10 +82,13 @@ class Ranker:
 
     @staticmethod
     def user_key(model: ServedModel, user_id: str | None, window: Sequence[int]) -> str:
-        """The cache key of a user vector; see `Keys.user`."""
+        """The cache key of a user vector; see `Keys.user`. The window enters as the bundle's row numbers
+        (fixed for a version, which the key names) and, for items added while serving (whose rows differ
+        from worker to worker), as their ids: an int and a string never encode alike."""
         catalog = model.catalog
         generation = catalog.generation if model.bundle.user_input == "news_vectors" else 0
-        return model.keys.user(user_id, [catalog.ids[i] for i in window], generation)
+        n = catalog.n_base
+        return model.keys.user(user_id, [r if r <= n else catalog.id_of(r) for r in window], generation)
 
     def user_vector(self, model: ServedModel, user: User, key: str) -> np.ndarray:
         """The user's vector from the cache, else encoded and cached for `user_ttl_s`."""
@@ -107,7 +110,7 @@ class Ranker:
         """
         chunk = self.settings.pairwise_chunk
         if model.bundle.scorer != "pairwise" or self.pair_scores is None or model.tokenizer is not None:
-            items = model.catalog.matrix if indices is None else model.catalog.matrix[indices]
+            items = model.catalog.matrix if indices is None else model.catalog.vectors(indices)
             return model.raw_scores(vector, items, chunk)
         rows = model.catalog.size + 1
         indices = np.arange(rows) if indices is None else indices
@@ -119,7 +122,7 @@ class Ranker:
         todo = np.unique(indices[~scored[indices]])
         self.metrics.cache_lookup("score", indices.size - todo.size, todo.size)
         if todo.size:  # on the event loop's thread; if it ran in threads, a race would only score twice
-            known[todo] = model.raw_scores(vector, model.catalog.matrix[todo], chunk)
+            known[todo] = model.raw_scores(vector, model.catalog.vectors(todo), chunk)
             scored[todo] = True
         return known[indices]
 
@@ -127,8 +130,7 @@ class Ranker:
         """Drop the cached vector of the user's current stored history (called before it changes)."""
         history = model.stored_history(user_id)
         if history is not None and model.keeps_history:
-            window = model.catalog.lookup(history)[0][-model.max_history:]
-            self.store.delete([self.user_key(model, user_id, window)])
+            self.store.delete([self.user_key(model, user_id, history[-model.max_history:])])
 
     def rank(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
              candidates: Sequence[str]) -> bytes:
@@ -156,16 +158,18 @@ class Ranker:
             rows, scores = model.fallback.top(k, drop, model.catalog.size, self.settings.fallback_fresh_items)
             return self._response(model, rows.tolist(), scores, unknown, model.fallback.kind)
         key = self.user_key(model, user.user_id, user.window)
-        raw = np.asarray(self.scores(model, key, self.user_vector(model, user, key), None), dtype=np.float32)
-        raw[[0, *excluded, *(user.seen if exclude_history else ())]] = -np.inf
-        k = min(k, int(np.isfinite(raw).sum()))
-        top = np.argpartition(-raw, k - 1)[:k] if 0 < k < raw.shape[0] else np.arange(raw.shape[0])[:k]
-        top = top[np.argsort(-raw[top], kind="stable")]
-        return self._response(model, top.tolist(), model.reported_scores(raw[top]), unknown)
+        vector = self.user_vector(model, user, key)
+        drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
+        pairwise = (lambda rows: self.scores(model, key, vector, rows)) if model.bundle.scorer == "pairwise" else None
+        if model.index is not None and model.catalog.n_base >= self.settings.retrieval_min_items:
+            rows, raw = retrieval.indexed(model, vector, k, drop, pairwise, self.settings.rerank_candidates)
+        else:
+            rows, raw = retrieval.exact(model, vector, k, drop, pairwise)
+        return self._response(model, rows.tolist(), model.reported_scores(raw), unknown)
 
     @staticmethod
     def _response(model: ServedModel, rows: list[int], scores: np.ndarray, unknown: list[str],
                   fallback: str | None = None) -> bytes:
         if not np.isfinite(scores).all():  # a broken bundle; JSON has no NaN, and null would break clients
             raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
-        return ranking_json(model.name, model.version, model.catalog.result_heads, rows, scores, unknown, fallback)
+        return ranking_json(model.name, model.version, model.catalog.heads, rows, scores, unknown, fallback)

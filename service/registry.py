@@ -128,13 +128,13 @@ class Registry:
         added = self._added.setdefault(name, {})
         if self.state is not None:  # what every replica added, re-encoded by this version's encoder below
             added.update(self.state.added_items(name))
-        model = load_model(path, self.settings, self.store, self.metrics, events, added)
+        model = load_model(path, self.settings, self.metrics, events, added)
         if added and model.tokenizer is not None:
-            replay = [i for i in list(added) if i not in model.catalog.index]  # a copy: /items may add meanwhile
+            replay = [i for i in list(added) if i not in model.catalog]  # a copy: /items may add meanwhile
             if replay:
                 from service.items import add_items
 
-                add_items(model, [added[i] | {"item_id": i} for i in replay], self.store, self.settings)
+                add_items(model, [added[i] | {"item_id": i} for i in replay], self.settings)
         log.info("serving %s %s (%d items, %s)", name, model.version, model.catalog.size,
                  model.graphs["user_encoder"].provider)
         return model

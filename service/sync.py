@@ -26,6 +26,8 @@ async def follow_added_items(registry: Registry, settings: Settings) -> None:
     seen: dict[tuple[str, str], int] = {}  # (model, version) -> the counter last applied
     while True:
         await asyncio.sleep(settings.state_poll_s)
+        if registry.state.copies is not None:  # keeps an idle worker's subscription read
+            await anyio.to_thread.run_sync(registry.state.copies.drain)
         for model in list(registry.models.values()):
             if model.tokenizer is None:
                 continue
@@ -45,7 +47,7 @@ async def catch_up(registry: Registry, model: ServedModel, seen: dict[tuple[str,
     todo = changed_items(model, await anyio.to_thread.run_sync(state.added_items, model.name))
     if todo:
         vectors = await anyio.to_thread.run_sync(encode, model, todo, settings)
-        apply(model, todo, vectors, registry.store, settings)  # on the loop, as the route applies
+        apply(model, todo, vectors)  # on the loop, as the route applies
         log.info("%s: applied %d item(s) added by other replicas", model.name, len(todo))
     seen[key] = seq
     return len(todo)

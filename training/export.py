@@ -18,7 +18,7 @@ import onnx
 import torch
 
 from bundle.contract import LATEST_FILE, OPSET, write_manifest
-from bundle.data import BundleData, fallback_problem, write_data_files
+from bundle.data import BundleData, fallback_problem, write_data_files, write_item_vectors
 from models.base import RecModel
 from models.registry import config_dict
 from training.bundle_data import ExportError
@@ -106,8 +106,11 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
         graphs = {part_name: export_graph(part, tmp / f"{part_name}.onnx")
                   for part_name, part in model.onnx_parts().items()}
         write_data_files(data, tmp)
+        from training.parity import check_bundle_parity, encode_catalog  # onnxruntime, imported when needed
+
+        # The catalog's vectors by the graph the service runs, so it never encodes the catalog at start-up.
+        write_item_vectors(tmp, encode_catalog(tmp, data.item_inputs))
         if parity:
-            from training.parity import check_bundle_parity  # imports onnxruntime only when checking
             check_bundle_parity(model, tmp)
         write_manifest(tmp, _manifest(model, data, name, version, now, graphs))
         tmp.rename(final)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bundle.contract import GRAPHS, ITEM_INPUTS_FILE
+from bundle.contract import GRAPHS, ITEM_INPUTS_FILE, ITEM_VECTORS_FILE
 from models.base import RecModel
 from training.bundle_data import ExportError
 
@@ -69,23 +69,38 @@ def catalog_scores(scorer, users: np.ndarray, items: np.ndarray, chunk: int = 20
     return np.concatenate(out, axis=1)
 
 
+def encode_catalog(bundle: Path, item_inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The item vectors [N, D] of the whole catalog by the bundle's own item-encoder graph, as the service
+    would compute them, in batches (one call over a 50k-news catalog would need tens of GB for attention)."""
+    session = ort_session(bundle / "item_encoder.onnx")
+    n = len(next(iter(item_inputs.values())))
+    return np.concatenate([run(session, {k: v[i:i + ITEM_BATCH] for k, v in item_inputs.items()})
+                           for i in range(0, n, ITEM_BATCH)]) if n else np.zeros((0, 0), np.float32)
+
+
 @torch.no_grad()
-def check_bundle_parity(model: RecModel, bundle: Path, atol: float = ATOL, seed: int = 0) -> dict[str, float]:
-    """Raise ParityError unless every graph and the composed ranking match torch. Returns the max diffs."""
+def check_bundle_parity(model: RecModel, bundle: Path, atol: float = ATOL, seed: int = 0,
+                        sample: int = 4096) -> dict[str, float]:
+    """Raise ParityError unless every graph, the bundle's item vectors and the composed ranking match torch.
+    Items are checked on a sample of at most `sample` catalog rows (all of a small catalog). Returns the max
+    diffs."""
     model = model.eval()
     rng = np.random.default_rng(seed)
     sessions = {part: ort_session(bundle / f"{part}.onnx") for part in GRAPHS}
     with np.load(bundle / ITEM_INPUTS_FILE, allow_pickle=False) as npz:
         item_inputs = {k: npz[k] for k in npz.files}
+    catalog = np.load(bundle / ITEM_VECTORS_FILE, mmap_mode="r")  # row 0 = padding
+    n = catalog.shape[0] - 1
+    rows = np.arange(n) if n <= sample else np.sort(rng.choice(n, sample, replace=False))
     diffs = {}
 
-    # In batches: one call over a 50k-news catalog would need tens of GB for the attention maps.
-    batches = [{k: v[i : i + ITEM_BATCH] for k, v in item_inputs.items()}
-               for i in range(0, len(next(iter(item_inputs.values()))), ITEM_BATCH)]
+    batches = [{k: v[rows[i:i + ITEM_BATCH]] for k, v in item_inputs.items()} for i in range(0, len(rows), ITEM_BATCH)]
     onnx_items = np.concatenate([run(sessions["item_encoder"], b) for b in batches])
     torch_items = torch.cat([model.item_encoder(*[torch.from_numpy(v) for v in b.values()]) for b in batches])
     diffs["item_encoder"] = close("item_encoder", onnx_items, torch_items, atol)
-    catalog = np.concatenate([np.zeros((1, onnx_items.shape[1]), np.float32), onnx_items])  # row 0 = padding
+    diffs["item_vectors"] = close(ITEM_VECTORS_FILE, np.asarray(catalog[rows + 1]), torch_items, atol)
+    if float(np.abs(catalog[0]).max(initial=0.0)) != 0.0:
+        raise ParityError(f"{ITEM_VECTORS_FILE}: row 0 (padding) is not zeros")
 
     inputs = user_inputs(model, catalog, rng,
                          length=getattr(model.cfg, "max_seq_length", getattr(model.cfg, "his_size", 50)))
@@ -93,15 +108,15 @@ def check_bundle_parity(model: RecModel, bundle: Path, atol: float = ATOL, seed:
     torch_users = model.user_encoder(*[torch.from_numpy(v) for v in inputs.values()])
     diffs["user_encoder"] = close("user_encoder", onnx_users, torch_users, atol)
 
-    candidates = rng.integers(1, len(catalog), size=(len(onnx_users), 20))
-    onnx_scores = run(sessions["scorer"], {"user": onnx_users, "items": catalog[candidates]})
-    torch_scores = model.scorer(torch.from_numpy(onnx_users), torch.from_numpy(catalog[candidates]))
+    sub = np.asarray(catalog[rows + 1])  # the sampled catalog, for the scorer and the composed ranking
+    candidates = rng.integers(0, len(sub), size=(len(onnx_users), 20))
+    onnx_scores = run(sessions["scorer"], {"user": onnx_users, "items": sub[candidates]})
+    torch_scores = model.scorer(torch.from_numpy(onnx_users), torch.from_numpy(sub[candidates]))
     diffs["scorer"] = close("scorer", onnx_scores, torch_scores, atol)
 
-    # Composed: ONNX user -> ONNX items -> ONNX scorer over the whole catalog vs torch end to end.
-    onnx_full = catalog_scores(sessions["scorer"], onnx_users, catalog[1:])
-    torch_catalog = torch.cat([torch.zeros_like(torch_items[:1]), torch_items])
-    torch_full = model.full_sort_scores(torch_users, torch_catalog)[:, 1:]
+    # Composed: ONNX user -> the bundle's item vectors -> ONNX scorer vs torch end to end, over the sample.
+    onnx_full = catalog_scores(sessions["scorer"], onnx_users, sub)
+    torch_full = model.full_sort_scores(torch_users, torch.cat([torch.zeros_like(torch_items[:1]), torch_items]))[:, 1:]
     if model.score_meaning == "probability":
         torch_full = torch.sigmoid(torch_full)
     diffs["ranking"] = close("composed ranking", onnx_full, torch_full, atol)

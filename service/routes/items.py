@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from service.errors import documented, unprocessable
 from service.items import apply, check, check_room, encode, raw_inputs
 from service.responses import FastJSON
-from service.routes.deps import RegistryDep, SettingsDep, StoreDep, served_model
+from service.routes.deps import RegistryDep, SettingsDep, served_model
 from service.schemas import ItemsRequest, ItemsResponse
 
 router = APIRouter(tags=["catalog"], responses=documented(401, 413))
@@ -29,7 +29,7 @@ def encoders(request: Request) -> CapacityLimiter:
 
 @router.post("/items", response_model=ItemsResponse, response_class=FastJSON,
              responses=documented(404, 422, 429, 503))
-async def post_items(body: ItemsRequest, request: Request, registry: RegistryDep, store: StoreDep,
+async def post_items(body: ItemsRequest, request: Request, registry: RegistryDep,
                      settings: SettingsDep) -> FastJSON:
     """Encode new items from their titles with the bundle's tokenizer and item encoder.
 
@@ -52,4 +52,4 @@ async def post_items(body: ItemsRequest, request: Request, registry: RegistryDep
     check_room(model, [item["item_id"] for item in items], settings)
     if registry.state is not None:  # stored for every replica first: a 503 here leaves nothing half-added
         await anyio.to_thread.run_sync(registry.state.add_items, model.name, raw_inputs(items))
-    return FastJSON(apply(model, items, vectors, store, settings))
+    return FastJSON(apply(model, items, vectors))

@@ -36,9 +36,7 @@ async def post_events(body: EventsRequest, request: Request, registry: RegistryD
         known, missing = model.catalog.lookup(body.items)
         if known:
             ranker.forget_user(model, user_id)
-            # the catalog's own id strings: a click costs a list slot, not a copy of the request's string
-            ids = model.catalog.ids
-            model.events.append(user_id, [ids[i] for i in known],
+            model.events.append(user_id, model.catalog.ids_of(known),
                                 model.max_history * ranker.settings.history_cap_factor)
         lengths[model.name] = len(model.stored_history(user_id) or ())
         unknown[model.name] = list(dict.fromkeys(missing))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from bundle.reader import resolve_latest
+from bundle.reader import load_bundle, resolve_latest
 from models.registry import KINDS, recipe
 from service.app import create_app
 from service.config import Settings
@@ -46,8 +46,8 @@ def test_a_fifth_kind_trains_exports_and_serves(fifth_kind, tmp_path):
     bundle = resolve_latest(out / "mf")
     assert bundle != first
 
-    users = json.loads((bundle / "users.json").read_text())
-    items = json.loads((bundle / "items.json").read_text())
+    loaded = load_bundle(bundle)
+    users, items = loaded.users.all(), loaded.items.all()
     state = torch.load(out / "mf" / "train" / "best.pt", weights_only=True)["model"]
     expected = (state["item_embedding.weight"][1:] @ state["user_embedding.weight"][1]).numpy()
     with TestClient(create_app(Settings(artifacts=out))) as client:

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bundle.contract import FORMAT, sha256_file
+from bundle.data import BundleData, write_data_files, write_item_vectors
 from models.base import DotScorer  # the scorer every dot-product model exports
 
 DIM, MAX_HISTORY, N_ITEMS, N_USERS, TITLE_SIZE = 8, 5, 60, 12, 6
@@ -188,7 +190,7 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
     histories = {u: rng.sample(items, rng.randint(2, 8)) for u in users}
     scorer_in = ([torch.randn(2, DIM), torch.randn(2, 3, DIM)], ["user", "items"])
     scorer_axes = {"user": {0: "batch"}, "items": {0: "batch", 1: "candidates"}, "scores": {0: "batch", 1: "candidates"}}
-    extra_files: dict[str, bytes] = {}
+    tokenizer = None
     model = TinyModel(name, version, root / name / version, items, None, None, None, {})
     if name == "nrms":
         model.vocab = {w: i for i, w in enumerate(WORDS, start=1)}
@@ -201,9 +203,8 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
         model.item_encoder, model.user_encoder, model.scorer = TitleItems(len(WORDS), DIM), NewsUser(DIM), DotScorer(sigmoid=True)
         user_in = ([torch.randn(2, MAX_HISTORY, DIM), torch.ones(2, MAX_HISTORY)], ["history_vectors", "history_mask"])
         user_axes = {"history_vectors": {0: "batch", 1: "history"}, "history_mask": {0: "batch", 1: "history"}}
-        extra_files["tokenizer.json"] = json.dumps({"type": "word-regex", "pattern": r"[\w]+|[.,!?;|]",
-                                                    "lowercase": True, "title_size": TITLE_SIZE,
-                                                    "vocab": model.vocab}).encode()
+        tokenizer = {"type": "word-regex", "pattern": r"[\w]+|[.,!?;|]", "lowercase": True,
+                     "title_size": TITLE_SIZE, "vocab": model.vocab}
         meta = {"score": "probability", "scorer": "dot_sigmoid", "user_input": "news_vectors"}
     else:
         model.item_inputs = {"item_idx": np.arange(1, N_ITEMS + 1, dtype=np.int64)}
@@ -212,23 +213,17 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
             model.user_encoder, model.scorer = IdUsers(N_USERS, DIM), OuterCnn(DIM)
             user_in, user_axes = ([torch.tensor([1, 2])], ["user_idx"]), {"user_idx": {0: "batch"}}
             meta = {"score": "raw", "scorer": "pairwise", "user_input": "user_id"}
-            extra_files["users.json"] = json.dumps(users).encode()
-            histories = {}
+            histories = None
         else:
             model.user_encoder = GruUser(N_ITEMS, DIM) if name == "gru4recf" else MeanUser(N_ITEMS, DIM)
             model.scorer = DotScorer()
             user_in = ([torch.randint(1, N_ITEMS, (2, MAX_HISTORY)), torch.tensor([3, MAX_HISTORY])], ["item_seq", "seq_len"])
             user_axes = {"item_seq": {0: "batch", 1: "length"}, "seq_len": {0: "batch"}}
             meta = {"score": "raw", "scorer": "dot", "user_input": "sequence"}
-    model.users, model.histories = users, histories
+    model.users, model.histories = users, histories or {}
     # A fallback listing a third of the catalog, so some /rank candidates are not in it.
     model.fallback = rng.sample(items, N_ITEMS // 3)
-    buffer = io.BytesIO()
-    np.save(buffer, np.array([items.index(i) + 1 for i in model.fallback], dtype=np.int32))
-    extra_files["fallback.npy"] = buffer.getvalue()
     meta["fallback"] = "recency_popularity" if name == "nrms" else "popularity"
-    if histories:
-        extra_files["histories.json"] = json.dumps(histories).encode()
     (in_name,) = model.item_inputs
     example = torch.from_numpy(model.item_inputs[in_name][:3])
     files = {
@@ -237,14 +232,17 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
         "user_encoder.onnx": _export(model.user_encoder, tuple(user_in[0]), user_in[1], "user_vectors",
                                      {**user_axes, "user_vectors": {0: "batch"}}),
         "scorer.onnx": _export(model.scorer, tuple(scorer_in[0]), scorer_in[1], "scores", scorer_axes),
-        "items.json": json.dumps(items).encode(),
-        **extra_files,
     }
-    buffer = io.BytesIO()
-    np.savez(buffer, **model.item_inputs)
-    files["item_inputs.npz"] = buffer.getvalue()
+    model.path.mkdir(parents=True, exist_ok=True)
+    for n, b in files.items():
+        (model.path / n).write_bytes(b)
+    # The data files as the exporter writes them (bundle/data.py), the item vectors by the torch module.
+    write_data_files(BundleData(items, model.item_inputs, MAX_HISTORY, users if name == "convncf" else None,
+                                histories, tokenizer if name == "nrms" else None,
+                                np.array([items.index(i) + 1 for i in model.fallback]), meta["fallback"]), model.path)
+    write_item_vectors(model.path, model.item_matrix()[1:].numpy())
     manifest = {
-        "format": "recserve-bundle/1", "name": name, "model": name, "version": version,
+        "format": FORMAT, "name": name, "model": name, "version": version,
         "created_at": "2026-01-01T00:00:00Z", "dim": DIM, **meta, "max_history": MAX_HISTORY,
         "n_items": N_ITEMS, "config": {"seed": seed}, "metrics": {"test": {"ndcg@10": 0.1 + seed / 100}},
         "graphs": {
@@ -256,11 +254,8 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
                                                              ("items", "float32", ["batch", "candidates", DIM])]),
                        "outputs": _io([("scores", "float32", ["batch", "candidates"])])},
         },
-        "files": {n: hashlib.sha256(b).hexdigest() for n, b in files.items()},
+        "files": {p.name: sha256_file(p) for p in sorted(model.path.iterdir())},
     }
-    model.path.mkdir(parents=True, exist_ok=True)
-    for n, b in files.items():
-        (model.path / n).write_bytes(b)
     (model.path / "manifest.json").write_text(json.dumps(manifest, indent=1))
     (root / name / "LATEST").write_text(version + "\n")
     return model

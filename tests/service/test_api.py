@@ -137,7 +137,7 @@ def test_models_health_and_metrics(client):
     text = client.get("/metrics").text
     assert 'recserve_request_seconds_count{model="nrms",route="/rank",status="200"}' in text
     assert 'recserve_inference_seconds_count{graph="user_encoder",model="nrms"}' in text
-    assert 'recserve_cache_requests_total{kind="item",result="miss"}' in text
+    assert 'recserve_cache_requests_total{kind="user",result="miss"}' in text
     assert "recserve_cache_degraded 0.0" in text
 
 

@@ -10,11 +10,41 @@ from bundle.reader import discover, load_bundle, older_versions, resolve_latest
 
 
 def test_load_reads_every_part(models):
-    bundle = load_bundle(models["nrms"].path)
+    nrms = models["nrms"]
+    bundle = load_bundle(nrms.path)
     assert bundle.model == "nrms" and bundle.dim == 8 and bundle.scorer == "dot_sigmoid"
-    assert bundle.items[:2] == ["N1", "N2"] and bundle.item_inputs["title_tokens"].shape == (60, 6)
-    assert bundle.tokenizer_path is not None and bundle.histories["u1"]
-    assert load_bundle(models["convncf"].path).users[0] == "u1"
+    assert bundle.items.all()[:2] == ["N1", "N2"] and bundle.items.get("N2") == 1 and bundle.items.get("x") is None
+    assert bundle.tokenizer_path is not None
+    assert [bundle.items.id(int(i) - 1) for i in bundle.histories.get("u1")] == nrms.histories["u1"]
+    assert load_bundle(models["convncf"].path).users.id(0) == "u1"
+
+
+def test_item_vectors_are_mapped_from_the_file_and_equal_the_encoder(models):
+    """The catalog is the exporter's precomputed vectors, memory-mapped (read-only, shared by workers), not
+    re-encoded: here equal to the torch item encoder's output, row 0 the padding."""
+    import numpy as np
+
+    for model in models.values():
+        vectors = load_bundle(model.path).item_vectors
+        assert isinstance(vectors, np.memmap) and not vectors.flags.writeable
+        assert np.allclose(vectors, model.item_matrix().numpy(), atol=1e-6) and not vectors[0].any()
+
+
+def test_a_tampered_item_vector_file_is_refused(artifacts):
+    path = next((artifacts / "bert4rec").glob("2026*"))
+    with (path / "item_vectors.npy").open("r+b") as f:  # one float changed in place, same size
+        f.seek(-4, os.SEEK_END)
+        f.write(b"\x00\x00\x80\x7f")
+    with pytest.raises(BundleError, match=r"item_vectors\.npy: sha256 mismatch"):
+        load_bundle(path)
+
+
+def test_a_bundle_of_the_older_format_is_refused_with_the_way_out(artifacts):
+    path = next((artifacts / "bert4rec").glob("2026*"))
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "format": "recserve-bundle/1"}))
+    with pytest.raises(BundleError, match=r"found 'recserve-bundle/1' \(an older bundle: export its checkpoint again"):
+        load_bundle(path)
 
 
 def test_discover_and_latest(artifacts):
@@ -37,8 +67,8 @@ def test_hash_mismatch_is_refused_naming_the_file(artifacts):
 
 def test_missing_file_and_bad_manifest_are_refused(artifacts):
     path = next((artifacts / "bert4rec").glob("2026*"))
-    (path / "items.json").unlink()
-    with pytest.raises(BundleError, match=r"items\.json: listed in manifest.json but unreadable"):
+    (path / "item_ids.npy").unlink()
+    with pytest.raises(BundleError, match=r"item_ids\.npy: listed in manifest.json but unreadable"):
         load_bundle(path)
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["scorer"] = "cosine"
@@ -88,20 +118,20 @@ def test_model_folder_linking_out_of_the_artifacts_folder_is_refused(artifacts, 
 
 def test_a_file_linking_out_of_the_bundle_is_refused_even_with_the_right_hash(artifacts, tmp_path):
     path = resolve_latest(artifacts / "bert4rec")
-    copy = tmp_path / "histories.json"
-    copy.write_bytes((path / "histories.json").read_bytes())  # same bytes, same sha256
-    (path / "histories.json").unlink()
-    (path / "histories.json").symlink_to(copy)
+    copy = tmp_path / "history_items.npy"
+    copy.write_bytes((path / "history_items.npy").read_bytes())  # same bytes, same sha256
+    (path / "history_items.npy").unlink()
+    (path / "history_items.npy").symlink_to(copy)
     with pytest.raises(BundleError) as err:
         load_bundle(path)
-    assert str(path / "histories.json") in str(err.value) and f"links to {copy}" in str(err.value)
+    assert str(path / "history_items.npy") in str(err.value) and f"links to {copy}" in str(err.value)
     assert "outside the bundle folder" in str(err.value)
 
 
 def test_a_listed_file_that_is_not_a_regular_file_is_refused(artifacts):
     path = resolve_latest(artifacts / "bert4rec")
-    (path / "histories.json").unlink()
-    os.mkfifo(path / "histories.json")  # reading it would block forever
+    (path / "history_items.npy").unlink()
+    os.mkfifo(path / "history_items.npy")  # reading it would block forever
     outcome = []
 
     def load():
@@ -113,7 +143,7 @@ def test_a_listed_file_that_is_not_a_regular_file_is_refused(artifacts):
     reader = threading.Thread(target=load, daemon=True)  # a regression blocks this thread, not the suite
     reader.start()
     reader.join(30)
-    assert outcome == [f"{path / 'histories.json'}: not a regular file"]
+    assert outcome == [f"{path / 'history_items.npy'}: not a regular file"]
 
 
 def test_a_loop_of_links_is_refused_not_a_crash(artifacts):
@@ -124,9 +154,9 @@ def test_a_loop_of_links_is_refused_not_a_crash(artifacts):
     with pytest.raises(BundleError, match="LATEST: names 'a', which is not a folder"):
         resolve_latest(model_dir)
     path = resolve_latest(artifacts / "nrms")
-    (path / "items.json").unlink()
-    (path / "items.json").symlink_to("items.json")
-    with pytest.raises(BundleError, match=r"items\.json: cannot follow its links"):
+    (path / "item_ids.npy").unlink()
+    (path / "item_ids.npy").symlink_to("item_ids.npy")
+    with pytest.raises(BundleError, match=r"item_ids\.npy: cannot follow its links"):
         load_bundle(path)
 
 
@@ -141,12 +171,12 @@ def _leave_out(path, name):
 
 
 @pytest.mark.parametrize("model, name, why", [
-    ("bert4rec", "histories.json", "user_input 'sequence'"),
-    ("gru4recf", "histories.json", "user_input 'sequence'"),
-    ("nrms", "histories.json", "user_input 'news_vectors'"),
-    ("convncf", "users.json", "user_input 'user_id'"),
+    ("bert4rec", "history_items.npy", "user_input 'sequence'"),
+    ("gru4recf", "history_items.npy", "user_input 'sequence'"),
+    ("nrms", "history_items.npy", "user_input 'news_vectors'"),
+    ("convncf", "user_ids.npy", "user_input 'user_id'"),
     ("nrms", "tokenizer.json", "item input 'title_tokens'"),
-    ("convncf", "items.json", "every bundle"),
+    ("convncf", "item_ids.npy", "every bundle"),
     ("gru4recf", "item_inputs.npz", "every bundle"),
 ])
 def test_a_bundle_without_a_file_its_kind_needs_is_refused(artifacts, model, name, why):

@@ -15,16 +15,15 @@ def test_the_poisoning_pair_gets_different_keys():
     assert KEYS.user(None, ["a\x1e1"]) != KEYS.user(None, ["a"], generation=1)
     assert KEYS.user("u:1", ["x"]) != KEYS.user("u", ["1:x"])
     assert KEYS.user(None, ["x"]) != KEYS.user("-", ["x"])
+    # windows mix bundle rows (ints) and added items' ids (strings): never alike
+    assert KEYS.user("u1", [1, 2]) != KEYS.user("u1", ["1", "2"])
 
 
 def test_model_and_version_cannot_run_into_each_other():
-    assert Keys("p", "a:b", "c").item("i") != Keys("p", "a", "b:c").item("i")
     assert Keys("p", "a:b", "c").user("u", ["i"]) != Keys("p", "a", "b:c").user("u", ["i"])
 
 
-def test_a_catalog_shares_a_slot_and_users_spread_over_the_cluster():
-    """Items of a version are read together (one slot, so a catalog loads with MGETs); users spread."""
-    assert len({key_slot(KEYS.item(f"N{i}").encode()) for i in range(1000)}) == 1
+def test_users_spread_over_the_cluster():
     user_slots = {key_slot(KEYS.user(f"U{i}", ["N1", "N2"]).encode()) for i in range(1000)}
     assert len(user_slots) > 900
     anonymous = {key_slot(KEYS.user(None, [f"N{i}"]).encode()) for i in range(1000)}

@@ -49,8 +49,8 @@ def test_events_change_the_next_answer_and_drop_the_cached_vector(make_client, m
     request = {"model": "gru4recf", "user_id": "u6", "candidates": model.items}
     before = client.post("/rank", json=request).json()["results"]
     served = registry.get("gru4recf")
-    window = model.histories["u6"][-5:]
-    old_key = served.keys.user("u6", window)
+    window = [model.items.index(i) + 1 for i in model.histories["u6"][-5:]]  # bundle rows
+    old_key = client.app.state.ranker.user_key(served, "u6", window)
     assert store.get_many([old_key])[0] is not None
     clicks = model.items[50:53]
     r = client.post("/users/u6/events", json={"items": clicks})

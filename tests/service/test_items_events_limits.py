@@ -28,7 +28,6 @@ def test_events_keep_only_ids_the_model_knows_and_report_the_others(make_client,
     # per model: an nrms id is unknown to the id models and the other way round; repeats are listed once
     assert body["unknown"] == {"bert4rec": ["N3", junk], "gru4recf": ["N3", junk], "nrms": ["i4", junk, "i5"]}
     assert registry.get("nrms").events.get("u1") == ["N3"]
-    assert registry.get("nrms").events.get("u1")[0] is registry.get("nrms").catalog.ids[3]  # not the request's copy
     assert registry.get("bert4rec").events.get("u1") == ["i4", "i5"]
     assert body["models"] == {"bert4rec": len(models["bert4rec"].histories["u1"]) + 2,
                               "gru4recf": len(models["gru4recf"].histories["u1"]) + 2,
@@ -51,7 +50,7 @@ def test_events_of_only_unknown_ids_change_nothing_and_create_no_user(make_clien
     assert rank.status_code == 200 and rank.json()["fallback"] == "popularity"  # still a user it has never seen
     # a known user's stored history is left as the bundle has it
     assert client.post("/users/u2/events", json={"model": "gru4recf", "items": ["nope"]}).json()["models"] == {
-        "gru4recf": len(client.app.state.registry.get("gru4recf").bundle.histories["u2"])}
+        "gru4recf": len(client.app.state.registry.get("gru4recf").bundle.histories.get("u2"))}
     assert registry.get("gru4recf").events.get("u2") is None
 
 
@@ -69,9 +68,9 @@ def test_events_are_kept_for_at_most_max_event_users_least_recently_updated_drop
     assert len(served.events) == 3
     assert [served.events.get(u) is not None for u in ("u1", "u2", "u3", "u4", "u5")] == [
         False, True, False, True, True]
-    assert served.stored_history("u2") == [*models["bert4rec"].histories["u2"], *clicks, clicks[0]]
+    assert served.catalog.ids_of(served.stored_history("u2")) == [*models["bert4rec"].histories["u2"], *clicks, clicks[0]]
     for dropped in ("u1", "u3"):  # back to the bundle's history, and so to the bundle's answer
-        assert served.stored_history(dropped) == models["bert4rec"].histories[dropped]
+        assert served.catalog.ids_of(served.stored_history(dropped)) == models["bert4rec"].histories[dropped]
         request = {"model": "bert4rec", "user_id": dropped, "candidates": models["bert4rec"].items}
         assert client.post("/rank", json=request).json()["results"] == ranked[dropped]
 
@@ -86,7 +85,7 @@ def test_items_refuse_over_long_title_and_category(make_client):
     long_category = client.post("/items", json={"model": "nrms", "items": [
         {"item_id": "A", "title": "w1"}, {"item_id": "B", "title": "w2", "category": "c" * 101}]})
     assert long_category.status_code == 422 and long_category.json()["field"] == "items.1.category"
-    assert client.app.state.registry.get("nrms").catalog.index.get("A") is None
+    assert "A" not in client.app.state.registry.get("nrms").catalog
 
 
 def test_items_beyond_max_added_items_answer_429_and_add_nothing(make_client):
@@ -106,7 +105,7 @@ def test_items_beyond_max_added_items_answer_429_and_add_nothing(make_client):
     assert body["field"] == "items"
     for part in ("3 added items", "1 new", "limit of 3", "RECSERVE_MAX_ADDED_ITEMS"):
         assert part in body["detail"], body["detail"]
-    assert served.catalog.size == size + 2 and "C" not in served.catalog.index and "C" not in served.added
+    assert served.catalog.size == size + 2 and "C" not in served.catalog and "C" not in served.added
     rank = client.post("/rank", json={"model": "nrms", "user_id": "u1", "candidates": ["C"]}).json()
     assert rank["unknown"] == ["C"]
 
@@ -156,7 +155,7 @@ def test_items_encode_off_the_event_loop(make_client, monkeypatch):
         assert answered["response"].status_code == 200
         assert posting.is_alive() and "response" not in posted  # /items is still encoding
         catalog = client.app.state.registry.get("nrms").catalog
-        assert catalog.size == 60 and catalog._rows.shape[0] >= 1 + 60 + 1000  # grown off the loop too
+        assert catalog.size == 60 and catalog._added.shape[0] >= 1000  # grown off the loop too
     finally:
         blocker.release.set()
         posting.join(WAIT_S)
@@ -165,14 +164,20 @@ def test_items_encode_off_the_event_loop(make_client, monkeypatch):
 
 
 def test_a_reserved_catalog_upserts_without_copying_its_matrix():
-    catalog = Catalog(["a", "b"], np.ones((2, 3), np.float32))
-    catalog.reserve(3)
-    rows = catalog._rows
+    catalog = Catalog.of(["a", "b"], np.ones((2, 3), np.float32))
+    catalog.reserve(20)
+    rows = catalog._added
     vectors = np.arange(15, dtype=np.float32).reshape(5, 3)
     assert catalog.upsert(["c", "a", "c", "d", "e"], vectors) == (["c", "d", "e"], ["a"])
-    assert catalog._rows is rows and catalog.size == 5 and catalog.generation == 1
-    assert catalog.ids == ["", "a", "b", "c", "d", "e"]
-    assert np.array_equal(catalog.matrix, [[0, 0, 0], [3, 4, 5], [1, 1, 1], [6, 7, 8], [9, 10, 11], [12, 13, 14]])
+    assert catalog._added is rows and catalog.size == 5 and catalog.generation == 1
+    assert catalog.ids_of(range(1, 6)) == ["a", "b", "c", "d", "e"]
+    expected = [[0, 0, 0], [3, 4, 5], [1, 1, 1], [6, 7, 8], [9, 10, 11], [12, 13, 14]]
+    assert np.array_equal(catalog.matrix, expected)
+    assert np.array_equal(catalog.vectors(np.array([5, 1, 0])), [expected[5], expected[1], expected[0]])
+    user = np.array([1.0, -1.0, 2.0], dtype=np.float32)
+    assert np.allclose(catalog.scores(user), np.asarray(expected, np.float32) @ user)
+    assert catalog.extra_rows().tolist() == [1, 3, 4, 5]  # the re-posted bundle row and the added ones
+    assert catalog.lookup(["e", "zz", "a"]) == ([5, 1], ["zz"])
 
 
 def test_concurrent_items_calls_are_both_applied(make_client, models, monkeypatch):
@@ -194,10 +199,10 @@ def test_concurrent_items_calls_are_both_applied(make_client, models, monkeypatc
         thread.join(WAIT_S)
     assert sorted(out["response"].status_code for _, out in (first, second)) == [200, 200]
     assert set(served.added) == {"A", "B", "C", "D", "E"} and served.catalog.size == 65
-    assert sorted(served.catalog.ids[61:]) == ["A", "B", "C", "D", "E"]
+    assert sorted(served.catalog.ids_of(range(61, 66))) == ["A", "B", "C", "D", "E"]
     titles = {"A": "w1 w9", "B": "w2 w9", "C": "w3 w9", "D": "w1 w9", "E": "w2 w9"}
     want = models["nrms"].encode_titles(list(titles.values())).detach().numpy()
-    got = served.catalog.matrix[[served.catalog.index[i] for i in titles]]
+    got = served.catalog.vectors(served.catalog.lookup(list(titles))[0])
     assert np.allclose(got, want, atol=1e-5)
 
 

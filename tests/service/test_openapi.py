@@ -102,7 +102,7 @@ def test_the_error_bodies_sent_are_the_documented_ones(make_client, tmp_path):
 def test_a_refused_reload_sends_the_documented_409(make_client, artifacts):
     name = "gru4recf"
     latest = (artifacts / name / "LATEST").read_text().strip()
-    (artifacts / name / latest / "items.json").write_text("[]")
+    (artifacts / name / latest / "item_ids.npy").write_text("[]")
     client = make_client(artifacts=artifacts)
     answer = client.post("/admin/reload")
     assert answer.status_code == 409

@@ -52,12 +52,12 @@ def test_corrupted_newer_bundle_is_refused_and_the_old_keeps_serving(make_client
 
 def test_bad_bundle_at_start_is_refused_and_reported(make_client, artifacts):
     latest = (artifacts / "bert4rec" / "LATEST").read_text().strip()
-    (artifacts / "bert4rec" / latest / "histories.json").write_text("{}")
+    (artifacts / "bert4rec" / latest / "history_items.npy").write_text("{}")
     client = make_client(artifacts=artifacts)
     ready = client.get("/readyz")
-    assert ready.status_code == 503 and "histories.json: sha256 mismatch" in ready.json()["failed"]["bert4rec"]
+    assert ready.status_code == 503 and "history_items.npy: sha256 mismatch" in ready.json()["failed"]["bert4rec"]
     reason = ready.json()["reason"]
-    assert reason.startswith("bundles refused: bert4rec: ") and "histories.json: sha256 mismatch" in reason
+    assert reason.startswith("bundles refused: bert4rec: ") and "history_items.npy: sha256 mismatch" in reason
     assert client.post("/rank", json={**RANK, "model": "bert4rec"}).status_code == 404
     assert client.post("/rank", json=RANK).status_code == 200
 
@@ -103,13 +103,13 @@ def test_a_bundle_linking_out_of_the_tree_is_refused_at_start(make_client, artif
 def test_a_bundle_without_the_histories_it_needs_is_refused_at_start(make_client, artifacts):
     path = artifacts / "bert4rec" / (artifacts / "bert4rec" / "LATEST").read_text().strip()
     manifest = json.loads((path / "manifest.json").read_text())
-    del manifest["files"]["histories.json"]  # known users would get 422 "unknown user"
+    del manifest["files"]["history_items.npy"]  # known users would get 422 "unknown user"
     (path / "manifest.json").write_text(json.dumps(manifest))
     client = make_client(artifacts=artifacts)
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["failed"]["bert4rec"] == (
-        f"{path / 'manifest.json'}: histories.json is not listed under 'files' (user_input 'sequence' needs "
+        f"{path / 'manifest.json'}: history_items.npy is not listed under 'files' (user_input 'sequence' needs "
         "it: the users' histories)")
     assert client.post("/rank", json={**RANK, "model": "bert4rec"}).status_code == 404
 

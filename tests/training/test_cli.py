@@ -102,10 +102,10 @@ def test_recommend_with_a_folder_that_is_no_bundle_is_one_line(tmp_path, recomme
 
 def test_recommend_with_a_corrupt_bundle_is_one_line(tmp_path, recommend_args, capsys):
     bundle = exported(tmp_path / "artifacts")
-    (bundle / "items.json").write_text('["tampered"]')
+    (bundle / "item_ids.npy").write_text('["tampered"]')
     assert main(recommend_args(bundle)) == 2
     line = one_error_line(capsys)
-    assert "items.json" in line and "sha256 mismatch" in line
+    assert "item_ids.npy" in line and "sha256 mismatch" in line
     assert not (tmp_path / "out.jsonl").exists()
 
 

@@ -129,7 +129,7 @@ def test_export_checkpoint_refuses_untrained_and_mismatched_checkpoints(tmp_path
     torch.save({"model": model.state_dict(), "kind": "bert4rec", "model_config": vars(model.cfg), "epoch": 0}, good)
     bundle = export_checkpoint(good, tmp_path / "out")
     assert (bundle / "manifest.json").exists()
-    (run_dir / "bundle_data" / "items.json").unlink()
+    (run_dir / "bundle_data" / "item_ids.npy").unlink()
     with pytest.raises(ExportError, match="no id map"):
         export_checkpoint(good, tmp_path / "out")
 

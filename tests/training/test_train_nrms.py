@@ -35,8 +35,9 @@ def test_trained_model_exports_with_parity(trained):
     manifest = json.loads((result.bundle / "manifest.json").read_text())
     assert manifest["scorer"] == "dot_sigmoid" and manifest["user_input"] == "news_vectors"
     assert manifest["metrics"]["valid"]["group_auc"] == result.metrics["valid"]["group_auc"]
-    histories = json.loads((result.bundle / "histories.json").read_text())
-    assert histories and all(isinstance(v, list) for v in histories.values())
+    from bundle.reader import load_bundle
+    histories = load_bundle(result.bundle).histories
+    assert len(histories) and all(len(histories.get(u)) for u in histories.users.all())
     from training.loop import load_checkpoint
     from models.registry import build_model
     state = load_checkpoint(result.run_dir / "best.pt")
