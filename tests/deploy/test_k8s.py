@@ -239,6 +239,22 @@ def test_the_reload_sidecar_runs_the_shipped_script_over_loopback(name):
     assert data[Path(script).name] == shipped
 
 
+def test_the_training_job_fetches_what_it_trains_on_and_skips_what_is_there():
+    from training.download import MANIFEST
+
+    train = pod_specs(render("base"))["CronJob/recserve-train"]
+    fetch = container(train, "fetch-data")["args"][0]
+    args = container(train, "train")["args"]
+    for dataset, dest in (("ml-100k", "/data/ml-100k"), ("mind-small", "/data/mind")):
+        assert f"recserve data fetch {dataset} --dest {dest} " in fetch
+        assert f"[ -f {dest}/{MANIFEST} ]" in fetch   # complete: the fetcher writes its manifest last
+    value = dict(zip(args[1:], args[2:]))
+    assert value["--data-interactions"] == "/data/ml-100k"
+    assert value["--data-news"] == "/data/mind/train"   # fetch lays MIND out as train/ and valid/
+    assert value["--valid-behaviors"] == "/data/mind/valid/behaviors.tsv"
+    assert "[ -f /data/mind/valid/behaviors.tsv ]" in fetch and "[ -f /data/ml-100k/ml-100k.inter ]" in fetch
+
+
 # --- security and resources -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", KUSTOMIZATIONS)
