@@ -26,13 +26,30 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    p.add_argument("--timeout-graceful-shutdown", type=positive_seconds, default=None, metavar="SECONDS",
+                   help="on SIGTERM, wait at most this long for requests in flight before closing (default: "
+                        "as long as they take); keep it below the orchestrator's grace period")
     p.set_defaults(func=cmd_serve)
+
+
+def positive_seconds(text: str) -> int:
+    """A whole number of seconds, at least 1 (uvicorn's own option takes whole seconds too)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text!r}")
+    return value
 
 
 def cmd_serve(args) -> int:
     from service.server import serve
 
-    serve(artifacts=args.artifacts, host=args.host, port=args.port, workers=args.workers)
+    serve(artifacts=args.artifacts, host=args.host, port=args.port, workers=args.workers,
+          timeout_graceful_shutdown=args.timeout_graceful_shutdown)
     return 0
 
 
