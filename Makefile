@@ -18,7 +18,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# --no-compile: pip would byte-compile every file of torch & co. (about a minute on 2 cores); Python compiles
 	# what is imported, when it is imported.
-	$(BIN)/pip install -q --no-compile -e ".[train,serve,glove,dev]"
+	$(BIN)/pip install -q --no-compile -e ".[train,serve,glove,ray,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

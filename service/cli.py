@@ -2,6 +2,8 @@
 like the rest of service/: these commands run in the serving image."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -14,9 +16,10 @@ def add_commands(sub) -> None:
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors of bad input that the command line reports in one line."""
     from bundle.contract import BundleError
+    from service.batch_io import BatchInputError
     from service.config import SettingsError
 
-    return BundleError, FileNotFoundError, SettingsError
+    return BundleError, FileNotFoundError, SettingsError, BatchInputError
 
 
 def add_serve_parser(sub) -> None:
@@ -58,39 +61,88 @@ def add_recommend_parser(sub) -> None:
                        description="Score a file of users with a bundle (batched, vectorised) and write JSON lines "
                                    '{"user_id", "results": [{"item_id", "score", "rank"}]} (or {"user_id", "error"}); '
                                    'users the model cannot score get the bundle\'s fallback ranking, with '
-                                   '"fallback": <kind>.')
+                                   '"fallback": <kind>. Files ending in .parquet are read and written as Parquet '
+                                   "(--users: a user_id column; --out: the same fields as columns). Records come in "
+                                   "the users' order, whichever the engine. --engine ray runs the same scoring on a "
+                                   "pool of Ray actors: a local Ray, or the cluster at $RAY_ADDRESS.")
     p.add_argument("--bundle", type=Path, required=True, help="a bundle folder, or ARTIFACTS/<model> (uses LATEST)")
-    p.add_argument("--users", type=Path, required=True, help="text file with one user id per line")
+    p.add_argument("--users", type=Path, required=True,
+                   help="text file with one user id per line, or a .parquet file with a user_id column")
     p.add_argument("--k", type=int, default=10, help="items per user (default 10)")
-    p.add_argument("--out", type=Path, required=True, help="output JSON-lines file")
+    p.add_argument("--out", type=Path, required=True, help="output file: JSON lines, or Parquet if it ends in .parquet")
     p.add_argument("--batch-size", type=int, default=256, help="users per user-encoder call (default 256)")
     p.add_argument("--include-history", action="store_true", help="do not leave out items the user already has")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: Ray actors (pip install 'recserve[ray]')")
+    p.add_argument("--actors", type=positive_int, default=1,
+                   help="--engine ray: actors, each loading the bundle once (default 1)")
+    p.add_argument("--cpus-per-actor", type=positive_float, default=1.0,
+                   help="--engine ray: CPUs each actor holds, and its onnxruntime threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_recommend)
 
 
-def cmd_recommend(args) -> int:
-    import json
+def positive_int(text: str) -> int:
+    import argparse
 
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def positive_float(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def cmd_recommend(args) -> int:
     from tqdm import tqdm
 
-    from service.batch import load_for_batch, recommend_users
+    from service.batch_io import RecordWriter, is_parquet, pyarrow, read_user_ids
 
     check_recommend_paths(args)  # before loading the bundle, which takes a while
-    user_ids = [line.strip() for line in args.users.read_text().splitlines() if line.strip()]
-    model = load_for_batch(args.bundle)
+    if is_parquet(args.out):
+        pyarrow()  # not installed: say so now, not after the scoring
+    if args.engine == "ray":
+        from service.batch_ray import import_ray
+
+        import_ray()
+    user_ids = read_user_ids(args.users)
     errors = fallbacks = 0
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    with open(tmp, "w") as out, tqdm(total=len(user_ids), disable=args.no_progress, unit="user") as bar:
-        for record in recommend_users(model, user_ids, args.k, args.batch_size, not args.include_history):
+    with recommend_records(args, user_ids) as records, RecordWriter(args.out) as out, \
+            tqdm(total=len(user_ids), disable=args.no_progress, unit="user") as bar:
+        for record in records:
             errors += "error" in record
             fallbacks += "fallback" in record
-            out.write(json.dumps(record) + "\n")
+            out.write([record])
             bar.update(1)
-    tmp.replace(args.out)  # never leave a half-written result under the final name
     print(f"{len(user_ids) - errors} users scored ({fallbacks} of them unknown to the model: the fallback ranking), "
           f"{errors} skipped (see their 'error'): {args.out}")
     return 0
+
+
+@contextmanager
+def recommend_records(args, user_ids: list[str]) -> Iterator[Iterator[dict]]:
+    """The records of `user_ids`, in their order, from the engine `args` names."""
+    exclude_history = not args.include_history
+    if args.engine == "ray":
+        from service.batch_ray import ray_runtime, recommend_ray
+
+        with ray_runtime(args.actors, args.cpus_per_actor):
+            yield recommend_ray(args.bundle, user_ids, args.k, args.batch_size, exclude_history, args.actors,
+                                args.cpus_per_actor)
+        return
+    import service.batch
+
+    model = service.batch.load_for_batch(args.bundle)
+    yield service.batch.recommend_users(model, user_ids, args.k, args.batch_size, exclude_history)
 
 
 def check_recommend_paths(args) -> None:
