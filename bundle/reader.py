@@ -152,9 +152,13 @@ def older_versions(model_dir: Path, latest: str, artifacts: Path | None = None) 
     return sorted(found, key=lambda p: p.name, reverse=True)
 
 
+KEPT_AS_BYTES = (".onnx", ".json", ".npz")  # what the reader parses from memory; other files are hashed only
+
+
 def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Every file the manifest lists, checked against its sha256 while read once: the bytes, or for a `.npy`
-    a read-only memory map of the same file descriptor (no check-then-open race)."""
+    """Every file the manifest lists, checked against its sha256 while read once: the bytes of the files the
+    reader parses (KEPT_AS_BYTES), for a `.npy` a read-only memory map of the same file descriptor (no
+    check-then-open race), for anything else (the index, which its library maps itself) None."""
     contents = {}
     for name, expected in manifest["files"].items():
         if Path(name).is_absolute() or ".." in Path(name).parts:
@@ -163,7 +167,7 @@ def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         _readable(file, path)
         try:
             with open(file, "rb") as f:
-                digest, data = hashlib.sha256(), bytearray() if not name.endswith(".npy") else None
+                digest, data = hashlib.sha256(), bytearray() if name.endswith(KEPT_AS_BYTES) else None
                 for block in iter(lambda: f.read(1 << 22), b""):
                     digest.update(block)
                     if data is not None:
@@ -172,7 +176,8 @@ def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                 if actual != expected:
                     raise BundleError(file, f"sha256 mismatch: manifest says {str(expected)[:12]}..., file has "
                                             f"{actual[:12]}...")
-                contents[name] = bytes(data) if data is not None else _map_npy(file, f)
+                contents[name] = (bytes(data) if data is not None else _map_npy(file, f) if name.endswith(".npy")
+                                  else None)
         except OSError as exc:
             raise BundleError(file, f"listed in manifest.json but unreadable ({exc.strerror or exc})") from exc
     return contents
