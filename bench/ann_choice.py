@@ -189,10 +189,12 @@ class Loaded:
         return ids[ids >= 0].astype(np.int64) + 1
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """Resident memory (VmRSS), or its private part (RssAnon: what each further worker adds; file pages
+    of a memory-mapped index are shared through the page cache)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -205,7 +207,7 @@ def probe(args) -> None:
     lib = args.probe
     import_first = {"usearch": "usearch.index", "hnswlib": "hnswlib", "faiss": "faiss"}
     __import__(import_first[lib.split("-")[0]])
-    base = rss_mb()
+    base, base_anon = rss_mb(), rss_mb("RssAnon")
     t0 = time.perf_counter()
     idx = Loaded(lib, work / f"{lib}.index", queries.shape[1])
     load_s = time.perf_counter() - t0
@@ -235,7 +237,8 @@ def probe(args) -> None:
             times.append((time.perf_counter() - t) * 1e3)
         lat[k] = (float(np.percentile(times, 50)), float(np.percentile(times, 99)))
     print(json.dumps({"lib": lib, "load_s": load_s, "mapped": idx.mapped, "rss_load_mb": rss_load,
-                      "rss_after_mb": rss_mb() - base, "recall": recall, "effort_lat": effort_lat, "effort": effort, "lat": lat}))
+                      "rss_after_mb": rss_mb() - base,
+                      "anon_after_mb": rss_mb("RssAnon") - base_anon, "recall": recall, "effort_lat": effort_lat, "effort": effort, "lat": lat}))
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -314,7 +317,7 @@ def main() -> None:
 
     tn = f"{args.thread_n // 1000}k" if args.thread_n else ""
     print(f"| library | build {len(items) - 1:,} ({args.threads} thr) | build {tn} 1 thr / 2 thr | file MB | "
-          "load s | mmap view | RSS after load / after queries MB | effort | k=10 p50/p99 ms | k=100 p50/p99 | "
+          "load s | mmap view | RSS after load / after queries MB (private) | effort | k=10 p50/p99 ms | k=100 p50/p99 | "
           "k=500 p50/p99 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -323,7 +326,7 @@ def main() -> None:
             f"{sc[1]:.1f} / {sc[2]:.1f} s" if sc else "-")
         lat = {int(k): v for k, v in r["lat"].items()}
         print(f"| {r['lib']} | {r['build_s']:.1f} s | {sc_txt} | {r['size_mb']:.0f} | {r['load_s']:.2f} | "
-              f"{'yes' if r['mapped'] else 'no'} | {r['rss_load_mb']:.0f} / {r['rss_after_mb']:.0f} | {r['effort']} | "
+              f"{'yes' if r['mapped'] else 'no'} | {r['rss_load_mb']:.0f} / {r['rss_after_mb']:.0f} ({r['anon_after_mb']:.0f}) | {r['effort']} | "
               + " | ".join(f"{lat[k][0]:.2f} / {lat[k][1]:.2f}" for k in (10, 100, 500)) + " |")
     print("\nrecall@10 against the exact top-10 (k=10 p50 / p99 ms), by search effort (HNSW: ef / expansion_search; IVF: nprobe):\n")
     print("| library | " + " | ".join(f"effort {i + 1}" for i in range(5)) + " |")
