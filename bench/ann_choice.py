@@ -199,7 +199,7 @@ def rss_mb(field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def probe(args) -> None:
+def probe(args, tag: str = "") -> None:
     """In a fresh process: load one index, measure memory, latency and recall; print one JSON line."""
     work = Path(args.workdir)
     queries = np.load(work / "queries.npy")
@@ -209,7 +209,7 @@ def probe(args) -> None:
     __import__(import_first[lib.split("-")[0]])
     base, base_anon = rss_mb(), rss_mb("RssAnon")
     t0 = time.perf_counter()
-    idx = Loaded(lib, work / f"{lib}.index", queries.shape[1])
+    idx = Loaded(lib, work / f"{lib}{tag}.index", queries.shape[1])
     load_s = time.perf_counter() - t0
     rss_load = rss_mb() - base
     efforts = IVF_EFFORTS if lib == "faiss-ivf" else HNSW_EFFORTS
@@ -236,7 +236,7 @@ def probe(args) -> None:
             idx.search(q, k)
             times.append((time.perf_counter() - t) * 1e3)
         lat[k] = (float(np.percentile(times, 50)), float(np.percentile(times, 99)))
-    print(json.dumps({"lib": lib, "load_s": load_s, "mapped": idx.mapped, "rss_load_mb": rss_load,
+    print(json.dumps({"lib": lib + tag, "load_s": load_s, "mapped": idx.mapped, "rss_load_mb": rss_load,
                       "rss_after_mb": rss_mb() - base,
                       "anon_after_mb": rss_mb("RssAnon") - base_anon, "recall": recall, "effort_lat": effort_lat, "effort": effort, "lat": lat}))
 
@@ -244,6 +244,7 @@ def probe(args) -> None:
 # ---------------------------------------------------------------------------------------------- driver
 
 def main() -> None:
+    global HNSW_M, HNSW_EF_BUILD
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=["clustered", "uniform"], default="clustered")
     p.add_argument("--n", type=int, default=1_000_000)
@@ -255,12 +256,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="build threads for the measured index")
     p.add_argument("--thread-n", type=int, default=100_000, help="rows for the 1- vs 2-thread build timing (0: skip)")
     p.add_argument("--effort", type=int, default=0, help="search effort for the latency rows (0: per-library default)")
+    p.add_argument("--m", type=int, default=HNSW_M, help="HNSW graph degree (connectivity)")
+    p.add_argument("--ef-build", type=int, default=HNSW_EF_BUILD, help="HNSW construction beam")
     p.add_argument("--rebuild", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe", help=argparse.SUPPRESS)
     args = p.parse_args()
+    HNSW_M, HNSW_EF_BUILD = args.m, args.ef_build
+    tag = "" if (args.m, args.ef_build) == (16, 128) else f".m{args.m}-ef{args.ef_build}"
     if args.probe:
-        return probe(args)
+        return probe(args, tag)
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -289,7 +294,7 @@ def main() -> None:
 
     rows = []
     for lib in args.libs.split(","):
-        path, meta = work / f"{lib}.index", work / f"{lib}.build.json"
+        path, meta = work / f"{lib}{tag}.index", work / f"{lib}{tag}.build.json"
         if args.rebuild or not path.exists() or not meta.exists():
             t = time.perf_counter()
             build(lib, items, path, args.threads)
@@ -305,7 +310,7 @@ def main() -> None:
                 scaling[th] = time.perf_counter() - t
             (work / f"{lib}.sub.index").unlink()
         out = subprocess.run([sys.executable, __file__, "--probe", lib, "--workdir", str(work),
-                              "--effort", str(args.effort)], capture_output=True, text=True)
+                              "--effort", str(args.effort), "--m", str(args.m), "--ef-build", str(args.ef_build)], capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{lib}: probe failed\n{out.stderr[-2000:]}", file=sys.stderr)
             continue
