@@ -118,3 +118,14 @@ def test_bad_vectors_are_refused(tmp_path):
     bad[2, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         build_index(bad, tmp_path / INDEX_FILE)
+
+
+def test_ip_space_round_trip(catalog, tmp_path):
+    vectors, _, _, queries = catalog
+    info = build_index(vectors, tmp_path / INDEX_FILE, threads=1, space="ip")
+    assert info["space"] == "ip"
+    index = load_index(tmp_path / INDEX_FILE, info, expansion=N)
+    for q in queries[:10]:
+        assert index.search(q, 10, exact=True).tolist() == exact_top(vectors, q, 10).tolist()
+    with pytest.raises(ValueError, match="space"):
+        load_index(tmp_path / INDEX_FILE, {**info, "space": "l2-reduction"})
