@@ -6,7 +6,7 @@ library and of the defaults below is measured in `bench/ann_choice.py` (docs/ann
 Scores are inner products `item_vector . user_vector` over vectors that are not normalised (BERT4Rec's item
 vectors end in a bias, its user vectors in a 1). A graph built directly on the inner product leaves items
 that no other item links to, so some items can never be returned whatever the search effort (measured: 1,302
-of 2,000 random all-positive 16-d vectors). The index therefore uses by default (`space="l2-reduction"`)
+of 2,000 random all-positive 16-d vectors unreachable). The index therefore uses by default (`space="l2-reduction"`)
 the standard reduction of maximum
 inner product search to nearest-neighbour search: each item vector x gets one more coordinate
 sqrt(R - |x|^2), R = max |x|^2 over the catalog, the query gets 0, and the squared L2 distance
