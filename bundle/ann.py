@@ -46,14 +46,18 @@ DTYPE = "f32"               # stored scalar type ("f16" halves the file for a sm
 SPACE = "l2-reduction"      # "l2-reduction" (above) or "ip": a graph on the raw inner product (see below)
 SPACES = ("l2-reduction", "ip")
 # "ip" finds more of the exact top-10 on isotropic (uniform random) vectors, where the reduction flattens the
-# space (bench, expansion 128, Gaussian items: 0.72 against 0.25 at 100k, 0.90 against 0.56 at 20k), but may leave items unreachable;
-# on clustered, recommender-like vectors the two are equal or the reduction is ahead (docs/ann_choice.md).
+# space (bench, expansion 128, Gaussian items: 0.72 against 0.25 at 100k, 0.90 against 0.56 at 20k), but
+# may leave items unreachable; on clustered, recommender-like vectors the two are about equal or the
+# reduction is ahead (docs/ann_choice.md).
 
 
 def _reduced(vectors: np.ndarray) -> tuple[np.ndarray, float]:
     """Rows 1..N of `vectors` with the MIPS -> L2 column appended, and R = the largest squared norm."""
     data = np.asarray(vectors[1:], dtype=np.float32)
-    sq = np.einsum("ij,ij->i", data, data, dtype=np.float64)
+    sq = np.empty(len(data), np.float64)
+    for s in range(0, len(data), 65536):   # in chunks: no float64 copy of the whole matrix
+        chunk = data[s:s + 65536].astype(np.float64)
+        sq[s:s + 65536] = np.einsum("ij,ij->i", chunk, chunk)
     r = float(sq.max()) if len(sq) else 0.0
     out = np.empty((data.shape[0], data.shape[1] + 1), np.float32)
     out[:, :-1] = data
@@ -85,7 +89,8 @@ def build_index(vectors: np.ndarray, path: Path, threads: int = 0, *, connectivi
         data, r = _reduced(vectors)
     if not np.isfinite(data).all():
         raise ValueError("item vectors contain NaN or infinity")
-    index = Index(ndim=data.shape[1], metric="l2sq" if space == "l2-reduction" else "ip", dtype=dtype, connectivity=connectivity,
+    index = Index(ndim=data.shape[1], metric="l2sq" if space == "l2-reduction" else "ip", dtype=dtype,
+                  connectivity=connectivity,
                   expansion_add=expansion_add, expansion_search=expansion_search)
     index.add(np.arange(1, n + 1, dtype=np.uint64), data, threads=threads)
     path = Path(path)
@@ -151,7 +156,8 @@ def load_index(path: Path, info: dict, expansion: int | None = None) -> ItemInde
         raise ValueError(f"{path}: item index file is missing")
     size = path.stat().st_size
     if "bytes" in info and size != int(info["bytes"]):
-        raise ValueError(f"{path}: item index is {size} bytes, the manifest says {info['bytes']} (truncated or replaced?)")
+        raise ValueError(f"{path}: item index is {size} bytes, the manifest says {info['bytes']} "
+                         "(truncated or replaced?)")
     try:
         meta = Index.metadata(str(path))
     except (ValueError, RuntimeError) as exc:
@@ -164,10 +170,12 @@ def load_index(path: Path, info: dict, expansion: int | None = None) -> ItemInde
     reduced = space == "l2-reduction"
     want = "L2sq" if reduced else "IP"
     if getattr(meta["kind_metric"], "name", "") != want:
-        raise ValueError(f"{path}: item index uses metric {meta['kind_metric']}, the manifest's space {space!r} needs {want}")
+        raise ValueError(f"{path}: item index uses metric {meta['kind_metric']}, "
+                         f"the manifest's space {space!r} needs {want}")
     n, dim, extra = int(info["n"]), int(info["dim"]), int(reduced)
     if int(meta["dimensions"]) != dim + extra:
-        raise ValueError(f"{path}: item index has {int(meta['dimensions']) - extra} dimensions, the manifest says {dim}")
+        raise ValueError(f"{path}: item index has {int(meta['dimensions']) - extra} dimensions, "
+                         f"the manifest says {dim}")
     if int(meta["count_present"]) != n:
         raise ValueError(f"{path}: item index holds {meta['count_present']} items, the manifest says {n}")
     try:
