@@ -1,0 +1,187 @@
+"""The approximate nearest-neighbour index over a bundle's item vectors, for `/recommend` on dot-product models.
+
+Torch-free: the exporter builds the index (`build_index`), the service loads it (`load_index`). The choice of
+library and of the defaults below is measured in `bench/ann_choice.py` (docs/ann_choice.md).
+
+Scores are inner products `item_vector . user_vector` over vectors that are not normalised (BERT4Rec's item
+vectors end in a bias, its user vectors in a 1). A graph built directly on the inner product leaves items
+that no other item links to, so some items can never be returned whatever the search effort (measured: 1,302
+of 2,000 random all-positive 16-d vectors unreachable). The index therefore uses by default (`space="l2-reduction"`)
+the standard reduction of maximum
+inner product search to nearest-neighbour search: each item vector x gets one more coordinate
+sqrt(R - |x|^2), R = max |x|^2 over the catalog, the query gets 0, and the squared L2 distance
+|q|^2 + R - 2 q.x orders items exactly as -q.x does. The graph is then an ordinary L2 graph in which every
+item is reachable.
+
+Library: usearch (HNSW). The saved file is memory-mapped read-only at load (`Index.restore(view=True)`): load
+is instant whatever the catalog size and every worker process on a machine shares the same page-cache
+pages. The file must stay in place while the index is in use, and a viewed index cannot take new items
+(items added while serving are scanned exactly by the caller).
+
+Keys are the bundle's item row numbers 1..N; row 0 (padding) is never indexed, so never returned.
+
+Thread safety: `ItemIndex.search` may be called from several threads at once (usearch gives each concurrent
+search its own context). Set `expansion` once, before serving; changing it during searches is not
+synchronised.
+
+Determinism: a build with `threads=1` inserts the rows in order and gives the same graph every time; with
+more threads the graph (and so the approximate results, never the exact ones) depends on scheduling.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+INDEX_FILE = "item_index.usearch"
+LIBRARY = "usearch"
+METRIC = "inner_product"    # what the index ranks by (through the L2 reduction above)
+
+# Defaults, chosen in bench/ann_choice.py on a clustered 1M x 65 catalog (docs/ann_choice.md).
+CONNECTIVITY = 16           # graph degree (HNSW M)
+EXPANSION_ADD = 128         # construction beam width (HNSW ef_construction)
+EXPANSION_SEARCH = 128      # search beam width (HNSW ef); a search for count > expansion uses count
+DTYPE = "f32"               # stored scalar type ("f16" halves the file for a small recall loss)
+SPACE = "l2-reduction"      # "l2-reduction" (above) or "ip": a graph on the raw inner product (see below)
+SPACES = ("l2-reduction", "ip")
+# "ip" finds more of the exact top-10 on isotropic (uniform random) vectors, where the reduction flattens the
+# space (bench, expansion 128, Gaussian items: 0.72 against 0.25 at 100k, 0.90 against 0.56 at 20k), but
+# may leave items unreachable; on clustered, recommender-like vectors the two are about equal or the
+# reduction is ahead (docs/ann_choice.md).
+
+
+def _reduced(vectors: np.ndarray) -> tuple[np.ndarray, float]:
+    """Rows 1..N of `vectors` with the MIPS -> L2 column appended, and R = the largest squared norm."""
+    data = np.asarray(vectors[1:], dtype=np.float32)
+    sq = np.empty(len(data), np.float64)
+    for s in range(0, len(data), 65536):   # in chunks: no float64 copy of the whole matrix
+        chunk = data[s:s + 65536].astype(np.float64)
+        sq[s:s + 65536] = np.einsum("ij,ij->i", chunk, chunk)
+    r = float(sq.max()) if len(sq) else 0.0
+    out = np.empty((data.shape[0], data.shape[1] + 1), np.float32)
+    out[:, :-1] = data
+    out[:, -1] = np.sqrt(np.maximum(r - sq, 0.0))
+    return out, r
+
+
+def build_index(vectors: np.ndarray, path: Path, threads: int = 0, *, connectivity: int = CONNECTIVITY,
+                expansion_add: int = EXPANSION_ADD, expansion_search: int = EXPANSION_SEARCH,
+                dtype: str = DTYPE, space: str = SPACE) -> dict:
+    """Index rows 1..N of `vectors` ([N+1, D] float, row 0 = padding; keys = row numbers), save it to `path`,
+    and return the manifest entry that `load_index` checks the file against. `threads`: 0 = all cores;
+    1 = deterministic. `space`: "l2-reduction" (default) or "ip"."""
+    import usearch
+    from usearch.index import Index
+
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or vectors.shape[0] < 2 or vectors.shape[1] < 1:
+        raise ValueError(f"item vectors must be [N+1, D] with N >= 1 (row 0 padding), got shape {vectors.shape}")
+    if not np.issubdtype(vectors.dtype, np.floating):
+        raise ValueError(f"item vectors must be floating point, got {vectors.dtype}")
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+    n, dim = vectors.shape[0] - 1, vectors.shape[1]
+    t0 = time.perf_counter()
+    if space == "ip":
+        data, r = np.ascontiguousarray(vectors[1:], dtype=np.float32), 0.0
+    else:
+        data, r = _reduced(vectors)
+    if not np.isfinite(data).all():
+        raise ValueError("item vectors contain NaN or infinity")
+    index = Index(ndim=data.shape[1], metric="l2sq" if space == "l2-reduction" else "ip", dtype=dtype,
+                  connectivity=connectivity,
+                  expansion_add=expansion_add, expansion_search=expansion_search)
+    index.add(np.arange(1, n + 1, dtype=np.uint64), data, threads=threads)
+    path = Path(path)
+    index.save(str(path))
+    seconds = time.perf_counter() - t0
+    return {"file": path.name, "library": LIBRARY, "version": usearch.__version__, "metric": METRIC,
+            "space": space, "dtype": dtype,
+            "connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search,
+            "n": n, "dim": dim, "max_sq_norm": r, "bytes": path.stat().st_size,
+            "build_seconds": round(seconds, 3), "build_threads": threads}
+
+
+class ItemIndex:
+    """A loaded (memory-mapped) index: `search(query, count)` -> item row numbers, best first."""
+
+    def __init__(self, index, path: Path, n: int, dim: int, expansion: int, reduced: bool = True):
+        self._index = index
+        self._reduced = reduced
+        self.path = path
+        self.n = n
+        self.dim = dim
+        self.expansion = expansion
+
+    @property
+    def expansion(self) -> int:
+        """Search effort (HNSW ef): larger = better recall, slower. A search for `count` > expansion explores
+        at least `count` candidates."""
+        return int(self._index.expansion_search)
+
+    @expansion.setter
+    def expansion(self, value: int) -> None:
+        if int(value) < 1:
+            raise ValueError(f"expansion must be >= 1, got {value}")
+        self._index.expansion_search = int(value)
+
+    def search(self, query: np.ndarray, count: int, *, exact: bool = False) -> np.ndarray:
+        """The `count` items (or all N if fewer) with the largest `item . query`, as int64 row numbers in
+        1..N, best first, approximately; `exact=True` scans every item instead (for tests and checks)."""
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        if q.shape[0] != self.dim:
+            raise ValueError(f"query has {q.shape[0]} dimensions, the index {self.dim}")
+        count = min(int(count), self.n)
+        if count <= 0:
+            return np.empty(0, np.int64)
+        if self._reduced:
+            q = np.append(q, np.float32(0.0))
+        matches = self._index.search(q, count, threads=1, exact=exact)
+        return np.asarray(matches.keys[:len(matches)], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def load_index(path: Path, info: dict, expansion: int | None = None) -> ItemIndex:
+    """Memory-map the index saved by `build_index`, checked against its manifest entry `info` (n, dim, bytes).
+    `expansion`: the search effort (default: the one recorded at build time, else EXPANSION_SEARCH).
+    Raises ValueError naming the file when it is missing, truncated, not an index, or disagrees with `info`.
+    (Contents altered at the same size are the bundle hash check's to catch.)"""
+    from usearch.index import Index
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: item index file is missing")
+    size = path.stat().st_size
+    if "bytes" in info and size != int(info["bytes"]):
+        raise ValueError(f"{path}: item index is {size} bytes, the manifest says {info['bytes']} "
+                         "(truncated or replaced?)")
+    try:
+        meta = Index.metadata(str(path))
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a readable usearch index ({exc})") from exc
+    if meta is None:
+        raise ValueError(f"{path}: not a readable usearch index")
+    space = info.get("space", SPACE)
+    if space not in SPACES:
+        raise ValueError(f"{path}: unknown index space {space!r} in the manifest (expected one of {SPACES})")
+    reduced = space == "l2-reduction"
+    want = "L2sq" if reduced else "IP"
+    if getattr(meta["kind_metric"], "name", "") != want:
+        raise ValueError(f"{path}: item index uses metric {meta['kind_metric']}, "
+                         f"the manifest's space {space!r} needs {want}")
+    n, dim, extra = int(info["n"]), int(info["dim"]), int(reduced)
+    if int(meta["dimensions"]) != dim + extra:
+        raise ValueError(f"{path}: item index has {int(meta['dimensions']) - extra} dimensions, "
+                         f"the manifest says {dim}")
+    if int(meta["count_present"]) != n:
+        raise ValueError(f"{path}: item index holds {meta['count_present']} items, the manifest says {n}")
+    try:
+        index = Index.restore(str(path), view=True)
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path}: corrupt item index ({exc})") from exc
+    if index is None or index.size != n or index.ndim != dim + extra:
+        raise ValueError(f"{path}: corrupt item index")
+    return ItemIndex(index, path, n, dim, expansion or int(info.get("expansion_search", EXPANSION_SEARCH)), reduced)

@@ -1,0 +1,131 @@
+"""bundle/ann.py: the item index for /recommend's inner-product top-k (issue #21)."""
+import threading
+
+import numpy as np
+import pytest
+
+from bundle.ann import INDEX_FILE, build_index, load_index
+
+N, D = 2000, 16
+
+
+def exact_top(vectors: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    scores = vectors @ q
+    scores[0] = -np.inf
+    return np.argsort(-scores, kind="stable")[:k]
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    """2,000 x 16 vectors like a trained model's: clustered, all-positive bias column (the case where a
+    graph on the raw inner product leaves items unreachable), row 0 padding."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, D - 1)).astype(np.float32)
+    vectors = np.zeros((N + 1, D), np.float32)
+    vectors[1:, :-1] = centres[rng.integers(0, 20, N)] + 0.5 * rng.standard_normal((N, D - 1))
+    vectors[1:, -1] = rng.exponential(1.0, N)
+    path = tmp_path_factory.mktemp("ann") / INDEX_FILE
+    info = build_index(vectors, path, threads=1)
+    queries = np.concatenate([rng.standard_normal((50, D - 1)), np.ones((50, 1))], axis=1).astype(np.float32)
+    return vectors, path, info, queries
+
+
+def test_manifest_entry_describes_the_file(catalog):
+    vectors, path, info, _ = catalog
+    assert info["n"] == N and info["dim"] == D and info["file"] == INDEX_FILE
+    assert info["library"] == "usearch" and info["metric"] == "inner_product"
+    assert info["bytes"] == path.stat().st_size
+    import json
+    json.dumps(info)   # goes into the manifest
+
+
+def test_full_recall_settings_equal_the_exact_top_k(catalog):
+    vectors, path, info, queries = catalog
+    index = load_index(path, info, expansion=N)
+    for q in queries:
+        for k in (1, 10, 100):
+            assert index.search(q, k).tolist() == exact_top(vectors, q, k).tolist()
+        assert index.search(q, 10, exact=True).tolist() == exact_top(vectors, q, 10).tolist()
+
+
+def test_every_item_is_reachable_and_row_0_never_returned(catalog):
+    vectors, path, info, queries = catalog
+    index = load_index(path, info, expansion=N)
+    rows = index.search(queries[0], N + 50)     # more than the catalog: all of it, once each
+    assert rows.dtype == np.int64 and sorted(rows.tolist()) == list(range(1, N + 1))
+    assert index.search(queries[0], 0).size == 0
+
+
+def test_default_effort_recall(catalog):
+    vectors, path, info, queries = catalog
+    index = load_index(path, info)
+    assert index.expansion == info["expansion_search"]
+    hits = [len(set(index.search(q, 10).tolist()) & set(exact_top(vectors, q, 10).tolist())) for q in queries]
+    assert np.mean(hits) / 10 >= 0.95
+
+
+def test_concurrent_searches_agree_with_sequential(catalog):
+    vectors, path, info, queries = catalog
+    index = load_index(path, info)
+    expected = [index.search(q, 20).tolist() for q in queries]
+    got = {}
+
+    def work(t):
+        got[t] = [index.search(q, 20).tolist() for q in queries for _ in range(5)][::5]
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(g == expected for g in got.values())
+
+
+def test_single_thread_build_is_deterministic(catalog, tmp_path):
+    vectors, path, info, _ = catalog
+    build_index(vectors, tmp_path / INDEX_FILE, threads=1)
+    assert (tmp_path / INDEX_FILE).read_bytes() == path.read_bytes()
+
+
+def test_missing_truncated_corrupt_or_mismatched_files_are_refused(catalog, tmp_path):
+    vectors, path, info, _ = catalog
+    with pytest.raises(ValueError, match="missing"):
+        load_index(tmp_path / INDEX_FILE, info)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.usearch"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.usearch"):
+        load_index(cut, info)
+    with pytest.raises(ValueError, match="cut.usearch.*corrupt"):
+        load_index(cut, {k: v for k, v in info.items() if k != "bytes"})   # caught without the size too
+    junk = tmp_path / "junk.usearch"
+    junk.write_bytes(np.random.default_rng(1).bytes(len(data)))
+    with pytest.raises(ValueError, match="junk.usearch"):
+        load_index(junk, info)
+    with pytest.raises(ValueError, match="dimensions"):
+        load_index(path, {**info, "dim": D + 1})
+    with pytest.raises(ValueError, match="items"):
+        load_index(path, {**info, "n": N - 1})
+    index = load_index(path, info)
+    with pytest.raises(ValueError, match="dimensions"):
+        index.search(np.ones(D + 1, np.float32), 10)
+
+
+def test_bad_vectors_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="shape"):
+        build_index(np.zeros((1, 4), np.float32), tmp_path / INDEX_FILE)
+    bad = np.ones((5, 4), np.float32)
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        build_index(bad, tmp_path / INDEX_FILE)
+
+
+def test_ip_space_round_trip(catalog, tmp_path):
+    vectors, _, _, queries = catalog
+    info = build_index(vectors, tmp_path / INDEX_FILE, threads=1, space="ip")
+    assert info["space"] == "ip"
+    index = load_index(tmp_path / INDEX_FILE, info, expansion=N)
+    for q in queries[:10]:
+        assert index.search(q, 10, exact=True).tolist() == exact_top(vectors, q, 10).tolist()
+    with pytest.raises(ValueError, match="space"):
+        load_index(tmp_path / INDEX_FILE, {**info, "space": "l2-reduction"})
