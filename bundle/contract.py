@@ -120,6 +120,9 @@ def check_manifest(path: Path, m: Any) -> None:
     for name, needed_by in required_files(m).items():
         if name not in m["files"]:
             raise BundleError(where, f"{name} is not listed under 'files' ({needed_by} needs it: {HOLDS[name]})")
+    index = m.get("index")
+    if index is not None and (not isinstance(index, dict) or index.get("file") not in m["files"]):
+        raise BundleError(where, "'index' must name a file listed under 'files'")
     # Optional (bundles before it serve without one), but the kind and the file come together.
     if "fallback" in m and m["fallback"] not in FALLBACK_KINDS:
         raise BundleError(where, f"unknown fallback {m['fallback']!r} (expected one of {sorted(FALLBACK_KINDS)})")

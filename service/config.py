@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     retrieval_min_items: int = Field(
         100_000, ge=0, description="/recommend goes through the bundle's nearest-neighbour index (when it has one) "
                                    "for catalogs of at least this many bundle items; smaller ones are scanned exactly")
+    index_expansion: int = Field(
+        0, ge=0, description="Search effort of the nearest-neighbour index (HNSW ef: more finds more of the exact "
+                             "top k, slower); 0 = the bundle's (128 at export)")
     rerank_candidates: int = Field(
         500, ge=1, description="Pairwise scorers (ConvNCF) through the index: how many items the first stage (dot "
                                "product of the model's embeddings) hands to the scorer")

@@ -154,5 +154,13 @@ def load_model(path: Path, settings: Settings, metrics: Metrics, events: UserEve
             model.tokenizer = tokenizer_from_spec(bundle.tokenizer_spec, bundle.tokenizer_path)
         except ValueError as exc:
             raise BundleError(bundle.tokenizer_path, f"unreadable tokenizer ({exc})") from exc
+    if bundle.manifest.get("index"):
+        from bundle.ann import load_index
+
+        info = bundle.manifest["index"]
+        try:
+            model.index = load_index(path / info["file"], info, settings.index_expansion or None)
+        except (ValueError, KeyError) as exc:
+            raise BundleError(path / str(info.get("file")), f"unusable item index ({exc})") from exc
     _warm_up(model)
     return model

@@ -17,7 +17,8 @@ import numpy as np
 import onnx
 import torch
 
-from bundle.contract import LATEST_FILE, OPSET, write_manifest
+from bundle.ann import INDEX_FILE, build_index
+from bundle.contract import ITEM_VECTORS_FILE, LATEST_FILE, OPSET, write_manifest
 from bundle.data import BundleData, fallback_problem, write_data_files, write_item_vectors
 from models.base import RecModel
 from models.registry import config_dict
@@ -108,11 +109,13 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
         write_data_files(data, tmp)
         from training.parity import check_bundle_parity, encode_catalog  # onnxruntime, imported when needed
 
-        # The catalog's vectors by the graph the service runs, so it never encodes the catalog at start-up.
+        # The catalog's vectors by the graph the service runs, so it never encodes the catalog at start-up,
+        # and the nearest-neighbour index over them that /recommend uses for large catalogs.
         write_item_vectors(tmp, encode_catalog(tmp, data.item_inputs))
+        index = build_index(np.load(tmp / ITEM_VECTORS_FILE, mmap_mode="r"), tmp / INDEX_FILE)
         if parity:
             check_bundle_parity(model, tmp)
-        write_manifest(tmp, _manifest(model, data, name, version, now, graphs))
+        write_manifest(tmp, {**_manifest(model, data, name, version, now, graphs), "index": index})
         tmp.rename(final)
         latest_tmp = root / f".{LATEST_FILE}-{os.getpid()}"
         latest_tmp.write_text(version + "\n")

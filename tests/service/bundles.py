@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from bundle.ann import INDEX_FILE, build_index
 from bundle.contract import FORMAT, sha256_file
 from bundle.data import BundleData, write_data_files, write_item_vectors
 from models.base import DotScorer  # the scorer every dot-product model exports
@@ -241,6 +242,7 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
                                 histories, tokenizer if name == "nrms" else None,
                                 np.array([items.index(i) + 1 for i in model.fallback]), meta["fallback"]), model.path)
     write_item_vectors(model.path, model.item_matrix()[1:].numpy())
+    index = build_index(model.item_matrix().numpy(), model.path / INDEX_FILE, threads=1)
     manifest = {
         "format": FORMAT, "name": name, "model": name, "version": version,
         "created_at": "2026-01-01T00:00:00Z", "dim": DIM, **meta, "max_history": MAX_HISTORY,
@@ -254,6 +256,7 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
                                                              ("items", "float32", ["batch", "candidates", DIM])]),
                        "outputs": _io([("scores", "float32", ["batch", "candidates"])])},
         },
+        "index": index,
         "files": {p.name: sha256_file(p) for p in sorted(model.path.iterdir())},
     }
     (model.path / "manifest.json").write_text(json.dumps(manifest, indent=1))
