@@ -2,8 +2,10 @@
 
     python bench/catalog_scale.py --sizes 10000 100000 1000000 --out bench/out/catalog_scale.json
 
-For each size N: an untrained BERT4Rec bundle of N items and 20,000 users' histories, exported by the
-project's own code (bench/ray_recommend.py's `build_bundle`, reused while its size matches), served by one
+For each size N: an untrained BERT4Rec bundle of N items and 20,000 users' histories, its item embeddings
+drawn like a trained model's (clustered; an untrained model's i.i.d. noise is the case no nearest-neighbour
+index handles, docs/ann_choice.md), exported by the project's own code (bench/ray_recommend.py's
+`build_bundle`, reused while its size matches), served by one
 uvicorn worker with Redis on (a fresh key prefix: an empty cache) and the default settings (the index serves
 /recommend from RECSERVE_RETRIEVAL_MIN_ITEMS bundle items on). Measured:
 
@@ -107,7 +109,7 @@ def recall(bundle_dir: Path, users: list[str]) -> float:
 
 def measure(n_items: int, work: Path, seconds: int) -> dict:
     folder = work / f"n{n_items}"
-    build_bundle(folder, USERS, n_items)
+    build_bundle(folder, USERS, n_items, clustered=True)
     artifacts = folder
     rng = random.Random(0)
     users = [f"u{rng.randint(1, USERS)}" for _ in range(200)]

@@ -39,9 +39,12 @@ CASES = {"ml1m": (6040, 3706, 256), "catalog1m": (2000, 1_000_000, 64)}
 K = 10
 
 
-def build_bundle(folder: Path, n_users: int, n_items: int, seed: int = 0) -> Path:
-    """An untrained BERT4Rec (the defaults: 2 layers, hidden 64, 50-item history) over n_items, users u1..uN."""
-    meta = {"users": n_users, "items": n_items, "seed": seed}
+def build_bundle(folder: Path, n_users: int, n_items: int, seed: int = 0, clustered: bool = False) -> Path:
+    """An untrained BERT4Rec (the defaults: 2 layers, hidden 64, 50-item history) over n_items, users u1..uN.
+    `clustered`: item embeddings and output biases drawn like a trained model's (bench/ann_choice.py's
+    `clustered`: a mixture around 1,000 centres, skewed biases) instead of the initialisation's i.i.d. noise,
+    for measurements where the geometry matters (nearest-neighbour recall)."""
+    meta = {"users": n_users, "items": n_items, "seed": seed, **({"clustered": True} if clustered else {})}
     if (folder / "meta.json").is_file() and json.loads((folder / "meta.json").read_text()) == meta:
         return folder / "bert4rec"
     import torch
@@ -58,6 +61,13 @@ def build_bundle(folder: Path, n_users: int, n_items: int, seed: int = 0) -> Pat
                  for u in range(1, n_users + 1)}
     r = recipe("bert4rec")
     model = r.model(r.config(n_items=n_items + 1)).eval()
+    if clustered:
+        from ann_choice import clustered as draw
+
+        vectors = torch.from_numpy(draw(n_items, model.cfg.hidden_size, seed)[0])
+        with torch.no_grad():  # rows 1..N: embeddings and their output bias (the vector's last column)
+            model.item_embedding.weight[1:n_items + 1] = vectors[1:, :-1]
+            model.output_bias[1:n_items + 1] = vectors[1:, -1]
     data = BundleData(items=items, item_inputs={"item_idx": np.arange(1, n_items + 1, dtype=np.int64)},
                       max_history=model.cfg.max_seq_length, histories=histories,
                       fallback=np.arange(1, min(n_items, 1000) + 1, dtype=np.int32), fallback_kind="popularity")
