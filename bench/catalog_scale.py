@@ -4,7 +4,7 @@
 
 For each size N: an untrained BERT4Rec bundle of N items and 20,000 users' histories, its item embeddings
 drawn like a trained model's (clustered; an untrained model's i.i.d. noise is the case no nearest-neighbour
-index handles, docs/ann_choice.md), exported by the project's own code (bench/ray_recommend.py's
+index handles, docs/benchmarks.md, section 6.1), exported by the project's own code (bench/ray_recommend.py's
 `build_bundle`, reused while its size matches), served by one
 uvicorn worker with Redis on (a fresh key prefix: an empty cache) and the default settings (the index serves
 /recommend from RECSERVE_RETRIEVAL_MIN_ITEMS bundle items on). Measured:

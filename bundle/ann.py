@@ -1,7 +1,7 @@
 """The approximate nearest-neighbour index over a bundle's item vectors, for `/recommend` on dot-product models.
 
 Torch-free: the exporter builds the index (`build_index`), the service loads it (`load_index`). The choice of
-library and of the defaults below is measured in `bench/ann_choice.py` (docs/ann_choice.md).
+library and of the defaults below is measured in `bench/ann_choice.py` (docs/benchmarks.md, section 6.1).
 
 Scores are inner products `item_vector . user_vector` over vectors that are not normalised (BERT4Rec's item
 vectors end in a bias, its user vectors in a 1). A graph built directly on the inner product leaves items
@@ -38,7 +38,7 @@ INDEX_FILE = "item_index.usearch"
 LIBRARY = "usearch"
 METRIC = "inner_product"    # what the index ranks by (through the L2 reduction above)
 
-# Defaults, chosen in bench/ann_choice.py on a clustered 1M x 65 catalog (docs/ann_choice.md).
+# Defaults, chosen in bench/ann_choice.py on a clustered 1M x 65 catalog (docs/benchmarks.md, section 6.1).
 CONNECTIVITY = 16           # graph degree (HNSW M)
 EXPANSION_ADD = 128         # construction beam width (HNSW ef_construction)
 EXPANSION_SEARCH = 128      # search beam width (HNSW ef); a search for count > expansion uses count
@@ -48,7 +48,7 @@ SPACES = ("l2-reduction", "ip")
 # "ip" finds more of the exact top-10 on isotropic (uniform random) vectors, where the reduction flattens the
 # space (bench, expansion 128, Gaussian items: 0.72 against 0.25 at 100k, 0.90 against 0.56 at 20k), but
 # may leave items unreachable; on clustered, recommender-like vectors the two are about equal or the
-# reduction is ahead (docs/ann_choice.md).
+# reduction is ahead (docs/benchmarks.md, section 6.1).
 
 
 def _reduced(vectors: np.ndarray) -> tuple[np.ndarray, float]:
