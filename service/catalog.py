@@ -13,6 +13,7 @@ from bundle.idmap import IdMap
 from service.responses import result_head
 
 HEADS_KEPT = 200_000  # result heads kept per catalog (see `Heads`)
+ROWS_KEPT = 200_000  # bundle ids whose rows a catalog keeps in a dict (see `Catalog.lookup`)
 
 
 class Heads:
@@ -49,6 +50,7 @@ class Catalog:
         self.size = self.n_base
         self.generation = 0  # bumped whenever a known item's vector is replaced
         self.heads = Heads(self)
+        self._rows_of: dict[str, int] = {}  # bundle ids looked up lately -> row (a bundle row never changes)
         self._lock = threading.Lock()
 
     @classmethod
@@ -65,12 +67,22 @@ class Catalog:
         return [self.id_of(int(r)) for r in rows]
 
     def lookup(self, ids: Sequence[str]) -> tuple[list[int], list[str]]:
-        """(rows of the known ids in order, the unknown ids)."""
-        if not ids:
-            return [], []
-        found = (self.ids_map.find(ids) + 1).tolist()  # 0 where unknown
+        """(rows of the known ids in order, the unknown ids). Bundle ids looked up lately are answered from a
+        dict (a binary search over the id map costs ~10x a dict probe; requests repeat the same candidates);
+        the others, in one search. Unknown ids are never kept: a client cannot fill the dict with junk."""
+        found = list(map(self._rows_of.get, ids))
+        if None not in found:  # the common case, without a per-id branch
+            return found, []
         if self.added_index:
-            found = [self.added_index.get(item, row) for item, row in zip(ids, found)]
+            found = [self.added_index.get(item) if row is None else row for item, row in zip(ids, found)]
+        missing = [item for item, row in zip(ids, found) if row is None]
+        if missing:
+            rows = dict(zip(missing, (self.ids_map.find(missing) + 1).tolist()))  # 0 where unknown
+            known = {item: row for item, row in rows.items() if row}
+            if len(self._rows_of) + len(known) > ROWS_KEPT:
+                self._rows_of = {}
+            self._rows_of.update(known)
+            found = [rows[item] if row is None else row for item, row in zip(ids, found)]
         if 0 not in found:
             return found, []
         return [r for r in found if r], [item for item, r in zip(ids, found) if not r]
