@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from service.metrics import Metrics
 from service.runtime import Graph, choose_providers
 
 log = logging.getLogger("recserve.model")
+HISTORIES_KEPT = 100_000  # users whose bundle history a model keeps as a list (see ServedModel.bundle_history)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class ServedModel:
     tokenizer: Any = None
     fallback: Fallback | None = None  # for users the model cannot score; None: they get a 422
     index: Any = None  # the bundle's nearest-neighbour index of its item vectors (bundle/ann.py), if it has one
+    _histories_kept: dict[str, list[int]] = field(default_factory=dict)  # see bundle_history
 
     @property
     def name(self) -> str:
@@ -60,13 +62,23 @@ class ServedModel:
     def stored_history(self, user_id: str) -> list[int] | None:
         """Catalog rows of the bundle's history of the user plus the known items of the clicks appended at
         runtime, oldest first; None for a user with neither."""
-        histories = self.bundle.histories
-        stored = histories.get(user_id) if histories is not None else None
-        extra = self.events.get(user_id)
+        stored, extra = self.bundle_history(user_id), self.events.get(user_id)
         if stored is None and extra is None:
             return None
-        rows = stored.tolist() if stored is not None else []
-        return rows + self.catalog.lookup(extra)[0] if extra else rows
+        return [*(stored or ()), *(self.catalog.lookup(extra)[0] if extra else ())]
+
+    def bundle_history(self, user_id: str) -> list[int] | None:
+        """The bundle's history of the user (catalog rows), None for a user it has none of. Kept for users
+        looked up lately (a bundle never changes; a binary search over a million users costs ~10x a dict
+        probe); users without one are never kept, so a client cannot fill the dict with made-up ids."""
+        kept = self._histories_kept.get(user_id)
+        if kept is None and self.bundle.histories is not None:
+            found = self.bundle.histories.get(user_id)
+            if found is not None:
+                if len(self._histories_kept) >= HISTORIES_KEPT:
+                    self._histories_kept = {}
+                kept = self._histories_kept[user_id] = found.tolist()
+        return kept
 
     def encode_items(self, inputs: dict[str, np.ndarray], batch: int) -> np.ndarray:
         """Item vectors [N, D] for rows of item-encoder inputs, `batch` rows per call."""
