@@ -148,13 +148,18 @@ def load_model(path: Path, settings: Settings, metrics: Metrics, events: UserEve
     bundle = load_bundle(path)
     providers = choose_providers(settings.providers)
     observe = metrics.inference_observer(bundle.model)
+    # The item encoder runs only for items added from text (/items): the catalog's vectors come with the
+    # bundle. An id model's item encoder holds its whole embedding table, which would cost every worker a
+    # private copy for nothing (a million 64-d items: 256 MB).
+    wanted = [g for g in GRAPHS if g != "item_encoder" or bundle.tokenizer_path is not None]
     try:
         graphs = {g: Graph(g, bundle.graphs[g], providers, settings.intra_op_threads, settings.inter_op_threads,
-                           observe) for g in GRAPHS}
+                           observe) for g in wanted}
     except Exception as exc:  # onnxruntime raises its own types for invalid graphs
         raise BundleError(path, f"onnxruntime cannot load a graph: {exc}") from exc
     for name, graph in graphs.items():
         _check_graph(bundle, name, graph)
+    bundle.graphs, bundle.files = {}, {}  # onnxruntime holds its own copies: let the bytes go
     limit = min(settings.max_history or bundle.max_history, bundle.max_history)
     model = ServedModel(bundle, graphs, Catalog(bundle.items, bundle.item_vectors),
                         Keys(settings.cache_prefix, bundle.model, bundle.version), limit, events, added,

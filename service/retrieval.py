@@ -4,8 +4,8 @@ index above RECSERVE_RETRIEVAL_MIN_ITEMS bundle items (docs/deploy.md, "Large ca
 Exact: every row's score (one matrix product over the memory-mapped vectors; a pairwise scorer over every
 row), the excluded rows masked, the top k.
 
-Indexed, for dot-product scorers: the index's best `k + len(excluded)` bundle rows (asked again for twice as
-many while exclusions leave fewer than k), plus every row the index cannot know (items added while serving,
+Indexed, for dot-product scorers: the index's best `2k + 10` bundle rows or so (asked again for twice as many
+while exclusions leave fewer than k), plus every row the index cannot know (items added while serving,
 re-posted ones), all re-scored exactly from their current vectors; the top k of those.
 
 Indexed, for a pairwise scorer (ConvNCF: a CNN per pair, impossible over a million items per request), two
@@ -48,7 +48,9 @@ def indexed(model: ServedModel, vector: np.ndarray, k: int, drop: np.ndarray, sc
     """Through the index (see the module's docstring); exact when the index cannot give k rows."""
     catalog, dropped = model.catalog, np.unique(drop)
     want = rerank if scores is not None else k
-    count = want + dropped.size
+    # Room for some exclusions, not all: most of a long history is far from the top k, and a search for more
+    # costs more (HNSW explores at least `count`); asked again, for twice as many, when too few survive.
+    count = want + min(dropped.size, want) + 10
     while True:
         found = model.index.search(vector, min(count, catalog.n_base))
         kept = found[~np.isin(found, dropped, assume_unique=False)]
