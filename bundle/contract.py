@@ -49,7 +49,7 @@ HOLDS = {ITEMS_FILE: "the item ids", ITEM_INPUTS_FILE: "the item encoder's input
          HISTORIES_FILE: "the users' histories", TOKENIZER_FILE: "the tokenizer of new items' titles"}
 EVERY_BUNDLE_FILES = (ITEMS_FILE, ITEM_INPUTS_FILE)
 USER_INPUT_FILES = {"user_id": (USERS_FILE,), "sequence": (HISTORIES_FILE,), "news_vectors": (HISTORIES_FILE,)}
-ITEM_INPUT_FILES = {"title_tokens": (TOKENIZER_FILE,)}
+ITEM_INPUT_FILES = {"title_tokens": (TOKENIZER_FILE,), "input_ids": (TOKENIZER_FILE,)}
 # How the fallback ranking (manifest key "fallback") was computed, from training data only:
 #   popularity          training interactions per item (interaction models)
 #   recency_popularity  training clicks, each weighted 0.5 ** (its age at the end of training / 1 day) (news)
