@@ -1,10 +1,12 @@
 """POST /items latency with one new title, over HTTP, for a MiniLM (plm_nrms) bundle. A measurement, not a test.
 
-    flock /tmp/recserve-heavy.lock .venv/bin/python bench/items_plm.py --artifacts bench/out/artifacts \
-        --titles ../shared/data/mind/news.tsv --requests 300
+    flock /tmp/recserve-heavy.lock .venv/bin/python bench/items_plm.py --run bench/out/artifacts/plm_nrms/train \
+        --catalog 2000 --titles ../shared/data/mind/news.tsv --requests 300
 
-Starts uvicorn (one worker, in-process cache, CPU) on --artifacts (time to /readyz reported: without a
-precomputed catalog file the service encodes the whole catalog at start), then posts --requests /items
+Exports the trained model of --run (best.pt + bundle_data/) with its first --catalog news only (until bundles
+carry precomputed catalog vectors the service encodes the whole catalog at start: minutes for MIND's 51k with
+MiniLM; the catalog's size does not enter an /items request), starts uvicorn on it (one worker, in-process
+cache, CPU; the time to /readyz is reported), then posts --requests /items
 requests one after the other, each one new news whose title is a real MIND title (not in the catalog: a
 numbered id), and after each checks with /rank that the id is rankable. Reports the /items p50, p99, max.
 Client and server share the machine's cores, so the figures include the client.
@@ -33,14 +35,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def export_small(run_dir: Path, n: int, artifacts: Path) -> Path:
+    """The run's best model and bundle data cut to the first n news (histories keep those news only)."""
+    import torch
+
+    from bundle.data import BundleData
+    from models.registry import build_model
+    from training.bundle_data import load_bundle_data
+    from training.export import export_bundle
+
+    state = torch.load(run_dir / "best.pt", weights_only=True)
+    config = {**state["model_config"], "n_news": n + 1}
+    model = build_model("plm_nrms", config)
+    weights = {k: v for k, v in state["model"].items() if k not in ("input_ids", "attention_mask")}
+    model.load_state_dict(weights, strict=False)
+    model.set_titles(state["model"]["input_ids"][: n + 1], state["model"]["attention_mask"][: n + 1])
+    data = load_bundle_data(run_dir / "bundle_data")
+    keep = set(data.items[:n])
+    small = BundleData(items=data.items[:n], item_inputs={k: v[:n] for k, v in data.item_inputs.items()},
+                       max_history=data.max_history, tokenizer=data.tokenizer,
+                       histories={u: [i for i in h if i in keep] for u, h in data.histories.items()},
+                       fallback_kind=data.fallback_kind, data_fingerprint=data.data_fingerprint,
+                       fallback=np.array([i for i in data.fallback if i <= n], dtype=np.int32))
+    return export_bundle(model, small, artifacts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--artifacts", type=Path, required=True)
+    parser.add_argument("--run", type=Path, required=True, help="a plm_nrms run folder (best.pt, bundle_data/)")
+    parser.add_argument("--catalog", type=int, default=2000, help="news of the exported catalog")
+    parser.add_argument("--artifacts", type=Path, default=ROOT / "bench" / "out" / "items_plm_artifacts")
     parser.add_argument("--model", default="plm_nrms")
     parser.add_argument("--titles", type=Path, required=True, help="a MIND news.tsv to take titles from")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    export_small(args.run, args.catalog, args.artifacts)
     titles = [line.split("\t")[3] for line in args.titles.read_text(encoding="utf-8").splitlines() if line.strip()]
     random.seed(0)
     port = free_port()
