@@ -357,7 +357,8 @@ def title_tokenizer(cfg: PLMNRMSConfig):
 def build_config(data, opts) -> PLMNRMSConfig:
     name = getattr(opts, "pretrained", None) or MINILM
     config = json.loads((pretrained_dir(name) / "config.json").read_text())
-    return PLMNRMSConfig(n_news=len(data.news), bert={k: config[k] for k in BERT_KEYS}, pretrained=name)
+    return PLMNRMSConfig(n_news=len(data.news), bert={k: config[k] for k in BERT_KEYS}, pretrained=name,
+                         head_num=config["num_attention_heads"])  # MiniLM: 12, as NRMS's 384 / 32
 
 
 def _cache_key(model: PLMNRMS, titles: list[str]) -> str:
@@ -373,8 +374,6 @@ def _cache_key(model: PLMNRMS, titles: list[str]) -> str:
 def attach(model: PLMNRMS, data, opts) -> None:
     """The pretrained weights, the titles' word pieces, and the frozen vectors of every title (from the run
     folder's cache when it holds them for these titles, weights and title size)."""
-    from training.progress import timed
-
     folder = pretrained_dir(model.cfg.pretrained)
     _, weights = load_bert(folder)
     missing, unexpected = model.item_encoder.bert.load_state_dict(weights, strict=False)
@@ -390,8 +389,8 @@ def attach(model: PLMNRMS, data, opts) -> None:
         model.set_frozen_vectors(torch.from_numpy(np.load(path)))
         log.info("frozen news vectors from the cache %s", path)
         return
-    with timed(log, f"encoding {len(data.news) - 1} titles with the frozen encoder"):
-        vectors = model.frozen()
+    log.info("encoding %d titles with the frozen encoder (cached in %s)", len(data.news) - 1, path)
+    vectors = model.frozen()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")

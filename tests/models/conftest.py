@@ -31,6 +31,13 @@ def tiny_plm_nrms():
     from tests.models import tiny_bert
 
     model = recipe("plm_nrms").model(tiny_bert.tiny_config(N_ITEMS))
+    with torch.no_grad():  # weights larger than BERT's 0.02 init: titles far apart, scores without near-ties
+        for p in model.item_encoder.bert.parameters():
+            if p.dim() == 2:
+                p.normal_(std=1.0)
+        model.item_encoder.head.proj.weight.normal_(std=0.15)  # a trained-looking head and user encoder
+        model.user_encoder.self_attention.qkv.weight.normal_(std=0.3)
+        model.user_encoder.attention.query.weight.normal_(std=0.3)
     words = list(tiny_bert.vocab())[5:]
     titles = [""] + [" ".join(words[(7 * i + j) % len(words)] for j in range(1 + i % 14)) for i in range(1, N_ITEMS)]
     tokens = HFTokenizer(tiny_bert.tokenizer_spec()).encode(titles, pad_to=tiny_bert.TITLE_SIZE)

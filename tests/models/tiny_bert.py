@@ -46,7 +46,7 @@ def bert_config() -> dict:
 
 def tiny_config(n_news: int, folder: Path | str = "tiny") -> PLMNRMSConfig:
     return PLMNRMSConfig(n_news=n_news, bert=bert_config(), pretrained=str(folder), title_size=TITLE_SIZE,
-                         head_num=4, attention_hidden_dim=16)
+                         head_num=4, attention_hidden_dim=16, scale=1.0)
 
 
 def write_pretrained(folder: Path, seed: int = 0) -> Path:
