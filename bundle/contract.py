@@ -52,7 +52,7 @@ HOLDS = {**dict.fromkeys(ITEM_IDS_FILES, "the item ids"), ITEM_VECTORS_FILE: "th
          **dict.fromkeys(HISTORY_FILES, "the users' histories"), TOKENIZER_FILE: "the tokenizer of new items' titles"}
 EVERY_BUNDLE_FILES = (*ITEM_IDS_FILES, ITEM_VECTORS_FILE, ITEM_INPUTS_FILE)
 USER_INPUT_FILES = {"user_id": USER_IDS_FILES, "sequence": HISTORY_FILES, "news_vectors": HISTORY_FILES}
-ITEM_INPUT_FILES = {"title_tokens": (TOKENIZER_FILE,)}
+ITEM_INPUT_FILES = {"title_tokens": (TOKENIZER_FILE,), "input_ids": (TOKENIZER_FILE,)}
 # How the fallback ranking (manifest key "fallback") was computed, from training data only:
 #   popularity          training interactions per item (interaction models)
 #   recency_popularity  training clicks, each weighted 0.5 ** (its age at the end of training / 1 day) (news)

@@ -14,8 +14,10 @@ and unknown words also map to 0 (as the reference does), so an unknown word look
     {"type": "word-regex", "pattern": "[\\\\w]+|[.,!?;|]", "lowercase": true, "title_size": 30,
      "vocab": {"the": 1, "to": 2, ...}}
 
-``load_tokenizer`` dispatches on ``"type"``; a later version will add a Hugging Face ``tokenizers``
-tokenizer (inputs ``input_ids`` and ``attention_mask``) behind the same ``item_inputs()`` interface.
+``load_tokenizer`` dispatches on ``"type"``. A file without ``"type"`` and with ``"model"`` is a Hugging Face
+fast-tokenizer file (``tokenizers``' own ``tokenizer.json``, as a pretrained encoder ships it): ``HFTokenizer``
+reads it with the ``tokenizers`` library (no torch, no transformers), its inputs ``input_ids`` and
+``attention_mask``, truncated at the file's ``truncation.max_length``, padded to the batch's longest title.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-__all__ = ["ItemInputEncoder", "WordTokenizer", "load_tokenizer", "PATTERN", "PAD_ID", "UNK_ID"]
+__all__ = ["ItemInputEncoder", "WordTokenizer", "HFTokenizer", "load_tokenizer", "tokenizer_from_spec", "PATTERN",
+           "PAD_ID", "UNK_ID"]
 
 PATTERN = r"[\w]+|[.,!?;|]"
 PAD_ID = 0
@@ -152,6 +155,62 @@ class WordTokenizer:
         return f"WordTokenizer(words={len(self.vocab)}, title_size={self.title_size})"
 
 
+class HFTokenizer:
+    """A Hugging Face fast tokenizer (``tokenizers``): titles -> ``input_ids``, ``attention_mask`` (int64).
+
+    Truncates at ``title_size`` word pieces (special tokens included; kept in the file as
+    ``truncation.max_length``); pads to the longest title of the call, or to ``pad_to``."""
+
+    type = "huggingface"
+    input_names = ("input_ids", "attention_mask")
+
+    def __init__(self, spec: dict, title_size: int | None = None):
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as exc:  # the serve extra has it
+            raise ValueError("a Hugging Face tokenizer.json needs the `tokenizers` package "
+                             "(pip install 'recserve[serve]')") from exc
+        spec = dict(spec)
+        if title_size is None:
+            title_size = (spec.get("truncation") or {}).get("max_length")
+        if not isinstance(title_size, int) or isinstance(title_size, bool) or title_size < 2:
+            raise ValueError(f"title_size (truncation.max_length) must be an integer >= 2, got {title_size!r}")
+        spec["truncation"] = {"direction": "Right", "max_length": title_size, "strategy": "LongestFirst", "stride": 0}
+        spec["padding"] = None
+        try:
+            self._tokenizer = Tokenizer.from_str(json.dumps(spec))
+        except Exception as exc:  # tokenizers raises its own Exception type for a malformed file
+            raise ValueError(f"not a valid Hugging Face tokenizer file ({exc})") from None
+        self.spec, self.title_size = spec, title_size
+
+    @classmethod
+    def from_dict(cls, spec: dict, title_size: int | None = None) -> "HFTokenizer":
+        return cls(spec, title_size)
+
+    def to_dict(self) -> dict:
+        return self.spec
+
+    def encode(self, titles: Sequence[str], pad_to: int | None = None) -> dict[str, np.ndarray]:
+        """``{"input_ids", "attention_mask"}``, int64 [N, pad_to or the longest title's length]."""
+        if isinstance(titles, str):
+            raise TypeError("encode() takes a sequence of titles, not one string")
+        encodings = self._tokenizer.encode_batch(list(titles))
+        width = pad_to or max((len(e.ids) for e in encodings), default=1)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, e in enumerate(encodings):
+            ids[row, : len(e.ids)] = e.ids[:width]
+        mask = np.zeros_like(ids)
+        for row, e in enumerate(encodings):
+            mask[row, : min(len(e.ids), width)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def item_inputs(self, titles: Sequence[str]) -> dict[str, np.ndarray]:
+        return self.encode(titles)
+
+    def __repr__(self) -> str:
+        return f"HFTokenizer(title_size={self.title_size})"
+
+
 _TYPES = {WordTokenizer.type: WordTokenizer}
 
 
@@ -178,6 +237,8 @@ def tokenizer_from_spec(spec: object, path: str | os.PathLike) -> ItemInputEncod
     if kind in _TYPES:
         return _TYPES[kind].from_dict(spec)
     if kind is None and "model" in spec:
-        raise ValueError(f"{path}: looks like a Hugging Face `tokenizers` file; this version of "
-                         f"recserve supports only {sorted(_TYPES)} tokenizers")
+        try:
+            return HFTokenizer.from_dict(spec)
+        except ValueError as exc:
+            raise ValueError(f"{path}: Hugging Face tokenizer: {exc}") from None
     raise ValueError(f"{path}: unknown tokenizer type {kind!r}; known types: {sorted(_TYPES)}")

@@ -37,6 +37,9 @@ class Recipe:
     summary: str                                  # one line for --help
     build_config: Callable[[Any, Any], Any]       # (dataset, DataOptions) -> config
     attach: Callable[[Any, Any, Any], None] = _nothing  # (model, dataset, DataOptions): non-learned tables
+    # News family: (model, dataset, DataOptions) -> (the bundle's item inputs, its tokenizer.json content), for a
+    # model whose items are not the dataset's word-tokenized titles (None: title_tokens + the word tokenizer).
+    item_text: Callable[[Any, Any, Any], tuple[dict, dict]] | None = None
     defaults: dict = field(default_factory=dict)  # TrainConfig values (batch_size, lr, epochs, monitor, ...)
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "gru4recf": "models.gru4recf",
     "bert4rec": "models.bert4rec",
     "nrms": "models.nrms",
+    "plm_nrms": "models.plm_nrms",
 }
 
 

@@ -9,8 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "training": {"service"},
     "models": {"service", "training"},
-    "bundle": {"service", "training", "models", "torch"},
-    "service": {"training", "models", "torch"},
+    "bundle": {"service", "training", "models", "torch", "transformers"},
+    "service": {"training", "models", "torch", "transformers"},
 }
 
 

@@ -41,6 +41,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--max-seq-length", type=int, default=50, help="sequential models: history length (default 50)")
     p.add_argument("--features", nargs="+", default=["class"], help="gru4recf: item features to use (default: class)")
     p.add_argument("--word-vectors", help="nrms: 'glove' (GloVe 6B 50d, needs recserve[glove]) or a GloVe-format text file")
+    p.add_argument("--pretrained", help="plm_nrms: the news encoder, 'minilm' (default: the packaged all-MiniLM-L6-v2) or a Hugging Face BERT folder")
     p.add_argument("--valid-behaviors", type=Path, help="nrms: a behaviors.tsv to validate on (default: the last day of --data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
@@ -60,7 +61,8 @@ def cmd_train(args) -> int:
     else:
         raise SystemExit("recserve train needs --model and --data (or --all with --data-news and --data-interactions)")
     opts = DataOptions(min_rating=args.min_rating, k_core=args.k_core, max_seq_length=args.max_seq_length,
-                       features=args.features, word_vectors=args.word_vectors, valid_behaviors=args.valid_behaviors)
+                       features=args.features, word_vectors=args.word_vectors, valid_behaviors=args.valid_behaviors,
+                       pretrained=args.pretrained)
     for kind, data in jobs:
         cfg = train_config(kind, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                            seed=args.seed, max_steps_per_epoch=args.max_steps, progress=not args.no_progress)

@@ -39,6 +39,7 @@ class TrainConfig:
     seed: int = 2020                 # seeds model init, sampling and dropout
     max_steps_per_epoch: int | None = None  # cap on steps per epoch (quick runs and tests)
     progress: bool = True            # show a progress bar
+    eval_initial: bool = False       # validate the untrained model too: its weights stay the best until beaten
 
 
 class Task(Protocol):
@@ -59,6 +60,7 @@ class FitResult:
     best_epoch: int = -1
     best_metric: float = -math.inf
     stopped_early: bool = False
+    initial: dict | None = None      # validation metrics of the untrained model (eval_initial)
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -82,10 +84,19 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
         state = load_checkpoint(run_dir / "last.pt")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        result = FitResult(state["history"], state["best_epoch"], state["best_metric"])
+        result = FitResult(state["history"], state["best_epoch"], state["best_metric"], initial=state.get("initial"))
         start = state["epoch"] + 1
         log.info("resuming at epoch %d/%d (best %s %.4f at epoch %d)", start + 1, cfg.epochs, cfg.monitor,
                  result.best_metric, result.best_epoch + 1)
+    elif cfg.eval_initial:
+        # The starting point (e.g. a pretrained encoder's zero-shot scorer) is a candidate for the best weights:
+        # a run whose every epoch is worse ends holding it (best epoch -1).
+        model.eval()
+        with torch.no_grad():
+            result.initial = task.evaluate("valid")
+        result.best_metric = result.initial[cfg.monitor]
+        save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "epoch": -1, **(meta or {})})
+        log.info("untrained: valid %s %.4f", cfg.monitor, result.best_metric)
     bad_epochs = sum(1 for h in result.history if h["epoch"] > result.best_epoch)
     epoch_seconds: list[float] = []  # whole epochs of this process (training, evaluation, checkpoints): the ETA
     for epoch in range(start, cfg.epochs):
@@ -111,7 +122,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
         save_checkpoint(run_dir / "last.pt", {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
             "history": result.history, "best_epoch": result.best_epoch, "best_metric": result.best_metric,
-            "train_config": asdict(cfg),
+            "train_config": asdict(cfg), "initial": result.initial,
         })
         epoch_seconds.append(time.perf_counter() - started)
         epochs_left = 0 if bad_epochs >= cfg.patience else cfg.epochs - epoch - 1

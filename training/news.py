@@ -118,12 +118,16 @@ def prepare_news(recipe: Recipe, data_dir, opts) -> tuple[RecModel, NewsTask, Bu
     recipe.attach(model, data, opts)
     with timed(log, "collecting user histories for the bundle"):
         histories = user_histories(data)
+    if recipe.item_text is not None:
+        item_inputs, tokenizer = recipe.item_text(model, data, opts)
+    else:
+        item_inputs, tokenizer = {"title_tokens": data.news.title_tokens[1:]}, data.tokenizer.to_dict()
     bundle = BundleData(
         items=data.news.ids[1:],
-        item_inputs={"title_tokens": data.news.title_tokens[1:]},
+        item_inputs=item_inputs,
         max_history=model.cfg.his_size,
         histories=histories,
-        tokenizer=data.tokenizer.to_dict(),
+        tokenizer=tokenizer,
         fallback=recency_popularity(data.train, len(data.news)),
         fallback_kind="recency_popularity",
         data_fingerprint=data.fingerprint,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -31,6 +31,8 @@ class DataOptions:
     features: list[str] = field(default_factory=lambda: ["class"])  # GRU4RecF item features
     word_vectors: str | None = None      # NRMS: "glove" or a GloVe-format text file
     valid_behaviors: Path | None = None  # NRMS: a separate validation behaviors.tsv
+    pretrained: str | None = None        # plm_nrms: "minilm" (the packaged MiniLM) or a Hugging Face BERT folder
+    cache_dir: Path | None = None        # where a model may cache what it computes from the data (the run folder)
 
 
 @dataclass
@@ -59,10 +61,10 @@ def prepare(model_kind: str, data_dir: Path, opts: DataOptions, seed: int):
 
 def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig, opts: DataOptions | None = None,
         *, resume: bool = False) -> RunResult:
-    opts = opts or DataOptions()
     out = Path(out)
-    model, task, bundle_data = prepare(model_kind, Path(data_dir), opts, cfg.seed)
     run_dir = out / model_kind / "train"
+    opts = replace(opts or DataOptions(), cache_dir=run_dir)
+    model, task, bundle_data = prepare(model_kind, Path(data_dir), opts, cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_bundle_data(bundle_data, run_dir / "bundle_data")
     meta = {"kind": model_kind, "model_config": config_dict(model)}
@@ -74,6 +76,8 @@ def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig
         metrics = {phase: task.evaluate(phase) for phase in task.phases}
     metrics["best_epoch"] = result.best_epoch
     metrics["history"] = result.history
+    if result.initial is not None:
+        metrics["initial"] = result.initial
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_curves(result.history, cfg.monitor, run_dir / "curves.png", f"{model_kind} on {Path(data_dir).name}")
     bundle_data.metrics = {phase: metrics[phase] for phase in task.phases}
@@ -109,7 +113,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None) -> 
     if not checkpoint.is_file():
         raise ExportError(f"no checkpoint at {checkpoint}")
     state = load_checkpoint(checkpoint)
-    if "kind" not in state or "model_config" not in state or state.get("epoch", -1) < 0:
+    # epoch -1: the untrained model, kept as the best by a run that validates it first (eval_initial)
+    if "kind" not in state or "model_config" not in state or state.get("epoch", -2) < -1:
         raise ExportError(f"{checkpoint} is not a trained model checkpoint (no completed epoch recorded); "
                           "export the best.pt that `recserve train` writes")
     if out is None:

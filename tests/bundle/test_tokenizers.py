@@ -49,7 +49,7 @@ def test_unknown_type_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown tokenizer type 'sentencepiece'"):
         load_tokenizer(tmp_path / "a.json")
     (tmp_path / "hf.json").write_text(json.dumps({"version": "1.0", "model": {"type": "WordPiece"}}))
-    with pytest.raises(ValueError, match="Hugging Face"):
+    with pytest.raises(ValueError, match="Hugging Face tokenizer: title_size"):  # no truncation.max_length
         load_tokenizer(tmp_path / "hf.json")
 
 

@@ -26,12 +26,34 @@ def tiny_nrms():
     return nrms
 
 
+def tiny_plm_nrms():
+    from bundle.tokenizers import HFTokenizer
+    from tests.models import tiny_bert
+
+    model = recipe("plm_nrms").model(tiny_bert.tiny_config(N_ITEMS))
+    with torch.no_grad():  # weights larger than BERT's 0.02 init: titles far apart, scores without near-ties
+        for p in model.item_encoder.bert.parameters():
+            if p.dim() == 2:
+                p.normal_(std=1.0)
+        model.item_encoder.head.proj.weight.normal_(std=0.15)  # a trained-looking head and user encoder
+        model.user_encoder.self_attention.qkv.weight.normal_(std=0.3)
+        model.user_encoder.attention.query.weight.normal_(std=0.3)
+    words = list(tiny_bert.vocab())[5:]
+    titles = [""] + [" ".join(words[(7 * i + j) % len(words)] for j in range(1 + i % 14)) for i in range(1, N_ITEMS)]
+    tokens = HFTokenizer(tiny_bert.tokenizer_spec()).encode(titles, pad_to=tiny_bert.TITLE_SIZE)
+    tokens["input_ids"][0] = tokens["attention_mask"][0] = 0
+    model.set_titles(torch.from_numpy(tokens["input_ids"]), torch.from_numpy(tokens["attention_mask"]))
+    model.titles = titles  # for tests that tokenise them again
+    return model
+
+
 # One small randomly initialised instance per registered kind: a new kind adds its fixture here.
 TINY = {
     "convncf": lambda: recipe("convncf").model(recipe("convncf").config(n_users=15, n_items=N_ITEMS)),
     "gru4recf": tiny_gru4recf,
     "bert4rec": lambda: recipe("bert4rec").model(recipe("bert4rec").config(n_items=N_ITEMS, max_seq_length=10)),
     "nrms": tiny_nrms,
+    "plm_nrms": tiny_plm_nrms,
 }
 
 
@@ -52,6 +74,10 @@ def tiny_bundle_data(kind: str, model, histories: dict | None = None) -> BundleD
     if "title_tokens" in model.onnx_parts()["item_encoder"].inputs:
         inputs = {"title_tokens": model.title_tokens[1:].numpy()}
         tokenizer = {"type": "word-regex", "title_size": 30, "vocab": {"a": 1}}
+    elif "input_ids" in model.onnx_parts()["item_encoder"].inputs:
+        from tests.models.tiny_bert import tokenizer_spec
+        inputs = {"input_ids": model.input_ids[1:].numpy(), "attention_mask": model.attention_mask[1:].numpy()}
+        tokenizer = tokenizer_spec()
     else:
         inputs, tokenizer = {"item_idx": np.arange(1, N_ITEMS, dtype=np.int64)}, None
     by_id = model.user_input == "user_id"

@@ -142,7 +142,7 @@ def test_the_fallback_ranking_is_exported_and_survives_a_re_export(exported, tmp
     for kind, path in bundles.items():
         bundle = load_bundle(path)
         assert bundle.fallback.tolist() == FALLBACK
-        assert bundle.fallback_kind == ("recency_popularity" if kind == "nrms" else "popularity")
+        assert bundle.fallback_kind == ("recency_popularity" if kind in ("nrms", "plm_nrms") else "popularity")
     model, run_dir = models["bert4rec"], tmp_path / "train"
     save_bundle_data(bundle_data("bert4rec", model), run_dir / "bundle_data")
     good = run_dir / "best.pt"
