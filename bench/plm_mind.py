@@ -8,7 +8,7 @@ int8 item encoder against fp32, and encoder speed (docs/benchmarks.md, "NRMS on 
    computed), timed end to end: read, encode, train, validate, export (ONNX + parity).
 2. The zero-shot scorer, cosine(mean of the history's sentence-transformers vectors, candidate's), computed
    directly from the frozen vectors: it must equal the run's untrained ("initial") validation.
-3. The exported item encoder, fp32 and int8 (onnxruntime.quantization.quantize_dynamic), on every news of the
+3. The exported item encoder, fp32, int8 and per-channel int8 (onnxruntime's quantize_dynamic), on every news of the
    validation impressions: validation group AUC of the trained user encoder on each, and titles/second.
 Run it alone: a second process on 2 cores distorts every figure.
 """
@@ -115,8 +115,10 @@ def main() -> None:
     fp32 = result.bundle / "item_encoder.onnx"
     int8 = args.out.parent / "item_encoder.int8.onnx"
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    int8_pc = args.out.parent / "item_encoder.int8_per_channel.onnx"
+    quantize_dynamic(str(fp32), str(int8_pc), weight_type=QuantType.QInt8, per_channel=True)
     inputs = bundle_data.item_inputs
-    for name, path in (("fp32", fp32), ("int8", int8)):
+    for name, path in (("fp32", fp32), ("int8", int8), ("int8_per_channel", int8_pc)):
         session = ort_session(path)
         metrics, per_s = onnx_metrics(task, session, inputs)
         report[f"onnx_{name}"] = {"valid": metrics, "titles_per_s": per_s, "one_title_ms": one_title_ms(session, inputs),
