@@ -26,7 +26,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Synthetic data -> all four models trained briefly -> bundles -> the service on $(HOST):$(PORT).
+# Synthetic data -> all five models trained briefly -> bundles -> the service on $(HOST):$(PORT).
 demo: demo-train
 	@scripts/demo_curls.sh $(HOST) $(PORT)
 	$(BIN)/recserve serve --artifacts $(ARTIFACTS) --host $(HOST) --port $(PORT)
@@ -34,7 +34,7 @@ demo: demo-train
 demo-train: $(STAMP)
 	@echo "==> writing synthetic data to $(DEMO_DATA)/"
 	$(BIN)/recserve data synthetic --dest $(DEMO_DATA)
-	@echo "==> training and exporting all four models into $(ARTIFACTS)/ (a few minutes)"
+	@echo "==> training and exporting all five models into $(ARTIFACTS)/ (a few minutes)"
 	$(BIN)/recserve train --all --data-news $(DEMO_DATA)/mind --data-interactions $(DEMO_DATA)/interactions \
 		--out $(ARTIFACTS) --epochs 3
 
