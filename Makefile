@@ -44,6 +44,8 @@ bench: $(STAMP)
 		--data ../shared/data/ml-100k --out bench/out/train_vs_recbole.json --md bench/out/train_vs_recbole.md
 	$(BIN)/python bench/nrms_mind.py --data ../shared/data/mind --lr 5e-4 --out bench/out/nrms_5e-4.json
 	$(BIN)/python bench/serve_load.py --artifacts $(ARTIFACTS) --out bench/out/serve_load.json
+	$(BIN)/python bench/ddp_ml100k.py --model gru4recf --epochs 2 --seeds 2020 1 2 --data ../shared/data/ml-100k \
+		--out bench/out/ddp_ml100k.json
 
 clean:
 	rm -rf $(VENV) artifacts demo-data

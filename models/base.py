@@ -74,6 +74,14 @@ class RecModel(nn.Module):
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError
 
+    def data_parallel_loss(self, batch: dict[str, Tensor], share: float, world_size: int) -> Tensor:
+        """One rank's loss in data-parallel training, where `batch` is its slice (`share` of the samples) of
+        a global batch and DDP averages the ranks' gradients: scaled so that this average is the gradient of
+        `compute_loss` over the whole global batch. Here `compute_loss` is a mean over the batch's samples,
+        so each slice's mean weighs by its share; a model whose loss sums over samples overrides this.
+        (BERT4Rec's is a mean over its masked items, whose number per slice varies: close, not exact.)"""
+        return self.compute_loss(batch) * (share * world_size)
+
     def user_vectors(self, batch: dict[str, Tensor]) -> Tensor:
         """User vectors [B, D] from an evaluation batch (the fields named in the model's docstring)."""
         raise NotImplementedError

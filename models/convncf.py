@@ -140,11 +140,18 @@ class ConvNCF(RecModel):
         self.scorer = InteractionMapCNN(cfg)
 
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.bpr_loss(batch) + self.reg_loss()
+
+    def data_parallel_loss(self, batch: dict[str, Tensor], share: float, world_size: int) -> Tensor:
+        # The BPR term sums over samples, so the slices' terms add up to the batch's: world_size times each
+        # averages to it. The regulariser is over the whole model, the same on every rank.
+        return world_size * self.bpr_loss(batch) + self.reg_loss()
+
+    def bpr_loss(self, batch: dict[str, Tensor]) -> Tensor:
         user = self.user_embedding(batch["user"])
         items = self.item_embedding(torch.stack([batch["pos_item"], batch["neg_item"]], dim=1))
         scores = self.scorer(user, items)
-        bpr = F.softplus(-(scores[:, 0] - scores[:, 1])).sum()  # = sum log(1 + exp(-(pos - neg)))
-        return bpr + self.reg_loss()
+        return F.softplus(-(scores[:, 0] - scores[:, 1])).sum()  # = sum log(1 + exp(-(pos - neg)))
 
     def reg_loss(self) -> Tensor:
         reg_emb, reg_cnn = self.cfg.reg_weights

@@ -44,12 +44,25 @@ def add_train_parser(sub) -> None:
     p.add_argument("--pretrained", help="plm_nrms: the news encoder, 'minilm' (default: the packaged all-MiniLM-L6-v2) or a Hugging Face BERT folder")
     p.add_argument("--valid-behaviors", type=Path, help="nrms: a behaviors.tsv to validate on (default: the last day of --data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--nproc", type=positive, default=1,
+                   help="data-parallel training in this many processes on this machine (DDP over gloo; default 1); "
+                        "--batch-size stays the global batch. Several machines: torchrun, see the README")
+    p.add_argument("--threads", type=positive,
+                   help="torch threads per process (default: torch's; with --nproc or torchrun: cores / processes)")
     p.set_defaults(func=cmd_train)
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def cmd_train(args) -> int:
     from models.registry import recipes
-    from training.train import DataOptions, run, train_config
+    from training import distributed
+    from training.train import DataOptions
 
     if args.all:
         if not (args.data_news and args.data_interactions):
@@ -60,17 +73,55 @@ def cmd_train(args) -> int:
         jobs = [(args.model, args.data)]
     else:
         raise SystemExit("recserve train needs --model and --data (or --all with --data-news and --data-interactions)")
+    torchrun = distributed.torchrun_env()
+    if torchrun and args.nproc > 1:
+        raise SystemExit("recserve train: --nproc starts its own processes; under torchrun leave it out "
+                         "(torchrun's --nproc-per-node says how many)")
     opts = DataOptions(min_rating=args.min_rating, k_core=args.k_core, max_seq_length=args.max_seq_length,
                        features=args.features, word_vectors=args.word_vectors, valid_behaviors=args.valid_behaviors,
                        pretrained=args.pretrained)
+    if torchrun:
+        # record: torchrun's failure summary then shows the failing rank's error, not only its exit code
+        from torch.distributed.elastic.multiprocessing.errors import record
+
+        return record(_torchrun_train)(args, jobs, opts)
+    if args.threads and args.nproc == 1:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    _train_jobs(args, jobs, opts, rank=0)
+    return 0
+
+
+def _torchrun_train(args, jobs, opts) -> int:
+    """One of torchrun's processes: join its group, train (rank 0 reports), leave."""
+    from training import distributed
+
+    rank = distributed.init_from_torchrun(args.threads).rank
+    try:
+        _train_jobs(args, jobs, opts, rank)
+    finally:
+        distributed.leave()
+    return 0
+
+
+def _train_jobs(args, jobs, opts, rank: int) -> None:
+    from training.train import run, run_data_parallel, train_config
+
     for kind, data in jobs:
         cfg = train_config(kind, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                            seed=args.seed, max_steps_per_epoch=args.max_steps, progress=not args.no_progress)
-        logging.getLogger("recserve.train").info("%s on %s: %s", kind, data, cfg)
-        result = run(kind, data, args.out, cfg, opts, resume=args.resume)
+        if rank == 0:
+            logging.getLogger("recserve.train").info("%s on %s: %s", kind, data, cfg)
+        if args.nproc > 1:
+            result = run_data_parallel(args.nproc, kind, data, args.out, cfg, opts, resume=args.resume,
+                                       threads=args.threads)
+        else:
+            result = run(kind, data, args.out, cfg, opts, resume=args.resume)
+        if result is None:  # a rank other than 0 under torchrun: rank 0 reports
+            continue
         print(metrics_table(kind, result.metrics))
         print(f"bundle: {result.bundle}\nmetrics: {result.run_dir / 'metrics.json'}\ncurves: {result.run_dir / 'curves.png'}")
-    return 0
 
 
 def metrics_table(kind: str, metrics: dict) -> str:
@@ -115,8 +166,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Errors of bad input that the command line reports in one line (ParityError is an ExportError)."""
     from training.bundle_data import ExportError
     from training.data.errors import DataError
+    from training.launch import RankFailed
 
-    return DataError, ExportError, FileNotFoundError
+    return DataError, ExportError, FileNotFoundError, RankFailed
 
 
 def add_synthetic_parser(sub) -> None:

@@ -3,6 +3,9 @@
 Each epoch draws from streams of its own, derived from (seed, epoch) (`epoch_rng`), so a resumed run repeats
 the epochs it would have run. `last.pt` holds what resuming needs, `best.pt` the best weights by the monitored
 validation metric; both load with `torch.load(weights_only=True)`.
+
+The same loop trains data-parallel over N processes when a process group is up (training/distributed.py):
+each rank trains on its slice of every batch, rank 0 alone evaluates, logs and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from models.base import RecModel
+from training.distributed import World, shard, world as current_world, wrap
 from training.memory import keep_freed_memory
 from training.progress import duration
 
@@ -74,39 +78,52 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, meta: dict | None = None) -> FitResult:
-    """Train `task.model`; return the per-epoch history. The model ends holding its best weights."""
-    model = task.model
+    """Train `task.model`; return the per-epoch history. The model ends holding its best weights.
+
+    Data-parallel (a process group is up): every rank calls this; rank 0's result holds the history, the
+    other ranks' model is left as trained, not reloaded from best.pt."""
+    model, world = task.model, current_world()
     keep_freed_memory()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result, start = FitResult(), 0
-    if resume and (run_dir / "last.pt").exists():
+    if resume and (run_dir / "last.pt").exists():  # every rank loads the same checkpoint
         state = load_checkpoint(run_dir / "last.pt")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         result = FitResult(state["history"], state["best_epoch"], state["best_metric"], initial=state.get("initial"))
         start = state["epoch"] + 1
-        log.info("resuming at epoch %d/%d (best %s %.4f at epoch %d)", start + 1, cfg.epochs, cfg.monitor,
-                 result.best_metric, result.best_epoch + 1)
-    elif cfg.eval_initial:
+        if world.main:
+            log.info("resuming at epoch %d/%d (best %s %.4f at epoch %d)", start + 1, cfg.epochs, cfg.monitor,
+                     result.best_metric, result.best_epoch + 1)
+    elif cfg.eval_initial and world.main:
         # The starting point (e.g. a pretrained encoder's zero-shot scorer) is a candidate for the best weights:
-        # a run whose every epoch is worse ends holding it (best epoch -1).
+        # a run whose every epoch is worse ends holding it (best epoch -1). Rank 0 alone evaluates, as below.
         model.eval()
         with torch.no_grad():
             result.initial = task.evaluate("valid")
         result.best_metric = result.initial[cfg.monitor]
         save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "epoch": -1, **(meta or {})})
         log.info("untrained: valid %s %.4f", cfg.monitor, result.best_metric)
+    if world.from_main(start) != start:
+        raise RuntimeError(f"rank {world.rank} would resume at epoch {start + 1}, rank 0 at another: --resume needs "
+                           f"the same {run_dir / 'last.pt'} on every rank (several machines: --out on a shared filesystem)")
+    step_loss = wrap(model, world) if world.size > 1 else None
     bad_epochs = sum(1 for h in result.history if h["epoch"] > result.best_epoch)
     epoch_seconds: list[float] = []  # whole epochs of this process (training, evaluation, checkpoints): the ETA
     for epoch in range(start, cfg.epochs):
-        if bad_epochs >= cfg.patience:
+        if world.from_main(bad_epochs >= cfg.patience):  # the other ranks wait here for rank 0's evaluation
             result.stopped_early = True
+            if not world.main:
+                break
             log.info("stopping early: valid %s has not beaten epoch %d's %.4f in the %d epoch(s) since (patience %d)",
                      cfg.monitor, result.best_epoch + 1, result.best_metric, bad_epochs, cfg.patience)
             break
         started = time.perf_counter()
-        row = _train_epoch(task, cfg, epoch, optimizer)
+        row = _train_epoch(task, cfg, epoch, optimizer, world, step_loss)
+        if not world.main:
+            continue
         model.eval()
         with torch.no_grad():
             row.update({f"valid_{k}": v for k, v in task.evaluate("valid").items()})
@@ -129,7 +146,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
         log.info("epoch %d/%d: loss %.4f, valid %s %.4f%s (train %s, eval %s); %s", epoch + 1, cfg.epochs,
                  row["loss"], cfg.monitor, metric, " (best so far)" if improved else "",
                  duration(row["seconds"]), duration(row["eval_seconds"]), _eta(epoch_seconds, epochs_left))
-    if (run_dir / "best.pt").exists():
+    if world.main and (run_dir / "best.pt").exists():
         model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
     model.eval()
     return result
@@ -144,19 +161,26 @@ def _eta(epoch_seconds: list[float], epochs_left: int) -> str:
     return f"ETA {eta} for the run ({epochs_left} epoch{'s' if epochs_left > 1 else ''} left at most)"
 
 
-def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+def epoch_rng(seed: int, epoch: int, rank: int = 0) -> np.random.Generator:
     """Seed torch (dropout, masking) for one epoch and return the epoch's numpy generator (order, negatives).
 
     Both come from numpy's SeedSequence of (seed, epoch), not from `seed + epoch`: with that, epoch 0 replayed
     the stream that initialised the model (`torch.manual_seed(seed)`), and seed s's epoch 1 was seed s+1's
-    epoch 0, so runs with neighbouring seeds were not independent."""
+    epoch 0, so runs with neighbouring seeds were not independent. Data-parallel, every rank gets the same
+    numpy generator (the same global batches) and a torch stream of its own (rank 0's is the single
+    process's), so the ranks' slices of a batch do not share dropout and masking draws."""
     torch_seq, numpy_seq = np.random.SeedSequence([seed, epoch]).spawn(2)
+    if rank:
+        torch_seq = torch_seq.spawn(rank + 1)[rank]
     torch.manual_seed(int(torch_seq.generate_state(1, np.uint64)[0]))
     return np.random.default_rng(numpy_seq)
 
 
-def _train_epoch(task: Task, cfg: TrainConfig, epoch: int, optimizer: torch.optim.Optimizer) -> dict:
-    rng = epoch_rng(cfg.seed, epoch)
+def _train_epoch(task: Task, cfg: TrainConfig, epoch: int, optimizer: torch.optim.Optimizer,
+                 world: World = World(), step_loss: torch.nn.Module | None = None) -> dict:
+    """One epoch. Data-parallel, `step_loss` is the DDP-wrapped loss and each rank trains on its slice of
+    every batch; the loss reported is the ranks' mean, the whole batch's loss."""
+    rng = epoch_rng(cfg.seed, epoch, world.rank)
     task.model.train()
     total = task.num_batches(cfg.batch_size)
     if cfg.max_steps_per_epoch:
@@ -164,12 +188,19 @@ def _train_epoch(task: Task, cfg: TrainConfig, epoch: int, optimizer: torch.opti
     started, losses = time.perf_counter(), []
     desc = f"epoch {epoch + 1}/{cfg.epochs}"
     # Log lines during the epoch (NRMS builds its samples there) go through tqdm.write, above the bar, not into it.
-    redirect = logging_redirect_tqdm() if cfg.progress else contextlib.nullcontext()
-    with redirect, tqdm(total=total, desc=desc, disable=not cfg.progress, leave=False, unit="batch") as bar:
+    show = cfg.progress and world.main
+    redirect = logging_redirect_tqdm() if show else contextlib.nullcontext()
+    with redirect, tqdm(total=total, desc=desc, disable=not show, leave=False, unit="batch") as bar:
         for step, batch in enumerate(task.train_batches(cfg.batch_size, rng)):
             if step >= total:
                 break
-            loss = task.model.compute_loss(batch)
+            if step_loss is None:
+                loss = task.model.compute_loss(batch)
+            else:
+                part = shard(batch, world)
+                if part is None:
+                    continue
+                loss = step_loss(*part)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at {desc}, step {step + 1}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
@@ -178,5 +209,6 @@ def _train_epoch(task: Task, cfg: TrainConfig, epoch: int, optimizer: torch.opti
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    return {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
+    mean_loss = float(np.mean(losses)) if losses else float("nan")
+    return {"epoch": epoch, "loss": world.mean(mean_loss),
             "seconds": time.perf_counter() - started, "steps": len(losses)}

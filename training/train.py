@@ -16,6 +16,8 @@ import torch
 
 from models.registry import build_model, config_dict, recipe
 from training.bundle_data import load_bundle_data, save_bundle_data
+from training.distributed import world
+from training.launch import launch
 from training.export import ExportError, export_bundle, nonfinite_weights
 from training.loop import TrainConfig, fit, load_checkpoint
 from training.plots import plot_curves
@@ -60,18 +62,24 @@ def prepare(model_kind: str, data_dir: Path, opts: DataOptions, seed: int):
 
 
 def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig, opts: DataOptions | None = None,
-        *, resume: bool = False) -> RunResult:
+        *, resume: bool = False) -> RunResult | None:
+    """Train, evaluate, export. Data-parallel (training/distributed.py), every rank calls this and reads the
+    data; rank 0 alone writes files and returns the result, the others return None once trained."""
     out = Path(out)
     run_dir = out / model_kind / "train"
     opts = replace(opts or DataOptions(), cache_dir=run_dir)
+    main = world().main
     model, task, bundle_data = prepare(model_kind, Path(data_dir), opts, cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_bundle_data(bundle_data, run_dir / "bundle_data")
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_bundle_data(bundle_data, run_dir / "bundle_data")
     meta = {"kind": model_kind, "model_config": config_dict(model)}
     try:
         result = fit(task, cfg, run_dir, resume=resume, meta=meta)
     except FloatingPointError as err:  # the loop's non-finite loss: one line, like a metric that is not a number
         raise ExportError(f"not exporting {model_kind}: {err}; no bundle written, LATEST unchanged") from None
+    if not main:
+        return None
     with torch.no_grad():
         metrics = {phase: task.evaluate(phase) for phase in task.phases}
     metrics["best_epoch"] = result.best_epoch
@@ -86,6 +94,27 @@ def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig
     require_finite_metric(model_kind, model, cfg.monitor, metrics["valid"][cfg.monitor], run_dir)
     bundle = export_bundle(model, bundle_data, out)
     return RunResult(bundle, run_dir, metrics)
+
+
+def run_data_parallel(nproc: int, model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig,
+                      opts: DataOptions | None = None, *, resume: bool = False,
+                      threads: int | None = None) -> RunResult:
+    """`run` in `nproc` processes on this machine (DDP over gloo), `threads` torch threads each (default:
+    cores / nproc). `cfg.batch_size` stays the global batch: each rank trains on batch_size / nproc of it.
+    A failure on any rank stops them all and raises training.distributed.RankFailed."""
+    # torch.optim.Adam's constructor imports torch._dynamo: 4 s of CPU here, paid once in the forkserver
+    found = launch(nproc, _rank_run, (model_kind, str(data_dir), str(out), cfg, opts, resume), threads=threads,
+                   preload=("torch._dynamo", "training.interactions", "training.news"))
+    return RunResult(Path(found["bundle"]), Path(found["run_dir"]), found["metrics"])
+
+
+def _rank_run(model_kind: str, data_dir: str, out: str, cfg: TrainConfig, opts: DataOptions | None,
+              resume: bool) -> dict | None:
+    """One rank of `run_data_parallel`: rank 0's result as JSON-ready values."""
+    result = run(model_kind, data_dir, out, cfg, opts, resume=resume)
+    if result is None:
+        return None
+    return {"bundle": str(result.bundle), "run_dir": str(result.run_dir), "metrics": result.metrics}
 
 
 def require_finite_metric(kind: str, model, monitor: str, value: float, run_dir: Path) -> None:
