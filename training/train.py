@@ -132,7 +132,7 @@ def require_finite_metric(kind: str, model, monitor: str, value: float, run_dir:
                       f"bundle written, LATEST unchanged (the run's metrics: {run_dir / 'metrics.json'})")
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None) -> Path:
+def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, int8_item_encoder: bool = False) -> Path:
     """Re-export a saved checkpoint (best.pt beside its bundle_data/) as a new bundle under `out`.
 
     `out` defaults to the artifacts folder the checkpoint came from: `recserve train` writes
@@ -161,4 +161,4 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None) -> 
         data = load_bundle_data(checkpoint.parent / "bundle_data")
     except FileNotFoundError as err:
         raise ExportError(str(err)) from err
-    return export_bundle(model, data, out)
+    return export_bundle(model, data, out, int8_item_encoder=int8_item_encoder)

@@ -147,6 +147,28 @@ def test_cli_trains_from_the_zero_shot_point_and_exports(tmp_path):
     assert "model" in spec and spec["truncation"]["max_length"] == 32
     assert main(["export", "--checkpoint", str(out / "plm_nrms" / "train" / "best.pt")]) == 0
 
+    # The int8 item encoder on offer: quantised weights, the catalog's vectors its own (close to fp32's), and
+    # the service adds a title with it.
+    import onnx
+    from fastapi.testclient import TestClient
+
+    from bundle.reader import load_bundle, resolve_latest
+    from service.app import create_app
+    from service.config import Settings
+
+    fp32 = load_bundle(resolve_latest(out / "plm_nrms"))
+    assert main(["export", "--checkpoint", str(out / "plm_nrms" / "train" / "best.pt"), "--int8-item-encoder"]) == 0
+    int8 = load_bundle(resolve_latest(out / "plm_nrms"))
+    assert int8.manifest["item_encoder_weights"] == "int8 dynamic, per channel" and int8.version != fp32.version
+    ops = {node.op_type for node in onnx.load(str(int8.path / "item_encoder.onnx")).graph.node}
+    assert "DynamicQuantizeLinear" in ops
+    assert np.abs(np.asarray(int8.item_vectors) - np.asarray(fp32.item_vectors)).max() < 0.05
+    with TestClient(create_app(Settings(artifacts=out))) as client:
+        added = client.post("/items", json={"model": "plm_nrms", "items": [{"item_id": "NEW", "title": "a new title"}]})
+        assert added.status_code == 200 and added.json()["added"] == ["NEW"]
+        rank = client.post("/rank", json={"model": "plm_nrms", "history": fp32.items.all()[:3], "candidates": ["NEW"]})
+        assert rank.json()["unknown"] == [] and rank.json()["version"] == int8.version
+
 
 @pytest.mark.real_weights
 def test_the_exported_minilm_encoder_equals_sentence_transformers(tmp_path):
