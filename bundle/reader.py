@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ class Bundle:
     histories: Histories | None = None
     fallback: np.ndarray | None = None  # int64 indices 1..N, best first; None in bundles made before it
     tokenizer_spec: Any = None  # the parsed tokenizer.json, from the bytes whose hash was checked
-    files: dict[str, Any] = field(default_factory=dict)  # every verified file: bytes, or an array for a .npy
 
     @property
     def fallback_kind(self) -> str | None:
@@ -152,7 +151,7 @@ def older_versions(model_dir: Path, latest: str, artifacts: Path | None = None) 
     return sorted(found, key=lambda p: p.name, reverse=True)
 
 
-KEPT_AS_BYTES = (".onnx", ".json", ".npz")  # what the reader parses from memory; other files are hashed only
+KEPT_AS_BYTES = (".onnx", ".json")  # what the reader parses from memory; other files are hashed only
 
 
 def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -269,4 +268,4 @@ def load_bundle(path: Path) -> Bundle:
     histories = _histories(path, data, len(items)) if HISTORY_FILES[0] in data else None
     return Bundle(path, manifest, graphs, items, vectors, users, histories,
                   _fallback(path, manifest, data, len(items)),
-                  _json(path / TOKENIZER_FILE, data[TOKENIZER_FILE]) if TOKENIZER_FILE in data else None, data)
+                  _json(path / TOKENIZER_FILE, data[TOKENIZER_FILE]) if TOKENIZER_FILE in data else None)

@@ -159,7 +159,7 @@ def load_model(path: Path, settings: Settings, metrics: Metrics, events: UserEve
         raise BundleError(path, f"onnxruntime cannot load a graph: {exc}") from exc
     for name, graph in graphs.items():
         _check_graph(bundle, name, graph)
-    bundle.graphs, bundle.files = {}, {}  # onnxruntime holds its own copies: let the bytes go
+    bundle.graphs = {}  # onnxruntime holds its own copies: let the bytes go
     limit = min(settings.max_history or bundle.max_history, bundle.max_history)
     model = ServedModel(bundle, graphs, Catalog(bundle.items, bundle.item_vectors),
                         Keys(settings.cache_prefix, bundle.model, bundle.version), limit, events, added,

@@ -37,7 +37,8 @@ def top_k(rows: np.ndarray, raw: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
 
 def exact(model: ServedModel, vector: np.ndarray, k: int, drop: np.ndarray, scores: Scores | None) -> tuple:
     """Every row scored (rows 0..size), `drop` and the padding row masked."""
-    raw = np.array(scores(None) if scores is not None else model.catalog.scores(vector), dtype=np.float32)
+    # both give a new array, masked in place here
+    raw = np.asarray(scores(None) if scores is not None else model.catalog.scores(vector), dtype=np.float32)
     raw[drop] = -np.inf
     raw[0] = -np.inf
     return top_k(np.arange(raw.shape[0]), raw, k)
@@ -53,7 +54,7 @@ def indexed(model: ServedModel, vector: np.ndarray, k: int, drop: np.ndarray, sc
     count = want + min(dropped.size, want) + 10
     while True:
         found = model.index.search(vector, min(count, catalog.n_base))
-        kept = found[~np.isin(found, dropped, assume_unique=False)]
+        kept = found[~np.isin(found, dropped)]
         if kept.size >= want or count >= catalog.n_base:
             break
         count *= 2
