@@ -117,6 +117,11 @@ def check_manifest(path: Path, m: Any) -> None:
     for graph in GRAPHS:
         if m["graphs"].get(graph, {}).get("file") not in m["files"]:
             raise BundleError(where, f"graph {graph!r} has no file listed under 'files'")
+        weights = m["graphs"][graph].get("weights", {})
+        if not isinstance(weights, dict) or any(not isinstance(f, str) or not f.endswith(".npy") or f not in m["files"]
+                                                for f in weights.values()):
+            raise BundleError(where, f"graph {graph!r}: 'weights' must map initializer names to .npy files listed "
+                                     "under 'files'")
     for name, needed_by in required_files(m).items():
         if name not in m["files"]:
             raise BundleError(where, f"{name} is not listed under 'files' ({needed_by} needs it: {HOLDS[name]})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ class Bundle:
     histories: Histories | None = None
     fallback: np.ndarray | None = None  # int64 indices 1..N, best first; None in bundles made before it
     tokenizer_spec: Any = None  # the parsed tokenizer.json, from the bytes whose hash was checked
+    # Per graph, its large initializers by name, memory-mapped from their .npy files (training/graph_weights.py)
+    graph_weights: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def fallback_kind(self) -> str | None:
@@ -266,6 +268,7 @@ def load_bundle(path: Path) -> Bundle:
                                                     f"padding), got {vectors.dtype} {list(vectors.shape)}")
     users = _idmap(path, data, USER_IDS_FILES, None) if USER_IDS_FILES[0] in data else None
     histories = _histories(path, data, len(items)) if HISTORY_FILES[0] in data else None
+    weights = {g: {name: data[file] for name, file in manifest["graphs"][g].get("weights", {}).items()} for g in GRAPHS}
     return Bundle(path, manifest, graphs, items, vectors, users, histories,
                   _fallback(path, manifest, data, len(items)),
-                  _json(path / TOKENIZER_FILE, data[TOKENIZER_FILE]) if TOKENIZER_FILE in data else None)
+                  _json(path / TOKENIZER_FILE, data[TOKENIZER_FILE]) if TOKENIZER_FILE in data else None, weights)

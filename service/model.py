@@ -154,7 +154,7 @@ def load_model(path: Path, settings: Settings, metrics: Metrics, events: UserEve
     wanted = [g for g in GRAPHS if g != "item_encoder" or bundle.tokenizer_path is not None]
     try:
         graphs = {g: Graph(g, bundle.graphs[g], providers, settings.intra_op_threads, settings.inter_op_threads,
-                           observe) for g in wanted}
+                           observe, bundle.graph_weights.get(g), bundle.path) for g in wanted}
     except Exception as exc:  # onnxruntime raises its own types for invalid graphs
         raise BundleError(path, f"onnxruntime cannot load a graph: {exc}") from exc
     for name, graph in graphs.items():
@@ -179,5 +179,8 @@ def load_model(path: Path, settings: Settings, metrics: Metrics, events: UserEve
             model.index = load_index(path / info["file"], info, settings.index_expansion or None)
         except (ValueError, KeyError) as exc:
             raise BundleError(path / str(info.get("file")), f"unusable item index ({exc})") from exc
-    _warm_up(model)
+    try:
+        _warm_up(model)
+    except Exception as exc:  # onnxruntime checks a graph's tensors against one another only when it runs
+        raise BundleError(path, f"the graphs fail on a first input: {exc}") from exc
     return model

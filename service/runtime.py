@@ -7,8 +7,9 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -70,11 +71,23 @@ class Graph:
     """One ONNX graph in one session; `run` returns the first output and reports its duration."""
 
     def __init__(self, name: str, model: bytes, providers: tuple[str, ...], intra: int = 0, inter: int = 0,
-                 observe: Callable[[str, float], None] | None = None):
+                 observe: Callable[[str, float], None] | None = None, weights: Mapping[str, np.ndarray] | None = None,
+                 folder: Path | None = None):
+        """`weights`: the graph's initializers kept outside it (docs/bundle.md, "Graph weights"), as arrays
+        mapped from the bundle's verified files; `folder` the bundle's, where the graph says they are."""
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = intra
         options.inter_op_num_threads = inter
+        # onnxruntime uses an initializer given as an OrtValue in place (SessionOptions.add_initializer; its
+        # add_external_initializers copies): the mapped pages, shared by every worker. The values must outlive
+        # the session. It still checks that the files the graph names exist, so it is told the bundle's folder
+        # (the graph is loaded from the verified bytes, not by path), but it reads none of them.
+        self._weights = {n: ort.OrtValue.ortvalue_from_numpy(a) for n, a in (weights or {}).items()}
+        for tensor, value in self._weights.items():
+            options.add_initializer(tensor, value)
+        if self._weights:
+            options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(folder))
         self.name = name
         self.session = ort.InferenceSession(model, options, providers=list(providers))
         self.inputs = {i.name: i for i in self.session.get_inputs()}

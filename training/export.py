@@ -23,6 +23,7 @@ from bundle.data import BundleData, fallback_problem, write_data_files, write_it
 from models.base import RecModel
 from models.registry import config_dict
 from training.bundle_data import ExportError
+from training.graph_weights import EXTERNAL_MIN_BYTES, externalize
 
 
 def weights_hash(model: RecModel) -> str:
@@ -103,10 +104,12 @@ def quantize_item_encoder(path: Path) -> None:
 
 
 def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, name: str | None = None,
-                  parity: bool = True, int8_item_encoder: bool = False) -> Path:
+                  parity: bool = True, int8_item_encoder: bool = False,
+                  external_min_bytes: int = EXTERNAL_MIN_BYTES) -> Path:
     """Write `artifacts/<name>/<version>/` and point `artifacts/<name>/LATEST` at it. Returns the bundle dir.
     `int8_item_encoder`: ship the item encoder quantised to int8 (`quantize_item_encoder`); the catalog's
-    vectors are then that graph's, as /items will compute, and parity allows its rounding."""
+    vectors are then that graph's, as /items will compute, and parity allows its rounding.
+    `external_min_bytes`: graph initializers of this size or more go to .npy files (training/graph_weights.py)."""
     model = model.eval()
     validate(model, data)
     name = name or model.kind
@@ -126,6 +129,10 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
         write_data_files(data, tmp)
         if int8_item_encoder:
             quantize_item_encoder(tmp / "item_encoder.onnx")
+        for graph in graphs.values():
+            weights = externalize(tmp / graph["file"], external_min_bytes)
+            if weights:
+                graph["weights"] = weights
         from training.parity import check_bundle_parity, encode_catalog  # onnxruntime, imported when needed
 
         # The catalog's vectors by the graph the service runs, so it never encodes the catalog at start-up,

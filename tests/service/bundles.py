@@ -25,6 +25,7 @@ from bundle.ann import INDEX_FILE, build_index
 from bundle.contract import FORMAT, sha256_file
 from bundle.data import BundleData, write_data_files, write_item_vectors
 from models.base import DotScorer  # the scorer every dot-product model exports
+from training.graph_weights import externalize
 
 DIM, MAX_HISTORY, N_ITEMS, N_USERS, TITLE_SIZE = 8, 5, 60, 12, 6
 WORDS = [f"w{i}" for i in range(1, 41)]
@@ -237,6 +238,9 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
     model.path.mkdir(parents=True, exist_ok=True)
     for n, b in files.items():
         (model.path / n).write_bytes(b)
+    # Every table of a few hundred bytes leaves its graph, as a large catalog's do at export (EXTERNAL_MIN_BYTES):
+    # the service tests serve through mapped graph weights; tests/training's exports keep theirs inline.
+    weights = {n.removesuffix(".onnx"): externalize(model.path / n, min_bytes=256) for n in files}
     # The data files as the exporter writes them (bundle/data.py), the item vectors by the torch module.
     write_data_files(BundleData(items, model.item_inputs, MAX_HISTORY, users if name == "convncf" else None,
                                 histories, tokenizer if name == "nrms" else None,
@@ -259,6 +263,9 @@ def build(root: Path, name: str, version: str = "20260101T000000Z-00000001", see
         "index": index,
         "files": {p.name: sha256_file(p) for p in sorted(model.path.iterdir())},
     }
+    for graph, moved in weights.items():
+        if moved:
+            manifest["graphs"][graph]["weights"] = moved
     (model.path / "manifest.json").write_text(json.dumps(manifest, indent=1))
     (root / name / "LATEST").write_text(version + "\n")
     return model

@@ -168,3 +168,24 @@ def test_bundle_data_without_a_fallback_exports_a_bundle_without_one(tmp_path):
     path = export_bundle(model, data, tmp_path, parity=False)
     manifest = json.loads((path / "manifest.json").read_text())
     assert "fallback" not in manifest and not (path / "fallback.npy").exists()
+
+
+def test_large_weights_leave_the_graphs_as_npy_files_named_by_their_contents(tmp_path):
+    """With the threshold low enough for a tiny model, its tables go to .npy files: listed and hashed, named
+    by each graph as ONNX external data (loadable by path), written once when two graphs hold the same table,
+    and parity (run by path, as any ONNX tool would) still holds."""
+    model = tiny_models()["bert4rec"]
+    bundle = export_bundle(model, bundle_data("bert4rec", model), tmp_path, external_min_bytes=1024)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    weights = {g: part.get("weights", {}) for g, part in manifest["graphs"].items()}
+    table = model.item_embedding.weight.detach().numpy()  # [n_items + extra, hidden]: both encoders hold it
+    files = [file for moved in weights.values() for file in moved.values()]
+    assert files and all(file in manifest["files"] for file in files)
+    shared = [f for f in set(files) if np.array_equal(np.load(bundle / f), table)]
+    assert len(shared) == 1 and sum(f == shared[0] for f in files) == 2
+    assert sorted(p.name for p in bundle.glob("weights-*.npy")) == sorted(set(files))
+    for part in manifest["graphs"].values():
+        graph = onnx.load(str(bundle / part["file"]), load_external_data=False)
+        external = {t.name for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
+        assert external == set(part.get("weights", {}))
+    assert check_bundle_parity(model, bundle, seed=1)["user_encoder"] <= 1e-4
