@@ -51,6 +51,14 @@ SPACES = ("l2-reduction", "ip")
 # reduction is ahead (docs/benchmarks.md, section 6.1).
 
 
+# The recall@10 that export-time calibration (`calibrate`) aims at on the bundle's own users: above the 0.95
+# promised (docs/deploy.md, "Large catalogs"), with room for a sample of a few hundred users' error.
+TARGET_RECALL = 0.96
+# The search efforts calibration tries, cheapest first. The floor (64) keeps a small catalog's searches
+# exhaustive in practice whatever its users; 1024 is about 4x the cost of 128 (log-like growth past it).
+EXPANSIONS = (64, 96, 128, 192, 256, 384, 512, 768, 1024)
+
+
 def _reduced(vectors: np.ndarray) -> tuple[np.ndarray, float]:
     """Rows 1..N of `vectors` with the MIPS -> L2 column appended, and R = the largest squared norm."""
     data = np.asarray(vectors[1:], dtype=np.float32)
@@ -142,6 +150,54 @@ class ItemIndex:
 
     def __len__(self) -> int:
         return self.n
+
+
+def fetch_count(want: int, excluded: int) -> int:
+    """How many rows /recommend asks the index for, to keep `want` after `excluded` exclusions: room for some,
+    not all, as most of a long history is far from the top (service/retrieval.py asks again for twice as
+    many when too few survive), since a search for more costs more (HNSW explores at least that many)."""
+    return want + min(excluded, want) + 10
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int, block: int = 16384) -> np.ndarray:
+    """The rows (1..N) of the k largest `vectors[row] . query` for each query [Q, D]: int64 [Q, k], by one
+    matrix product per block of rows (the vectors may be a memory map larger than RAM)."""
+    q = np.asarray(queries, dtype=np.float32)
+    rows, scores = np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
+    for start in range(1, vectors.shape[0], block):
+        part = np.asarray(vectors[start:start + block], dtype=np.float32) @ q.T      # [rows of block, Q]
+        take = min(k, part.shape[0])
+        top = np.argpartition(-part, take - 1, axis=0)[:take]
+        rows = np.concatenate([rows, (top + start).T], axis=1)
+        scores = np.concatenate([scores, np.take_along_axis(part, top, axis=0).T], axis=1)
+        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        rows, scores = np.take_along_axis(rows, keep, axis=1), np.take_along_axis(scores, keep, axis=1)
+    return rows
+
+
+def recall_at(index: ItemIndex, queries: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each query's exact top k (`truth` [Q, k]) in the index's answer as /recommend uses it for
+    a user with a history to exclude: the top k of its best `fetch_count(k, k)` rows."""
+    k = truth.shape[1]
+    count = fetch_count(k, k)
+    found = [len(set(index.search(q, count)[:k].tolist()) & set(t.tolist())) for q, t in zip(queries, truth)]
+    return float(np.sum(found) / truth.size) if truth.size else 1.0
+
+
+def calibrate(index: ItemIndex, vectors: np.ndarray, queries: np.ndarray, k: int = 10,
+              target: float = TARGET_RECALL) -> dict:
+    """The smallest search effort of EXPANSIONS at which the index finds `target` of the exact top k of
+    `queries` (user vectors of the bundle's own users), as the manifest's index entry records it: recall is
+    a property of the catalog and of where its users point, not of the library alone (docs/benchmarks.md, 6).
+    The largest effort when none reaches it. Leaves `index.expansion` at the chosen effort."""
+    truth = exact_top(vectors, queries, k)
+    for expansion in EXPANSIONS:
+        index.expansion = expansion
+        recall = recall_at(index, queries, truth)
+        if recall >= target:
+            break
+    return {"expansion_search": expansion, f"recall_at_{k}": round(recall, 4), "recall_target": target,
+            "recall_users": int(len(queries))}
 
 
 def load_index(path: Path, info: dict, expansion: int | None = None) -> ItemIndex:

@@ -13,6 +13,7 @@ import numpy as np
 
 from bundle.contract import GRAPHS, BundleError
 from bundle.reader import Bundle, load_bundle
+from bundle.user_feeds import user_feeds
 from service.cache import Keys
 from service.catalog import Catalog
 from service.config import Settings
@@ -96,19 +97,7 @@ class ServedModel:
     def encode_users(self, windows: Sequence[Sequence[int]], user_idx: Sequence[int | None]) -> np.ndarray:
         """User vectors [B, D] in one user-encoder call: catalog rows of each user's history window (oldest
         first), or the users' indices for a model of user ids. Inputs are padded to max_history as in training."""
-        kind, length, b = self.bundle.user_input, self.bundle.max_history, len(windows)
-        if kind == "user_id":
-            return self.graphs["user_encoder"].run({"user_idx": np.asarray(user_idx, dtype=np.int64)})
-        seq = np.zeros((b, length), dtype=np.int64)
-        for row, window in enumerate(windows):
-            seq[row, : len(window)] = window
-        lengths = np.array([len(w) for w in windows], dtype=np.int64)
-        if kind == "sequence":
-            feeds = {"item_seq": seq, "seq_len": np.maximum(lengths, 1)}
-        else:
-            mask = (np.arange(length)[None, :] < lengths[:, None]).astype(np.float32)
-            vectors = self.catalog.vectors(seq.ravel()).reshape(b, length, -1)
-            feeds = {"history_vectors": vectors * mask[..., None], "history_mask": mask}
+        feeds = user_feeds(self.bundle.user_input, self.bundle.max_history, windows, user_idx, self.catalog.vectors)
         return self.graphs["user_encoder"].run(feeds)
 
     def raw_scores(self, user: np.ndarray, items: np.ndarray, chunk: int) -> np.ndarray:

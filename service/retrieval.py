@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from bundle.ann import fetch_count
 from service.model import ServedModel
 
 Scores = Callable[[np.ndarray], np.ndarray]  # raw scores of catalog rows (a pairwise scorer's, cached per user)
@@ -51,9 +52,7 @@ def indexed(model: ServedModel, vector: np.ndarray, k: int, drop: np.ndarray, sc
     # A set, not numpy's set operations: on a few hundred rows those cost more than the search (~0.3 ms).
     dropped = set(drop.tolist())
     want = rerank if scores is not None else k
-    # Room for some exclusions, not all: most of a long history is far from the top k, and a search for more
-    # costs more (HNSW explores at least `count`); asked again, for twice as many, when too few survive.
-    count = want + min(len(dropped), want) + 10
+    count = fetch_count(want, len(dropped))
     while True:
         found = model.index.search(vector, min(count, catalog.n_base))
         kept = [row for row in found.tolist() if row not in dropped]

@@ -24,6 +24,7 @@ from models.base import RecModel
 from models.registry import config_dict
 from training.bundle_data import ExportError
 from training.graph_weights import EXTERNAL_MIN_BYTES, externalize
+from training.index_recall import calibrate_index
 
 
 def weights_hash(model: RecModel) -> str:
@@ -138,7 +139,8 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
         # The catalog's vectors by the graph the service runs, so it never encodes the catalog at start-up,
         # and the nearest-neighbour index over them that /recommend uses for large catalogs.
         write_item_vectors(tmp, encode_catalog(tmp, data.item_inputs))
-        index = build_index(np.load(tmp / ITEM_VECTORS_FILE, mmap_mode="r"), tmp / INDEX_FILE)
+        vectors = np.load(tmp / ITEM_VECTORS_FILE, mmap_mode="r")
+        index = calibrate_index(tmp, data, model.user_input, vectors, build_index(vectors, tmp / INDEX_FILE))
         if parity:
             check_bundle_parity(model, tmp, item_atol=INT8_ATOL if int8_item_encoder else None)
         quantized = {"item_encoder_weights": INT8} if int8_item_encoder else {}

@@ -129,3 +129,48 @@ def test_ip_space_round_trip(catalog, tmp_path):
         assert index.search(q, 10, exact=True).tolist() == exact_top(vectors, q, 10).tolist()
     with pytest.raises(ValueError, match="space"):
         load_index(tmp_path / INDEX_FILE, {**info, "space": "l2-reduction"})
+
+
+def test_exact_top_in_blocks_equals_one_full_sort(catalog):
+    from bundle.ann import exact_top as blocked_top
+
+    vectors, _, _, queries = catalog
+    got = blocked_top(vectors, queries, 10, block=97)  # blocks that split the catalog unevenly
+    assert np.array_equal(got, np.stack([exact_top(vectors.copy(), q, 10) for q in queries]))
+
+
+@pytest.fixture(scope="module")
+def weak_index(tmp_path_factory):
+    """A sparse graph over isotropic vectors: the case where the search effort decides the recall."""
+    rng = np.random.default_rng(1)
+    vectors = np.zeros((8001, 24), np.float32)
+    vectors[1:] = rng.standard_normal((8000, 24))
+    path = tmp_path_factory.mktemp("weak") / INDEX_FILE
+    info = build_index(vectors, path, threads=1, connectivity=3, expansion_add=8)
+    return vectors, load_index(path, info), rng.standard_normal((60, 24)).astype(np.float32)
+
+
+def test_calibration_takes_the_cheapest_effort_that_meets_the_target(weak_index):
+    from bundle.ann import EXPANSIONS, calibrate, exact_top as blocked_top, recall_at
+
+    vectors, index, queries = weak_index
+    truth = blocked_top(vectors, queries, 10)
+    by_effort = {}
+    for expansion in EXPANSIONS:
+        index.expansion = expansion
+        by_effort[expansion] = recall_at(index, queries, truth)
+    assert by_effort[EXPANSIONS[0]] < by_effort[EXPANSIONS[-1]]  # the effort matters here
+    target = (by_effort[EXPANSIONS[0]] + by_effort[EXPANSIONS[-1]]) / 2
+    cheapest = next(e for e in EXPANSIONS if by_effort[e] >= target)
+    found = calibrate(index, vectors, queries, target=target)
+    assert found == {"expansion_search": cheapest, "recall_at_10": round(by_effort[cheapest], 4),
+                     "recall_target": target, "recall_users": 60}
+    assert index.expansion == cheapest and cheapest > EXPANSIONS[0]
+
+
+def test_calibration_that_cannot_meet_the_target_says_so_at_the_largest_effort(weak_index):
+    from bundle.ann import EXPANSIONS, calibrate
+
+    vectors, index, queries = weak_index
+    found = calibrate(index, vectors, queries, target=1.01)
+    assert found["expansion_search"] == EXPANSIONS[-1] and found["recall_at_10"] < 1.01

@@ -49,6 +49,20 @@ def test_bundle_layout_manifest_and_hashes(exported, kind):
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
+def test_index_effort_is_calibrated_on_the_bundles_own_users(exported, kind):
+    """The manifest's search effort is the cheapest that found the target share of the exact top 10 for the
+    bundle's users (here one history, or every id model's user), and the service's index loads with it."""
+    from bundle.ann import EXPANSIONS, load_index
+
+    _, models, bundles = exported
+    info = json.loads((bundles[kind] / "manifest.json").read_text())["index"]
+    users = models[kind].cfg.n_users - 1 if models[kind].user_input == "user_id" else 1
+    assert info["recall_users"] == users and info["recall_at_10"] >= info["recall_target"] == 0.96
+    assert info["expansion_search"] == EXPANSIONS[0]  # 39 items: the cheapest effort is exhaustive
+    assert load_index(bundles[kind] / info["file"], info).expansion == info["expansion_search"]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_graphs_match_torch_on_random_inputs(exported, kind):
     _, models, bundles = exported
     diffs = check_bundle_parity(models[kind], bundles[kind], seed=3)

@@ -1,0 +1,63 @@
+"""Export-time calibration of the item index's search effort on the bundle's own users (bundle/ann.py,
+`calibrate`): the effort that finds TARGET_RECALL of their exact top 10 goes into the manifest, with the recall
+measured, and the service searches with it. Recall depends on where a model's users point among its items
+(measured: 0.97 to 0.88 at the same effort for different models of one catalog, docs/benchmarks.md 6), so one
+effort for every bundle would be either too slow for some or too inexact for others."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from bundle.ann import INDEX_FILE, calibrate, load_index
+from bundle.data import BundleData
+from bundle.user_feeds import user_feeds
+
+log = logging.getLogger(__name__)
+
+USERS = 500        # users sampled: recall's standard error is then about 0.01 at 0.95
+BATCH = 256        # users per user-encoder call
+
+
+def user_vectors(folder: Path, data: BundleData, user_input: str, vectors: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The user vectors [<= USERS, D] of a sample of the bundle's users (their whole training histories, as
+    the service encodes a known user), by the bundle's own user-encoder graph in `folder`."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    if user_input == "user_id":
+        n_users = len(data.users or [])
+        idx = rng.choice(np.arange(1, n_users + 1), size=min(USERS, n_users), replace=False)
+        windows, user_idx = [[] for _ in idx], idx.tolist()
+    else:
+        row_of = {item: row for row, item in enumerate(data.items, start=1)}
+        histories = [h for h in (data.histories or {}).values() if h]
+        picked = rng.choice(len(histories), size=min(USERS, len(histories)), replace=False) if histories else []
+        windows = [[row_of[i] for i in histories[p] if i in row_of][-data.max_history:] for p in picked]
+        windows, user_idx = [w for w in windows if w], [None] * len(windows)
+    if not windows:
+        return np.zeros((0, vectors.shape[1]), np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(folder / "user_encoder.onnx"), options, providers=["CPUExecutionProvider"])
+    parts = []
+    for s in range(0, len(windows), BATCH):
+        feeds = user_feeds(user_input, data.max_history, windows[s:s + BATCH], user_idx[s:s + BATCH],
+                           lambda rows: np.asarray(vectors[rows]))
+        parts.append(session.run(None, feeds)[0])
+    return np.concatenate(parts).astype(np.float32)
+
+
+def calibrate_index(folder: Path, data: BundleData, user_input: str, vectors: np.ndarray, info: dict) -> dict:
+    """`info` (the index's manifest entry) with the search effort calibrated on a sample of the bundle's
+    users; unchanged for a bundle without users to sample."""
+    queries = user_vectors(folder, data, user_input, vectors)
+    if not len(queries):
+        return info
+    found = calibrate(load_index(folder / INDEX_FILE, info), vectors, queries)
+    if found["recall_at_10"] < found["recall_target"]:
+        log.warning("item index: recall@10 %.3f on %d of the bundle's users at the largest search effort (%d), "
+                    "below the target %.2f; /recommend above RECSERVE_RETRIEVAL_MIN_ITEMS will miss more",
+                    found["recall_at_10"], found["recall_users"], found["expansion_search"], found["recall_target"])
+    return {**info, **found}
