@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-SETUPS = {"single": ["--threads", "2"], "ddp": ["--nproc", "2", "--threads", "1"]}
+# --device cpu: both setups are CPU ones (gloo), also where a GPU would make --device auto pick it
+SETUPS = {"single": ["--threads", "2", "--device", "cpu"], "ddp": ["--nproc", "2", "--threads", "1", "--device", "cpu"]}
 
 
 def train_once(setup: str, args, seed: int, out: Path) -> dict:

@@ -71,6 +71,11 @@ class RecModel(nn.Module):
         """Catalog size including the padding item 0."""
         return self.cfg.n_items
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are: evaluation puts its inputs there."""
+        return next(self.parameters()).device
+
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
         raise NotImplementedError
 

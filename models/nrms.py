@@ -118,10 +118,11 @@ class NRMS(RecModel):
 
     def encode_news(self, news_idx: Tensor | None = None, batch_size: int = 1024) -> Tensor:
         """News vectors for the given news indices (all news by default), row 0 / padding = zeros."""
-        idx = torch.arange(self.cfg.n_news) if news_idx is None else news_idx
+        device = self.title_tokens.device
+        idx = torch.arange(self.cfg.n_news, device=device) if news_idx is None else news_idx.to(device)
         out = [encode_titles(self.item_encoder, self.title_tokens[idx[i : i + batch_size]])
                for i in range(0, len(idx), batch_size)]
-        vectors = torch.cat(out) if out else torch.zeros(0, self.dim)
+        vectors = torch.cat(out) if out else torch.zeros(0, self.dim, device=device)
         return vectors * (idx > 0).unsqueeze(1).to(vectors.dtype)
 
     def user_vectors(self, batch: dict[str, Tensor], news_vectors: Tensor | None = None) -> Tensor:

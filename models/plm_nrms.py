@@ -257,7 +257,7 @@ def encode_frozen(encoder: PLMNewsEncoder, input_ids: Tensor, attention_mask: Te
     makes the trim exact, up to float rounding); row order kept."""
     lengths = attention_mask.sum(1)
     order = torch.argsort(lengths)
-    out = torch.empty(len(input_ids), encoder.head.proj.in_features)
+    out = torch.empty(len(input_ids), encoder.head.proj.in_features, device=input_ids.device)
     with torch.no_grad():
         for start in range(0, len(order), batch):
             rows = order[start:start + batch]
@@ -292,12 +292,13 @@ class PLMNRMS(RecModel):
     def set_titles(self, input_ids: Tensor, attention_mask: Tensor) -> None:
         self.input_ids.copy_(input_ids)
         self.attention_mask.copy_(attention_mask)
-        self.frozen_vectors = torch.zeros(0, self.dim)
+        self.frozen_vectors = torch.zeros(0, self.dim, device=self.input_ids.device)
 
     def set_frozen_vectors(self, vectors: Tensor) -> None:
         if vectors.shape != (self.cfg.n_news, self.dim):
             raise ValueError(f"frozen vectors of shape {tuple(vectors.shape)}, expected {(self.cfg.n_news, self.dim)}")
-        self.frozen_vectors = vectors.float().clone()
+        # a copy beside the titles: on the model's device whether computed there or read from the cache
+        self.frozen_vectors = vectors.to(self.input_ids.device, torch.float32, copy=True)
         self.frozen_vectors[0] = 0
 
     def frozen(self) -> Tensor:
@@ -394,7 +395,7 @@ def attach(model: PLMNRMS, data, opts) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, vectors.numpy())
+        np.save(tmp, vectors.cpu().numpy())
         tmp.replace(path)
 
 

@@ -44,9 +44,13 @@ def add_train_parser(sub) -> None:
     p.add_argument("--pretrained", help="plm_nrms: the news encoder, 'minilm' (default: the packaged all-MiniLM-L6-v2) or a Hugging Face BERT folder")
     p.add_argument("--valid-behaviors", type=Path, help="nrms: a behaviors.tsv to validate on (default: the last day of --data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where to train: cuda (each process its own GPU), cpu, or auto (default: cuda when torch "
+                        "can use a GPU here, else cpu). Export runs on the CPU whatever the device")
     p.add_argument("--nproc", type=positive, default=1,
-                   help="data-parallel training in this many processes on this machine (DDP over gloo; default 1); "
-                        "--batch-size stays the global batch. Several machines: torchrun, see the README")
+                   help="data-parallel training in this many processes on this machine (DDP over gloo on cpu, "
+                        "NCCL on cuda with one GPU per process; default 1); --batch-size stays the global batch. "
+                        "Several machines: torchrun, see the README")
     p.add_argument("--threads", type=positive,
                    help="torch threads per process (default: torch's; with --nproc or torchrun: cores / processes)")
     p.set_defaults(func=cmd_train)
@@ -62,6 +66,7 @@ def positive(text: str) -> int:
 def cmd_train(args) -> int:
     from models.registry import recipes
     from training import distributed
+    from training.device import require_gpus, resolve_device
     from training.train import DataOptions
 
     if args.all:
@@ -77,6 +82,10 @@ def cmd_train(args) -> int:
     if torchrun and args.nproc > 1:
         raise SystemExit("recserve train: --nproc starts its own processes; under torchrun leave it out "
                          "(torchrun's --nproc-per-node says how many)")
+    # Refused here, before any data is read or process started: no CUDA, or fewer GPUs than processes.
+    args.device = resolve_device(args.device)
+    if args.device == "cuda" and args.nproc > 1:
+        require_gpus(args.nproc, f"--nproc {args.nproc}")
     opts = DataOptions(min_rating=args.min_rating, k_core=args.k_core, max_seq_length=args.max_seq_length,
                        features=args.features, word_vectors=args.word_vectors, valid_behaviors=args.valid_behaviors,
                        pretrained=args.pretrained)
@@ -84,7 +93,7 @@ def cmd_train(args) -> int:
         # record: torchrun's failure summary then shows the failing rank's error, not only its exit code
         from torch.distributed.elastic.multiprocessing.errors import record
 
-        return record(_torchrun_train)(args, jobs, opts)
+        return record(_torchrun_train)(args, jobs, opts)  # each rank checks its LOCAL_RANK against the GPUs
     if args.threads and args.nproc == 1:
         import torch
 
@@ -97,7 +106,7 @@ def _torchrun_train(args, jobs, opts) -> int:
     """One of torchrun's processes: join its group, train (rank 0 reports), leave."""
     from training import distributed
 
-    rank = distributed.init_from_torchrun(args.threads).rank
+    rank = distributed.init_from_torchrun(args.threads, args.device).rank
     try:
         _train_jobs(args, jobs, opts, rank)
     finally:
@@ -110,7 +119,8 @@ def _train_jobs(args, jobs, opts, rank: int) -> None:
 
     for kind, data in jobs:
         cfg = train_config(kind, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                           seed=args.seed, max_steps_per_epoch=args.max_steps, progress=not args.no_progress)
+                           seed=args.seed, max_steps_per_epoch=args.max_steps, progress=not args.no_progress,
+                           device=args.device)
         if rank == 0:
             logging.getLogger("recserve.train").info("%s on %s: %s", kind, data, cfg)
         if args.nproc > 1:
@@ -169,9 +179,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Errors of bad input that the command line reports in one line (ParityError is an ExportError)."""
     from training.bundle_data import ExportError
     from training.data.errors import DataError
+    from training.device import DeviceError
     from training.launch import RankFailed
 
-    return DataError, ExportError, FileNotFoundError, RankFailed
+    return DataError, DeviceError, ExportError, FileNotFoundError, RankFailed
 
 
 def add_synthetic_parser(sub) -> None:

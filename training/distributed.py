@@ -1,4 +1,4 @@
-"""Data-parallel training over N processes (issue #23): torch DistributedDataParallel, gloo on CPU.
+"""Data-parallel training over N processes (issue #23): torch DistributedDataParallel, gloo on CPU, NCCL on GPU.
 
 There is one training loop (training/loop.py) for one process or N. With a process group up, `fit`:
 - wraps the model's loss in DistributedDataParallel, which averages the ranks' gradients in backward;
@@ -17,8 +17,12 @@ Two ways to start the ranks:
 - `torchrun --nproc-per-node N [--nnodes ...] -m recserve train ...`: each process finds torchrun's
   variables (RANK, WORLD_SIZE, MASTER_ADDR, ...) and joins with env:// (`init_from_torchrun`).
 
-The backend is gloo: the loop trains on the CPU (no model or batch is moved to a GPU yet), and NCCL only
-reduces CUDA tensors. `backend_for` picks nccl for a CUDA device once the loop has one.
+The backend follows the device (`recserve train --device`, training/device.py): gloo on the CPU; on CUDA each
+rank takes the GPU cuda:LOCAL_RANK of its machine (`torch.cuda.set_device` when it joins), joins with nccl,
+and DDP gets `device_ids=[LOCAL_RANK]`. NCCL reduces CUDA tensors only, so `World`'s own collectives (rank 0's
+decisions, the mean loss) put their tensors on the rank's GPU too (`World.device`). `--nproc N` on cuda needs N
+GPUs and says so up front; torchrun's LOCAL_RANK is checked against the GPUs when a rank joins.
+The CUDA path has not been run: no GPU was lent to the session that wrote it (docs/benchmarks.md, section 7).
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ class World:
 
     rank: int = 0
     size: int = 1
+    device: str = "cpu"  # where the collectives' tensors live: NCCL reduces only tensors on the rank's GPU
 
     @property
     def main(self) -> bool:
@@ -53,7 +58,7 @@ class World:
         """Rank 0's `value` on every rank (the others' is ignored). Also where the other ranks wait for rank 0."""
         if self.size == 1:
             return value
-        found = torch.tensor([int(value)], dtype=torch.int64)
+        found = torch.tensor([int(value)], dtype=torch.int64, device=self.device)
         dist.broadcast(found, src=0)
         return type(value)(found.item())
 
@@ -61,14 +66,16 @@ class World:
         """The mean of `value` over the ranks."""
         if self.size == 1:
             return value
-        total = torch.tensor([value], dtype=torch.float64)
+        total = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(total)
         return total.item() / self.size
 
 
 def world() -> World:
     if dist.is_available() and dist.is_initialized():
-        return World(dist.get_rank(), dist.get_world_size())
+        # under NCCL, this rank's GPU: the one `_join` made current
+        device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+        return World(dist.get_rank(), dist.get_world_size(), device)
     return World()
 
 
@@ -95,17 +102,33 @@ class ShardLoss(nn.Module):
         return self.model.data_parallel_loss(batch, share, self.world_size)
 
 
-def wrap(model: nn.Module, world: World) -> nn.Module:
-    """The model's loss under DDP. Every parameter of the four kinds gets a gradient from every loss
-    (tests/training/test_ddp.py checks it), so DDP needs no find_unused_parameters; the buffers (item feature
-    tables, title tokens) are data, the same on every rank: synced once when wrapped, not before every step."""
+def wrap(model: nn.Module, world: World, device: torch.device) -> nn.Module:
+    """The model's loss under DDP, the model already on `device`. Every parameter of the four kinds gets a
+    gradient from every loss (tests/training/test_ddp.py checks it), so DDP needs no find_unused_parameters;
+    the buffers (item feature tables, title tokens) are data, the same on every rank: synced once when
+    wrapped, not before every step. On CUDA, DDP is told the rank's one GPU (`device_ids`); on the CPU it
+    takes none."""
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(ShardLoss(model, world.size), forward_sync_buffers=False)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(ShardLoss(model, world.size), device_ids=device_ids, forward_sync_buffers=False)
 
 
 def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
+
+
+def rank_device(device: str, local_rank: int) -> torch.device:
+    """This rank's device for --device `device`, made the current one on CUDA: the GPU of its local rank, so
+    the ranks of a machine take one GPU each, and `fit` (training/device.py's `train_device`) and `world()`
+    find it there."""
+    from training.device import require_gpus, resolve_device
+
+    if resolve_device(device) != "cuda":
+        return torch.device("cpu")
+    require_gpus(local_rank + 1, f"local rank {local_rank} (torchrun --nproc-per-node, or --nproc)")
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
 
 
 def timeout() -> timedelta:
@@ -129,20 +152,23 @@ def torchrun_env() -> bool:
     return all(v in os.environ for v in TORCHRUN_VARS) and int(os.environ["WORLD_SIZE"]) > 1
 
 
-def join(rank: int, size: int, addr: str, port: int, threads: int) -> World:
-    """Join the group as `rank` of `size` (training/launch.py's processes)."""
+def join(rank: int, size: int, addr: str, port: int, threads: int, device: str = "cpu") -> World:
+    """Join the group as `rank` of `size` (training/launch.py's processes, all on this machine: the local
+    rank is the rank). `device`: "cpu" or "cuda"."""
     os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port))
-    return _join(threads, rank=rank, world_size=size)
+    return _join(threads, device, rank, rank=rank, world_size=size)
 
 
-def init_from_torchrun(threads: int | None = None) -> World:
+def init_from_torchrun(threads: int | None = None, device: str = "cpu") -> World:
     """Join the group torchrun's variables describe (env://)."""
-    return _join(threads or default_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return _join(threads or default_threads(local_size), device, int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def _join(threads: int, **where) -> World:
+def _join(threads: int, device: str, local_rank: int, **where) -> World:
     torch.set_num_threads(threads)
-    dist.init_process_group(backend_for(torch.device("cpu")), init_method="env://", timeout=timeout(), **where)
+    backend = backend_for(rank_device(device, local_rank))
+    dist.init_process_group(backend, init_method="env://", timeout=timeout(), **where)
     if os.environ.get(FAIL_RANK_ENV) == str(dist.get_rank()):
         raise RuntimeError(f"failure injected for a test ({FAIL_RANK_ENV}={dist.get_rank()})")
     return world()

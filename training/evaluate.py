@@ -20,8 +20,10 @@ from torch import Tensor
 def target_ranks(scores: Tensor, targets: Tensor, exclude_rows: Tensor, exclude_items: Tensor) -> Tensor:
     """0-based rank of each row's target among its row's scores after excluding (row, item) pairs.
 
-    scores [U, I]; targets [U]; exclude_rows/exclude_items: parallel index vectors of excluded pairs.
+    scores [U, I]; targets [U]; exclude_rows/exclude_items: parallel index vectors of excluded pairs. The
+    indices may be on the CPU for scores on a GPU: they are moved to the scores' device, as gather needs.
     """
+    targets, exclude_rows, exclude_items = (t.to(scores.device) for t in (targets, exclude_rows, exclude_items))
     scores = scores.clone()
     scores[exclude_rows, exclude_items] = float("-inf")
     target_scores = scores.gather(1, targets[:, None])

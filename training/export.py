@@ -110,8 +110,10 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
     """Write `artifacts/<name>/<version>/` and point `artifacts/<name>/LATEST` at it. Returns the bundle dir.
     `int8_item_encoder`: ship the item encoder quantised to int8 (`quantize_item_encoder`); the catalog's
     vectors are then that graph's, as /items will compute, and parity allows its rounding.
-    `external_min_bytes`: graph initializers of this size or more go to .npy files (training/graph_weights.py)."""
-    model = model.eval()
+    `external_min_bytes`: graph initializers of this size or more go to .npy files (training/graph_weights.py).
+    The model is moved to the CPU first (in place): the graphs are traced from CPU example inputs and
+    parity-checked against CPU eager, so a bundle's graphs are the same whatever device trained the model."""
+    model = model.cpu().eval()
     validate(model, data)
     name = name or model.kind
     # The short hash covers the weights and the moment, so re-exporting the same weights gets a new version.

@@ -105,16 +105,16 @@ class InteractionTask:
     def evaluate(self, phase: str, ks: tuple[int, ...] = (10,)) -> dict[str, float]:
         """Full-sort metrics of a phase, each user's known items (its history) excluded from the ranking."""
         part: EvalSet = getattr(self.split, phase)
-        inputs = self.eval_inputs(phase)
+        inputs, device = self.eval_inputs(phase), self.model.device
         items = self.model.item_vectors()
         targets = torch.from_numpy(part.target.astype(np.int64))
         ranks = []
         for start in range(0, len(targets), self.eval_batch_size):
             rows = slice(start, min(start + self.eval_batch_size, len(targets)))
-            users = self.model.user_vectors({k: v[rows] for k, v in inputs.items()})
+            users = self.model.user_vectors({k: v[rows].to(device) for k, v in inputs.items()})
             scores = self.model.full_sort_scores(users, items)
             ex_rows, ex_items = csr_pairs(part.history_indptr, part.history_items, rows)
-            ranks.append(target_ranks(scores, targets[rows], ex_rows, ex_items))
+            ranks.append(target_ranks(scores, targets[rows], ex_rows, ex_items).cpu())
         return rank_metrics(torch.cat(ranks).numpy(), ks)
 
 

@@ -4,7 +4,8 @@ Imports no torch until it launches (the CLI catches `RankFailed` for every comma
 MASTER_ADDR=127.0.0.1 and a free port, joins with env:// (training/distributed.py) and runs the function it
 was given; rank 0's return value comes back. The processes fork from a forkserver that has imported the
 function's module (torch, the models) once, instead of each importing it again (about 6 s of CPU apiece
-here); they get the launching process's environment as it is at launch. When a rank fails, the others are terminated and `RankFailed`
+here); on cuda they are spawned instead, rank r on the GPU cuda:r (`_start_method`). They get the launching
+process's environment as it is at launch. When a rank fails, the others are terminated and `RankFailed`
 names the first rank that failed and its error; its traceback is logged at debug level (`recserve -v`).
 """
 from __future__ import annotations
@@ -34,24 +35,29 @@ def free_port() -> int:
 
 
 def launch(nproc: int, fn: Callable[..., Any], args: tuple = (), threads: int | None = None,
-           preload: tuple[str, ...] = ()) -> Any:
+           preload: tuple[str, ...] = (), device: str = "cpu") -> Any:
     """Run `fn(*args)` in `nproc` processes on this machine as one data-parallel group, `threads` torch
     threads each (default: cores / nproc); return rank 0's result (JSON-serialisable). `preload`: modules
-    that `fn` imports late, for the forkserver to import once for all ranks."""
+    that `fn` imports late, for the forkserver to import once for all ranks. `device` "cuda": rank r on
+    cuda:r over NCCL, refused up front (`DeviceError`) when there are fewer GPUs than processes."""
     import torch.multiprocessing as mp
     from torch.multiprocessing.spawn import ProcessException
 
+    from training.device import require_gpus, resolve_device
     from training.distributed import default_threads
 
+    device = resolve_device(device)
+    if device == "cuda":
+        require_gpus(nproc, f"--nproc {nproc}")
     threads = threads or default_threads(nproc)
     with tempfile.TemporaryDirectory(prefix="recserve-ddp-") as tmp:
         work = Path(tmp)
-        setup = {"nproc": nproc, "port": free_port(), "threads": threads, "work": str(work),
+        setup = {"nproc": nproc, "port": free_port(), "threads": threads, "work": str(work), "device": device,
                  "log_level": logging.getLogger().getEffectiveLevel(), "environ": dict(os.environ)}
-        log.info("starting %d training processes (gloo, %d torch thread%s each)", nproc, threads,
-                 "s" if threads > 1 else "")
+        log.info("starting %d training processes (%s, %d torch thread%s each)", nproc,
+                 "nccl, one GPU each" if device == "cuda" else "gloo", threads, "s" if threads > 1 else "")
         context = mp.start_processes(_worker, args=(setup, fn, args), nprocs=nproc, join=False,
-                                     start_method=_start_method([fn.__module__, *preload]))
+                                     start_method=_start_method([fn.__module__, *preload], device))
         spawn_log = logging.getLogger("torch.multiprocessing.spawn")
         level = spawn_log.level
         spawn_log.setLevel(logging.ERROR)  # its "Terminating process ..." says less than RankFailed does
@@ -69,10 +75,12 @@ def launch(nproc: int, fn: Callable[..., Any], args: tuple = (), threads: int | 
         return json.loads((work / "result.json").read_text())
 
 
-def _start_method(preload: list[str]) -> str:
+def _start_method(preload: list[str], device: str = "cpu") -> str:
     """forkserver with these modules preloaded where there is one (not on Windows), else spawn. The server
-    lives as long as this process, so later launches (tests) fork from it at once."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    lives as long as this process, so later launches (tests) fork from it at once. On cuda, spawn: a process
+    forked from one that has asked torch about CUDA (an import may) cannot use CUDA ("Cannot re-initialize
+    CUDA in forked subprocess"), and torch's advice is spawn; each rank then imports torch itself."""
+    if device == "cuda" or "forkserver" not in multiprocessing.get_all_start_methods():
         return "spawn"
     multiprocessing.get_context("forkserver").set_forkserver_preload([__name__, *preload])
     return "forkserver"
@@ -89,7 +97,7 @@ def _worker(rank: int, setup: dict, fn: Callable[..., Any], args: tuple) -> None
                         format=f"%(levelname)s %(name)s: {prefix}%(message)s")
     work = Path(setup["work"])
     try:
-        join(rank, setup["nproc"], "127.0.0.1", setup["port"], setup["threads"])
+        join(rank, setup["nproc"], "127.0.0.1", setup["port"], setup["threads"], setup["device"])
         result = fn(*args)
         if rank == 0:
             (work / "result.json").write_text(json.dumps(result))

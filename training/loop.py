@@ -6,6 +6,10 @@ validation metric; both load with `torch.load(weights_only=True)`.
 
 The same loop trains data-parallel over N processes when a process group is up (training/distributed.py):
 each rank trains on its slice of every batch, rank 0 alone evaluates, logs and writes checkpoints.
+
+`TrainConfig.device` says where (training/device.py): the model, and each batch as the task yields it, go
+there; evaluation runs there too (the tasks put their inputs on the model's device). Checkpoints load onto
+the CPU whatever the device, and export traces a CPU copy (training/export.py).
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from models.base import RecModel
+from training.device import train_device
 from training.distributed import World, shard, world as current_world, wrap
 from training.memory import keep_freed_memory
 from training.progress import duration
@@ -44,6 +49,7 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None  # cap on steps per epoch (quick runs and tests)
     progress: bool = True            # show a progress bar
     eval_initial: bool = False       # validate the untrained model too: its weights stay the best until beaten
+    device: str = "cpu"              # "cpu", "cuda" (a rank's own GPU) or "auto" (training/device.py)
 
 
 class Task(Protocol):
@@ -86,6 +92,8 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
     keep_freed_memory()
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
+    device = train_device(cfg.device)
+    model.to(device)  # before the optimizer is built, so its state is made where the parameters are
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     result, start = FitResult(), 0
     if resume and (run_dir / "last.pt").exists():  # every rank loads the same checkpoint
@@ -109,7 +117,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
     if world.from_main(start) != start:
         raise RuntimeError(f"rank {world.rank} would resume at epoch {start + 1}, rank 0 at another: --resume needs "
                            f"the same {run_dir / 'last.pt'} on every rank (several machines: --out on a shared filesystem)")
-    step_loss = wrap(model, world) if world.size > 1 else None
+    step_loss = wrap(model, world, device) if world.size > 1 else None
     bad_epochs = sum(1 for h in result.history if h["epoch"] > result.best_epoch)
     epoch_seconds: list[float] = []  # whole epochs of this process (training, evaluation, checkpoints): the ETA
     for epoch in range(start, cfg.epochs):
@@ -121,7 +129,7 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
                      cfg.monitor, result.best_epoch + 1, result.best_metric, bad_epochs, cfg.patience)
             break
         started = time.perf_counter()
-        row = _train_epoch(task, cfg, epoch, optimizer, world, step_loss)
+        row = _train_epoch(task, cfg, epoch, optimizer, device, world, step_loss)
         if not world.main:
             continue
         model.eval()
@@ -176,7 +184,12 @@ def epoch_rng(seed: int, epoch: int, rank: int = 0) -> np.random.Generator:
     return np.random.default_rng(numpy_seq)
 
 
-def _train_epoch(task: Task, cfg: TrainConfig, epoch: int, optimizer: torch.optim.Optimizer,
+def to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    """A batch's tensors on `device` (the same tensors when they are there already)."""
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _train_epoch(task: Task, cfg: TrainConfig, epoch: int, optimizer: torch.optim.Optimizer, device: torch.device,
                  world: World = World(), step_loss: torch.nn.Module | None = None) -> dict:
     """One epoch. Data-parallel, `step_loss` is the DDP-wrapped loss and each rank trains on its slice of
     every batch; the loss reported is the ranks' mean, the whole batch's loss."""
@@ -194,13 +207,14 @@ def _train_epoch(task: Task, cfg: TrainConfig, epoch: int, optimizer: torch.opti
         for step, batch in enumerate(task.train_batches(cfg.batch_size, rng)):
             if step >= total:
                 break
+            # Tasks build batches on the CPU; a rank moves only its slice of one.
             if step_loss is None:
-                loss = task.model.compute_loss(batch)
+                loss = task.model.compute_loss(to_device(batch, device))
             else:
                 part = shard(batch, world)
                 if part is None:
                     continue
-                loss = step_loss(*part)
+                loss = step_loss(to_device(part[0], device), part[1])
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at {desc}, step {step + 1}; lower --lr")
             optimizer.zero_grad(set_to_none=True)

@@ -46,14 +46,15 @@ class NewsTask:
 
     @torch.no_grad()
     def scores(self, imps: Impressions, batch_size: int = 256) -> list[np.ndarray]:
-        """Click probabilities of every impression's candidates."""
+        """Click probabilities of every impression's candidates (computed on the model's device)."""
         news = self.model.encode_news()
         history, _ = history_matrix(imps, self.his_size)
-        history = torch.from_numpy(history)
+        history = torch.from_numpy(history).to(news.device)
         users = torch.cat([self.model.user_vectors({"history": history[i : i + batch_size]}, news)
                            for i in range(0, len(history), batch_size)])
-        cand_scores = torch.sigmoid((users[torch.from_numpy(np.repeat(np.arange(len(imps)), np.diff(imps.cand_indptr)))]
-                                     * news[torch.from_numpy(imps.cand_items)]).sum(1)).numpy()
+        rows = torch.from_numpy(np.repeat(np.arange(len(imps)), np.diff(imps.cand_indptr))).to(news.device)
+        cands = torch.from_numpy(imps.cand_items).to(news.device)
+        cand_scores = torch.sigmoid((users[rows] * news[cands]).sum(1)).cpu().numpy()
         return np.split(cand_scores, imps.cand_indptr[1:-1])
 
     def evaluate(self, phase: str) -> dict[str, float]:

@@ -99,12 +99,13 @@ def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig
 def run_data_parallel(nproc: int, model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig,
                       opts: DataOptions | None = None, *, resume: bool = False,
                       threads: int | None = None) -> RunResult:
-    """`run` in `nproc` processes on this machine (DDP over gloo), `threads` torch threads each (default:
-    cores / nproc). `cfg.batch_size` stays the global batch: each rank trains on batch_size / nproc of it.
-    A failure on any rank stops them all and raises training.distributed.RankFailed."""
+    """`run` in `nproc` processes on this machine (DDP over gloo on the CPU, NCCL on `cfg.device` cuda, one
+    GPU per process), `threads` torch threads each (default: cores / nproc). `cfg.batch_size` stays the global
+    batch: each rank trains on batch_size / nproc of it. A failure on any rank stops them all and raises
+    training.launch.RankFailed; too few GPUs for `nproc`, training.device.DeviceError before any starts."""
     # torch.optim.Adam's constructor imports torch._dynamo: 4 s of CPU here, paid once in the forkserver
     found = launch(nproc, _rank_run, (model_kind, str(data_dir), str(out), cfg, opts, resume), threads=threads,
-                   preload=("torch._dynamo", "training.interactions", "training.news"))
+                   preload=("torch._dynamo", "training.interactions", "training.news"), device=cfg.device)
     return RunResult(Path(found["bundle"]), Path(found["run_dir"]), found["metrics"])
 
 

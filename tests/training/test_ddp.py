@@ -1,6 +1,8 @@
 """Data-parallel training (issue #23): 2 gloo ranks on CPU train, stop, resume and export one bundle; a failing
 rank stops them all with one message. The gradient arithmetic is checked in process, the rest through
-`recserve train --nproc 2` (each launch spawns 2 processes that import torch: a few seconds)."""
+`recserve train --nproc 2 --device cpu` (each launch spawns 2 processes that import torch: a few seconds).
+The NCCL path (`--device cuda`) runs only where torch sees 2 GPUs: never yet, none was lent to the session
+that wrote it; what can be checked without one (the collectives' tensors on the rank's device) is in process."""
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from bundle.reader import load_bundle
 from recserve.cli import main
 from training.data.mind_synthetic import write_synthetic_mind
 from training.data.synthetic import write_synthetic_atomic
+from training import distributed
 from training.distributed import FAIL_RANK_ENV, TIMEOUT_ENV, World, shard
 from training.loop import load_checkpoint
 from training.train import DataOptions, prepare
@@ -28,9 +31,9 @@ def short_timeout(monkeypatch):
     monkeypatch.setenv(TIMEOUT_ENV, "60")
 
 
-def train(data: Path, out: Path, *extra: str) -> int:
+def train(data: Path, out: Path, *extra: str, device: str = "cpu") -> int:
     return main(["train", "--model", "gru4recf", "--data", str(data), "--out", str(out), "--nproc", "2",
-                 "--batch-size", "64", "--lr", "3e-3", "--no-progress", *extra])
+                 "--batch-size", "64", "--lr", "3e-3", "--no-progress", "--device", device, *extra])
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +85,49 @@ def test_a_failing_rank_stops_all_with_one_message(data, tmp_path, monkeypatch, 
     assert err[-1] == ("recserve: error: rank 1 of 2 failed: RuntimeError: failure injected for a test "
                        f"({FAIL_RANK_ENV}=1); every rank was stopped")
     assert not (tmp_path / "gru4recf" / "LATEST").exists()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+def test_two_ranks_on_two_gpus_train_over_nccl_and_export_one_bundle(data, tmp_path):
+    assert train(data, tmp_path, "--epochs", "2", device="cuda") == 0
+    model_dir = tmp_path / "gru4recf"
+    assert load_bundle(model_dir / (model_dir / "LATEST").read_text().strip()).manifest["model"] == "gru4recf"
+    history = load_checkpoint(model_dir / "train" / "last.pt")["history"]
+    assert [h["epoch"] for h in history] == [0, 1] and history[1]["loss"] < history[0]["loss"]
+
+
+# --- in process: what NCCL needs of the collectives -----------------------------------------------------------
+
+class Collected(Exception):
+    """Raised by a stand-in collective once it has seen its tensor."""
+
+
+def test_world_collectives_put_their_tensors_on_the_ranks_device(monkeypatch):
+    """NCCL reduces tensors on the rank's GPU only; "meta" stands in for it (a tensor left on the CPU fails this)."""
+    devices = []
+
+    def collective(tensor, *args, **kwargs):
+        devices.append(tensor.device)
+        raise Collected
+
+    monkeypatch.setattr(distributed.dist, "broadcast", collective)
+    monkeypatch.setattr(distributed.dist, "all_reduce", collective)
+    rank = World(1, 2, "meta")
+    for call in (lambda: rank.from_main(3), lambda: rank.mean(0.5)):
+        with pytest.raises(Collected):
+            call()
+    assert devices == [torch.device("meta")] * 2
+
+
+@pytest.mark.parametrize("backend, device", [("nccl", "cuda:1"), ("gloo", "cpu")])
+def test_world_under_nccl_is_on_the_current_gpu(monkeypatch, backend, device):
+    """`world()` of a rank that joined: under NCCL its current GPU, which joining set to cuda:LOCAL_RANK."""
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: backend)
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert distributed.world() == World(1, 2, device)
 
 
 # --- in process: the arithmetic that makes N ranks train like one process ---------------------------------
