@@ -14,6 +14,7 @@ from torch import nn
 
 from models.base import RecModel
 from recserve.cli import main
+from tests.training.test_cli import one_error_line
 from training import loop
 from training.data.mind_synthetic import write_synthetic_mind
 from training.data.synthetic import write_synthetic_atomic
@@ -31,14 +32,6 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 def atomic(tmp_path_factory):
     return write_synthetic_atomic(tmp_path_factory.mktemp("atomic"), n_users=40, n_items=30, n_classes=3,
                                   interactions_per_user=(8, 16), seed=1)
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("recserve: error: "), err
-    return lines[0]
 
 
 # --- resolution and refusals --------------------------------------------------------------------------------
