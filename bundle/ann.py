@@ -59,6 +59,17 @@ TARGET_RECALL = 0.96
 EXPANSIONS = (64, 96, 128, 192, 256, 384, 512, 768, 1024)
 
 
+def _usearch():
+    """usearch's module and Index class, with onnxruntime loaded first: a process that loads usearch's library
+    before onnxruntime's crashes (SIGSEGV) when it then imports onnxruntime (usearch 2.26, onnxruntime 1.31;
+    the other order works), and every process that searches or builds an index also runs graphs."""
+    import onnxruntime  # noqa: F401
+    import usearch
+    from usearch.index import Index
+
+    return usearch, Index
+
+
 def _reduced(vectors: np.ndarray) -> tuple[np.ndarray, float]:
     """Rows 1..N of `vectors` with the MIPS -> L2 column appended, and R = the largest squared norm."""
     data = np.asarray(vectors[1:], dtype=np.float32)
@@ -79,9 +90,7 @@ def build_index(vectors: np.ndarray, path: Path, threads: int = 0, *, connectivi
     """Index rows 1..N of `vectors` ([N+1, D] float, row 0 = padding; keys = row numbers), save it to `path`,
     and return the manifest entry that `load_index` checks the file against. `threads`: 0 = all cores;
     1 = deterministic. `space`: "l2-reduction" (default) or "ip"."""
-    import usearch
-    from usearch.index import Index
-
+    usearch, Index = _usearch()
     vectors = np.asarray(vectors)
     if vectors.ndim != 2 or vectors.shape[0] < 2 or vectors.shape[1] < 1:
         raise ValueError(f"item vectors must be [N+1, D] with N >= 1 (row 0 padding), got shape {vectors.shape}")
@@ -205,8 +214,7 @@ def load_index(path: Path, info: dict, expansion: int | None = None) -> ItemInde
     `expansion`: the search effort (default: the one recorded at build time, else EXPANSION_SEARCH).
     Raises ValueError naming the file when it is missing, truncated, not an index, or disagrees with `info`.
     (Contents altered at the same size are the bundle hash check's to catch.)"""
-    from usearch.index import Index
-
+    _, Index = _usearch()
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: item index file is missing")

@@ -174,3 +174,16 @@ def test_calibration_that_cannot_meet_the_target_says_so_at_the_largest_effort(w
     vectors, index, queries = weak_index
     found = calibrate(index, vectors, queries, target=1.01)
     assert found["expansion_search"] == EXPANSIONS[-1] and found["recall_at_10"] < 1.01
+
+
+def test_a_process_that_builds_an_index_first_can_still_load_onnxruntime(tmp_path):
+    """Loading usearch's library before onnxruntime's crashes the process at `import onnxruntime`; the
+    index module loads onnxruntime first."""
+    import subprocess
+    import sys
+
+    script = ("import numpy as np; from pathlib import Path; from bundle.ann import build_index; "
+              f"build_index(np.ones((3, 4), np.float32), Path({str(tmp_path / INDEX_FILE)!r}), threads=1); "
+              "import onnxruntime; print('loaded')")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "loaded", (done.returncode, done.stderr[-500:])
