@@ -25,7 +25,7 @@ def catalog(tmp_path_factory):
     vectors[1:, :-1] = centres[rng.integers(0, 20, N)] + 0.5 * rng.standard_normal((N, D - 1))
     vectors[1:, -1] = rng.exponential(1.0, N)
     path = tmp_path_factory.mktemp("ann") / INDEX_FILE
-    info = build_index(vectors, path, threads=1)
+    info = build_index(vectors, path, threads=1, dtype="f32")  # f32: its order is the exact one, compared below
     queries = np.concatenate([rng.standard_normal((50, D - 1)), np.ones((50, 1))], axis=1).astype(np.float32)
     return vectors, path, info, queries
 
@@ -83,7 +83,7 @@ def test_concurrent_searches_agree_with_sequential(catalog):
 
 def test_single_thread_build_is_deterministic(catalog, tmp_path):
     vectors, path, info, _ = catalog
-    build_index(vectors, tmp_path / INDEX_FILE, threads=1)
+    build_index(vectors, tmp_path / INDEX_FILE, threads=1, dtype="f32")
     assert (tmp_path / INDEX_FILE).read_bytes() == path.read_bytes()
 
 
@@ -158,7 +158,7 @@ def test_calibration_takes_the_cheapest_effort_that_meets_the_target(weak_index)
     by_effort = {}
     for expansion in EXPANSIONS:
         index.expansion = expansion
-        by_effort[expansion] = recall_at(index, queries, truth)
+        by_effort[expansion] = recall_at(index, vectors, queries, truth)
     assert by_effort[EXPANSIONS[0]] < by_effort[EXPANSIONS[-1]]  # the effort matters here
     target = (by_effort[EXPANSIONS[0]] + by_effort[EXPANSIONS[-1]]) / 2
     cheapest = next(e for e in EXPANSIONS if by_effort[e] >= target)
@@ -187,3 +187,16 @@ def test_a_process_that_builds_an_index_first_can_still_load_onnxruntime(tmp_pat
               "import onnxruntime; print('loaded')")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "loaded", (done.returncode, done.stderr[-500:])
+
+
+def test_half_precision_storage_by_default_finds_the_exact_top_k_once_re_scored(catalog, tmp_path):
+    """f16 (the default) orders the candidates only about right; re-scored from the f32 vectors as /recommend
+    does, a full-effort search gives the exact top 10. Vectors past f16's range are stored in f32."""
+    from bundle.ann import exact_top as blocked_top, recall_at
+
+    vectors, _, _, queries = catalog
+    info = build_index(vectors, tmp_path / INDEX_FILE, threads=1)
+    assert info["dtype"] == "f16" and info["bytes"] < catalog[2]["bytes"]
+    index = load_index(tmp_path / INDEX_FILE, info, expansion=N)
+    assert recall_at(index, vectors, queries, blocked_top(vectors, queries, 10)) == 1.0
+    assert build_index(vectors * 1e5, tmp_path / "big.usearch", threads=1)["dtype"] == "f32"
