@@ -217,21 +217,26 @@ def calibrate(index: ItemIndex, vectors: np.ndarray, queries: np.ndarray, k: int
             "recall_users": int(len(queries))}
 
 
-def load_index(path: Path, info: dict, expansion: int | None = None) -> ItemIndex:
+def load_index(path: Path, info: dict, expansion: int | None = None, opened=None) -> ItemIndex:
     """Memory-map the index saved by `build_index`, checked against its manifest entry `info` (n, dim, bytes).
     `expansion`: the search effort (default: the one recorded at build time, else EXPANSION_SEARCH).
+    `opened`: the file already open (the descriptor the bundle's hash was checked through): on Linux it is
+    mapped through /proc/self/fd, so a file put at `path` since is not the one searched.
     Raises ValueError naming the file when it is missing, truncated, not an index, or disagrees with `info`.
     (Contents altered at the same size are the bundle hash check's to catch.)"""
     _, Index = _usearch()
     path = Path(path)
-    if not path.is_file():
+    source = path
+    if opened is not None and Path("/proc/self/fd").is_dir():
+        source = Path(f"/proc/self/fd/{opened.fileno()}")
+    if not source.is_file():
         raise ValueError(f"{path}: item index file is missing")
-    size = path.stat().st_size
+    size = source.stat().st_size
     if "bytes" in info and size != int(info["bytes"]):
         raise ValueError(f"{path}: item index is {size} bytes, the manifest says {info['bytes']} "
                          "(truncated or replaced?)")
     try:
-        meta = Index.metadata(str(path))
+        meta = Index.metadata(str(source))
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"{path}: not a readable usearch index ({exc})") from exc
     if meta is None:
@@ -251,7 +256,7 @@ def load_index(path: Path, info: dict, expansion: int | None = None) -> ItemInde
     if int(meta["count_present"]) != n:
         raise ValueError(f"{path}: item index holds {meta['count_present']} items, the manifest says {n}")
     try:
-        index = Index.restore(str(path), view=True)
+        index = Index.restore(str(source), view=True)
     except (ValueError, RuntimeError) as exc:
         raise ValueError(f"{path}: corrupt item index ({exc})") from exc
     if index is None or index.size != n or index.ndim != dim + extra:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ class Bundle:
     tokenizer_spec: Any = None  # the parsed tokenizer.json, from the bytes whose hash was checked
     # Per graph, its large initializers by name, memory-mapped from their .npy files (training/graph_weights.py)
     graph_weights: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    index_file: Any = None  # the item index, open on the descriptor its hash was checked through
 
     @property
     def fallback_kind(self) -> str | None:
@@ -156,10 +158,11 @@ def older_versions(model_dir: Path, latest: str, artifacts: Path | None = None) 
 KEPT_AS_BYTES = (".onnx", ".json")  # what the reader parses from memory; other files are hashed only
 
 
-def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def read_verified(path: Path, manifest: dict[str, Any], keep_open: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Every file the manifest lists, checked against its sha256 while read once: the bytes of the files the
     reader parses (KEPT_AS_BYTES), for a `.npy` a read-only memory map of the same file descriptor (no
-    check-then-open race), for anything else (the index, which its library maps itself) None."""
+    check-then-open race), for a file in `keep_open` (the index, which its library maps itself) the file, open
+    on the same descriptor (closed when dropped), for anything else None."""
     contents = {}
     for name, expected in manifest["files"].items():
         if Path(name).is_absolute() or ".." in Path(name).parts:
@@ -178,7 +181,7 @@ def read_verified(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
                     raise BundleError(file, f"sha256 mismatch: manifest says {str(expected)[:12]}..., file has "
                                             f"{actual[:12]}...")
                 contents[name] = (bytes(data) if data is not None else _map_npy(file, f) if name.endswith(".npy")
-                                  else None)
+                                  else os.fdopen(os.dup(f.fileno()), "rb") if name in keep_open else None)
         except OSError as exc:
             raise BundleError(file, f"listed in manifest.json but unreadable ({exc.strerror or exc})") from exc
     return contents
@@ -259,7 +262,8 @@ def load_bundle(path: Path) -> Bundle:
     except OSError as exc:
         raise BundleError(path / MANIFEST_FILE, f"unreadable ({exc.strerror or exc})") from exc
     check_manifest(path, manifest)
-    data = read_verified(path, manifest)
+    index_file = manifest["index"]["file"] if manifest.get("index") else None
+    data = read_verified(path, manifest, frozenset([index_file]) if index_file else frozenset())
     graphs = {g: data[manifest["graphs"][g]["file"]] for g in GRAPHS}
     items = _idmap(path, data, ITEM_IDS_FILES, int(manifest.get("n_items", len(data[ITEM_IDS_FILES[0]]))))
     vectors = data[ITEM_VECTORS_FILE]
@@ -271,4 +275,5 @@ def load_bundle(path: Path) -> Bundle:
     weights = {g: {name: data[file] for name, file in manifest["graphs"][g].get("weights", {}).items()} for g in GRAPHS}
     return Bundle(path, manifest, graphs, items, vectors, users, histories,
                   _fallback(path, manifest, data, len(items)),
-                  _json(path / TOKENIZER_FILE, data[TOKENIZER_FILE]) if TOKENIZER_FILE in data else None, weights)
+                  _json(path / TOKENIZER_FILE, data[TOKENIZER_FILE]) if TOKENIZER_FILE in data else None, weights,
+                  data.get(index_file))

@@ -165,9 +165,12 @@ def load_model(path: Path, settings: Settings, metrics: Metrics, events: UserEve
 
         info = bundle.manifest["index"]
         try:
-            model.index = load_index(path / info["file"], info, settings.index_expansion or None)
+            model.index = load_index(path / info["file"], info, settings.index_expansion or None, bundle.index_file)
         except (ValueError, KeyError) as exc:
             raise BundleError(path / str(info.get("file")), f"unusable item index ({exc})") from exc
+        finally:
+            if bundle.index_file is not None:
+                bundle.index_file.close()  # mapped (or refused): the descriptor has done its job
     try:
         _warm_up(model)
     except Exception as exc:  # onnxruntime checks a graph's tensors against one another only when it runs

@@ -225,3 +225,23 @@ def test_older_versions_newest_first_and_only_bundles_inside(artifacts, tmp_path
     names = [p.name for p in older_versions(model_dir, latest)]
     assert names == ["20251231T000000Z-b", "20251230T120000Z-inside", "20251201T000000Z-a"]
     assert [p.name for p in older_versions(model_dir, "")][:3] == ["train", "20260102T000000Z-c", latest]
+
+
+def test_the_index_mapped_is_the_one_whose_hash_was_checked_even_if_replaced_since(artifacts):
+    """The index is mapped through the descriptor the hash check read (Linux: /proc/self/fd), not reopened by
+    name: a file put in its place between the check and the mapping is not the one searched."""
+    import numpy as np
+
+    from bundle.ann import build_index, load_index
+
+    path = next((artifacts / "bert4rec").glob("2026*"))
+    bundle = load_bundle(path)
+    info = bundle.manifest["index"]
+    before = load_index(path / info["file"], info, 200)
+    other = build_index(-np.asarray(bundle.item_vectors), path.parent / "other.usearch", threads=1)
+    os.replace(path.parent / "other.usearch", path / info["file"])
+    queries = np.random.default_rng(0).standard_normal((5, bundle.dim)).astype(np.float32)
+    by_name = load_index(path / info["file"], {**info, "bytes": other["bytes"]}, 200)
+    assert any(by_name.search(q, 10).tolist() != before.search(q, 10).tolist() for q in queries)  # it differs
+    mapped = load_index(path / info["file"], info, 200, bundle.index_file)
+    assert all(mapped.search(q, 10).tolist() == before.search(q, 10).tolist() for q in queries)
