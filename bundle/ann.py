@@ -42,11 +42,12 @@ METRIC = "inner_product"    # what the index ranks by (through the L2 reduction 
 CONNECTIVITY = 16           # graph degree (HNSW M)
 EXPANSION_ADD = 128         # construction beam width (HNSW ef_construction)
 EXPANSION_SEARCH = 128      # search beam width (HNSW ef); a search for count > expansion uses count
-# Stored scalar type. f16: on the 100k bench catalog's own users, the same recall@10 as f32 at every effort
-# and searches ~0.8x as long (median of 6 alternating rounds; docs/benchmarks.md 6.5), half the vectors' pages,
-# a faster build. The index only finds candidates: /recommend re-scores them from the f32 vectors.
-DTYPE = "f16"
-F16_MAX = 65504.0           # beyond it f16 holds infinity: such a catalog is indexed in f32
+# Stored scalar type. f16 was tried as the default (docs/benchmarks.md 6.5): on the 100k bench catalog the
+# same recall@10 as f32 with searches ~0.8x as long, but the MIPS -> L2 reduction puts the scores in small
+# differences of large distances, which half precision cannot resolve for small embeddings (a tiny ConvNCF's:
+# recall@10 0.94 over 39 items at any effort). The index only finds candidates (re-scored in f32 after).
+DTYPE = "f32"
+F16_MAX = 65504.0           # beyond it f16 holds infinity: such a catalog is indexed in f32 whatever was asked
 SPACE = "l2-reduction"      # "l2-reduction" (above) or "ip": a graph on the raw inner product (see below)
 SPACES = ("l2-reduction", "ip")
 # "ip" finds more of the exact top-10 on isotropic (uniform random) vectors, where the reduction flattens the

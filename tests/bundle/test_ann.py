@@ -189,14 +189,14 @@ def test_a_process_that_builds_an_index_first_can_still_load_onnxruntime(tmp_pat
     assert done.returncode == 0 and done.stdout.strip() == "loaded", (done.returncode, done.stderr[-500:])
 
 
-def test_half_precision_storage_by_default_finds_the_exact_top_k_once_re_scored(catalog, tmp_path):
-    """f16 (the default) orders the candidates only about right; re-scored from the f32 vectors as /recommend
-    does, a full-effort search gives the exact top 10. Vectors past f16's range are stored in f32."""
+def test_half_precision_storage_finds_the_exact_top_k_once_re_scored(catalog, tmp_path):
+    """f16 orders the candidates only about right; re-scored from the f32 vectors as /recommend does, a
+    full-effort search gives the exact top 10 here. Vectors past f16's range are stored in f32."""
     from bundle.ann import exact_top as blocked_top, recall_at
 
     vectors, _, _, queries = catalog
-    info = build_index(vectors, tmp_path / INDEX_FILE, threads=1)
+    info = build_index(vectors, tmp_path / INDEX_FILE, threads=1, dtype="f16")
     assert info["dtype"] == "f16" and info["bytes"] < catalog[2]["bytes"]
     index = load_index(tmp_path / INDEX_FILE, info, expansion=N)
     assert recall_at(index, vectors, queries, blocked_top(vectors, queries, 10)) == 1.0
-    assert build_index(vectors * 1e5, tmp_path / "big.usearch", threads=1)["dtype"] == "f32"
+    assert build_index(vectors * 1e5, tmp_path / "big.usearch", threads=1, dtype="f16")["dtype"] == "f32"
