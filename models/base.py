@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bundle.contract import SCORE_MEANING
@@ -143,3 +144,37 @@ def sequence_part(module: nn.Module) -> OnnxPart:
     seq = torch.tensor([[1, 2, 3, 0], [2, 0, 0, 0]])
     return OnnxPart(module, {"item_seq": seq, "seq_len": torch.tensor([3, 1])}, "user_vectors",
                     {"item_seq": {0: "batch", 1: "length"}, "seq_len": {0: "batch"}, "user_vectors": {0: "batch"}})
+
+
+class NewsRecModel(RecModel):
+    """A news model (NRMS, plm_nrms): a user is encoded from the vectors of the news in their history, and
+    the catalog's vectors are `encode_news()`'s, row 0 (padding) zeros."""
+
+    def encode_news(self) -> Tensor:
+        raise NotImplementedError
+
+    def training_news_vectors(self, news_idx: Tensor) -> Tensor:
+        """Vectors [len(news_idx), D] of these news as training sees them (dropout included)."""
+        raise NotImplementedError
+
+    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """Softmax over each click's candidates (the clicked news first) of user . news."""
+        history, candidates = batch["history"], batch["candidates"]
+        # Encode each distinct news of the batch once, however often it appears.
+        unique, inverse = torch.unique(torch.cat([history.flatten(), candidates.flatten()]), return_inverse=True)
+        vectors = self.training_news_vectors(unique)
+        vectors = vectors * (unique > 0).unsqueeze(1).to(vectors.dtype)  # padding news -> zero vector
+        n_hist = history.numel()
+        hist_vectors = vectors[inverse[:n_hist]].view(*history.shape, self.dim)
+        cand_vectors = vectors[inverse[n_hist:]].view(*candidates.shape, self.dim)
+        user = self.user_encoder(hist_vectors, (history > 0).float())
+        logits = torch.einsum("bd,bkd->bk", user, cand_vectors)
+        return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+
+    def user_vectors(self, batch: dict[str, Tensor], news_vectors: Tensor | None = None) -> Tensor:
+        vectors = self.encode_news() if news_vectors is None else news_vectors
+        history = batch["history"]
+        return self.user_encoder(vectors[history], (history > 0).float())
+
+    def item_vectors(self) -> Tensor:
+        return self.encode_news()

@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import DotScorer, OnnxPart, RecModel
+from models.base import DotScorer, NewsRecModel, OnnxPart
 from models.layers import AdditiveAttention, Dropout, MultiHeadSelfAttention
 from models.recipe import Recipe
 
@@ -79,7 +78,7 @@ def encode_titles(encoder: NewsEncoder, tokens: Tensor, buckets: int = 8) -> Ten
     return torch.cat(parts)[torch.argsort(order)]
 
 
-class NRMS(RecModel):
+class NRMS(NewsRecModel):
     kind = "nrms"
     user_input = "news_vectors"
     scorer_kind = "dot_sigmoid"
@@ -103,18 +102,8 @@ class NRMS(RecModel):
     def set_titles(self, title_tokens: Tensor) -> None:
         self.title_tokens.copy_(title_tokens)
 
-    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        history, candidates = batch["history"], batch["candidates"]
-        # Encode each distinct news of the batch once, however often it appears.
-        unique, inverse = torch.unique(torch.cat([history.flatten(), candidates.flatten()]), return_inverse=True)
-        vectors = encode_titles(self.item_encoder, self.title_tokens[unique])
-        vectors = vectors * (unique > 0).unsqueeze(1).to(vectors.dtype)  # padding news -> zero vector
-        n_hist = history.numel()
-        hist_vectors = vectors[inverse[:n_hist]].view(*history.shape, self.dim)
-        cand_vectors = vectors[inverse[n_hist:]].view(*candidates.shape, self.dim)
-        user = self.user_encoder(hist_vectors, (history > 0).float())
-        logits = torch.einsum("bd,bkd->bk", user, cand_vectors)
-        return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+    def training_news_vectors(self, news_idx: Tensor) -> Tensor:
+        return encode_titles(self.item_encoder, self.title_tokens[news_idx])
 
     def encode_news(self, news_idx: Tensor | None = None, batch_size: int = 1024) -> Tensor:
         """News vectors for the given news indices (all news by default), row 0 / padding = zeros."""
@@ -124,14 +113,6 @@ class NRMS(RecModel):
                for i in range(0, len(idx), batch_size)]
         vectors = torch.cat(out) if out else torch.zeros(0, self.dim, device=device)
         return vectors * (idx > 0).unsqueeze(1).to(vectors.dtype)
-
-    def user_vectors(self, batch: dict[str, Tensor], news_vectors: Tensor | None = None) -> Tensor:
-        vectors = self.encode_news() if news_vectors is None else news_vectors
-        history = batch["history"]
-        return self.user_encoder(vectors[history], (history > 0).float())
-
-    def item_vectors(self) -> Tensor:
-        return self.encode_news()
 
     def onnx_parts(self) -> dict[str, OnnxPart]:
         tokens = torch.tensor([[3, 4, 5, 0], [6, 0, 0, 0], [7, 8, 0, 0]])

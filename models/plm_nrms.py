@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.base import DotScorer, OnnxPart, RecModel
+from models.base import DotScorer, NewsRecModel, OnnxPart
 from models.layers import AdditiveAttention, Dropout, MultiHeadSelfAttention
 from models.recipe import Recipe
 
@@ -266,7 +266,7 @@ def encode_frozen(encoder: PLMNewsEncoder, input_ids: Tensor, attention_mask: Te
     return out
 
 
-class PLMNRMS(RecModel):
+class PLMNRMS(NewsRecModel):
     kind = "plm_nrms"
     user_input = "news_vectors"
     scorer_kind = "dot_sigmoid"
@@ -307,31 +307,14 @@ class PLMNRMS(RecModel):
             self.set_frozen_vectors(encode_frozen(self.item_encoder, self.input_ids, self.attention_mask))
         return self.frozen_vectors
 
-    def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        history, candidates = batch["history"], batch["candidates"]
-        unique, inverse = torch.unique(torch.cat([history.flatten(), candidates.flatten()]), return_inverse=True)
-        vectors = self.item_encoder.head(self.dropout(self.frozen()[unique]))
-        vectors = vectors * (unique > 0).unsqueeze(1).to(vectors.dtype)  # padding news -> zero vector
-        n_hist = history.numel()
-        hist_vectors = vectors[inverse[:n_hist]].view(*history.shape, self.dim)
-        cand_vectors = vectors[inverse[n_hist:]].view(*candidates.shape, self.dim)
-        user = self.user_encoder(hist_vectors, (history > 0).float())
-        logits = torch.einsum("bd,bkd->bk", user, cand_vectors)
-        return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+    def training_news_vectors(self, news_idx: Tensor) -> Tensor:
+        return self.item_encoder.head(self.dropout(self.frozen()[news_idx]))
 
     def encode_news(self) -> Tensor:
         """News vectors of every news (row 0 / padding = zeros), from the frozen vectors."""
         vectors = self.item_encoder.head(self.frozen())
         vectors[0] = 0
         return vectors
-
-    def user_vectors(self, batch: dict[str, Tensor], news_vectors: Tensor | None = None) -> Tensor:
-        vectors = self.encode_news() if news_vectors is None else news_vectors
-        history = batch["history"]
-        return self.user_encoder(vectors[history], (history > 0).float())
-
-    def item_vectors(self) -> Tensor:
-        return self.encode_news()
 
     def onnx_parts(self) -> dict[str, OnnxPart]:
         ids = torch.tensor([[101, 7, 8, 9, 102], [101, 10, 102, 0, 0], [101, 11, 12, 102, 0]])
