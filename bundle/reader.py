@@ -187,16 +187,22 @@ def read_verified(path: Path, manifest: dict[str, Any], keep_open: frozenset[str
     return contents
 
 
+def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) from the header of the .npy open as `f`, at its start; leaves `f` at the
+    array's first byte. ValueError for a format version numpy's public readers do not cover."""
+    version = np.lib.format.read_magic(f)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise ValueError(f".npy format version {version} is not supported")
+    return read_header(f)
+
+
 def _map_npy(where: Path, f) -> np.ndarray:
     """A read-only memory map of the .npy open as `f` (its header parsed by numpy; object arrays refused)."""
     try:
         f.seek(0)
-        version = np.lib.format.read_magic(f)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read_header is None:
-            raise ValueError(f".npy format version {version} is not supported")
-        shape, fortran, dtype = read_header(f)
+        shape, fortran, dtype = read_npy_header(f)
         if dtype.hasobject:
             raise ValueError("an object array (pickles) is not allowed")
         if not np.prod(shape, dtype=np.int64):

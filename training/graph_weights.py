@@ -19,6 +19,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from bundle.reader import read_npy_header
+
 # Initializers of this size or more leave the graph. Below it a per-process copy costs little and keeps
 # small bundles (the demo's, transformer layers) to the three graph files.
 EXTERNAL_MIN_BYTES = 1 << 20
@@ -54,7 +56,5 @@ def externalize(graph_path: Path, min_bytes: int = EXTERNAL_MIN_BYTES) -> dict[s
 def npy_data_offset(path: Path) -> int:
     """Where the array's bytes start in the .npy file at `path` (after its magic and header)."""
     with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        read_header(f)
+        read_npy_header(f)
         return f.tell()

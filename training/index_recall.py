@@ -23,7 +23,7 @@ BATCH = 256        # users per user-encoder call
 def user_vectors(folder: Path, data: BundleData, user_input: str, vectors: np.ndarray, seed: int = 0) -> np.ndarray:
     """The user vectors [<= USERS, D] of a sample of the bundle's users (their whole training histories, as
     the service encodes a known user), by the bundle's own user-encoder graph in `folder`."""
-    import onnxruntime as ort
+    from training.parity import ort_session, run  # onnxruntime, imported when needed
 
     rng = np.random.default_rng(seed)
     if user_input == "user_id":
@@ -35,17 +35,16 @@ def user_vectors(folder: Path, data: BundleData, user_input: str, vectors: np.nd
         histories = [h for h in (data.histories or {}).values() if h]
         picked = rng.choice(len(histories), size=min(USERS, len(histories)), replace=False) if histories else []
         windows = [[row_of[i] for i in histories[p] if i in row_of][-data.max_history:] for p in picked]
-        windows, user_idx = [w for w in windows if w], [None] * len(windows)
+        windows = [w for w in windows if w]
+        user_idx = [None] * len(windows)
     if not windows:
         return np.zeros((0, vectors.shape[1]), np.float32)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(folder / "user_encoder.onnx"), options, providers=["CPUExecutionProvider"])
+    session = ort_session(folder / "user_encoder.onnx")
     parts = []
     for s in range(0, len(windows), BATCH):
         feeds = user_feeds(user_input, data.max_history, windows[s:s + BATCH], user_idx[s:s + BATCH],
                            lambda rows: np.asarray(vectors[rows]))
-        parts.append(session.run(None, feeds)[0])
+        parts.append(run(session, feeds))
     return np.concatenate(parts).astype(np.float32)
 
 
