@@ -87,6 +87,12 @@ def test_single_thread_build_is_deterministic(catalog, tmp_path):
     assert (tmp_path / INDEX_FILE).read_bytes() == path.read_bytes()
 
 
+def test_a_small_catalog_builds_the_same_index_whatever_threads_were_asked(catalog, tmp_path):
+    vectors, path, _, _ = catalog
+    info = build_index(vectors, tmp_path / INDEX_FILE, threads=0, dtype="f32")
+    assert info["build_threads"] == 1 and (tmp_path / INDEX_FILE).read_bytes() == path.read_bytes()
+
+
 def test_missing_truncated_corrupt_or_mismatched_files_are_refused(catalog, tmp_path):
     vectors, path, info, _ = catalog
     with pytest.raises(ValueError, match="missing"):
