@@ -43,9 +43,9 @@ CONNECTIVITY = 16           # graph degree (HNSW M)
 EXPANSION_ADD = 128         # construction beam width (HNSW ef_construction)
 EXPANSION_SEARCH = 128      # search beam width (HNSW ef); a search for count > expansion uses count
 # Stored scalar type. f16 was tried as the default (docs/benchmarks.md 6.5): on the 100k bench catalog the
-# same recall@10 as f32 with searches ~0.8x as long, but the MIPS -> L2 reduction puts the scores in small
-# differences of large distances, which half precision cannot resolve for small embeddings (a tiny ConvNCF's:
-# recall@10 0.94 over 39 items at any effort). The index only finds candidates (re-scored in f32 after).
+# same recall@10 as f32 with searches ~0.8x as long; the served figures did not show the gain. It was put
+# back on a CI failure later found to come from multi-threaded builds of tiny catalogs (SINGLE_THREAD_BELOW),
+# not from f16, which remains untried as the default beyond that. The index only finds candidates.
 DTYPE = "f32"
 F16_MAX = 65504.0           # beyond it f16 holds infinity: such a catalog is indexed in f32 whatever was asked
 SPACE = "l2-reduction"      # "l2-reduction" (above) or "ip": a graph on the raw inner product (see below)
