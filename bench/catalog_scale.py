@@ -12,8 +12,11 @@ uvicorn worker with Redis on (a fresh key prefix: an empty cache) and the defaul
   start s        process start to the first 200 of /readyz
   RSS / PSS MiB  of the worker once warm (/proc/<pid>/smaps_rollup); PSS splits shared pages between sharers
   2nd adds MiB   a second worker on the same bundle: its private memory (USS), what the machine pays for it
-  warm p50/p99   /recommend k=10 for 200 users named by user_id (their user vectors cached), one at a time
-  cold p50/p99   /recommend k=10 with a new 20-item history each (the user encoder runs), one at a time
+  warm p50/p99   /recommend k=10 for 200 users named by user_id (their user vectors cached), one at a time,
+                 from wrk (-c1): the server's latency; "py" columns: the same from a Python client (httpx),
+                 which adds ~0.6 ms to a GET and ~2 ms to a POST of its own (docs/benchmarks.md 6.6)
+  cold p50/p99   /recommend k=10 with a new 20-item history each (the user encoder runs), one at a time; wrk
+                 sends each body once (the run fails if it would send one twice, which would be warm)
   c16 ratio      /recommend (warm bodies) req/s over /healthz req/s, wrk at concurrency 16
   recall@10      the served top 10 (index) against the exact top 10 of the same user vector, 200 users
 
@@ -39,9 +42,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from ray_recommend import build_bundle  # noqa: E402
+from serve_load import load_wrk  # noqa: E402
 from state_cost import forget, free_port, wrk  # noqa: E402
 
 USERS = 20_000
+COLD_BODIES = 400 + 12_000  # 400 for the Python client, the rest for wrk (~1,000 cold requests a second at 1M)
 
 
 def memory_mib(pid: int) -> dict[str, float]:
@@ -115,7 +120,7 @@ def measure(n_items: int, work: Path, seconds: int) -> dict:
     users = [f"u{rng.randint(1, USERS)}" for _ in range(200)]
     warm = [{"model": "bert4rec", "user_id": u, "k": 10} for u in users]
     cold = [{"model": "bert4rec", "history": [f"i{rng.randint(1, n_items)}" for _ in range(20)], "k": 10}
-            for _ in range(400)]
+            for _ in range(COLD_BODIES)]
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     second = None
     proc, url, started = serve(artifacts, prefix)
@@ -123,7 +128,10 @@ def measure(n_items: int, work: Path, seconds: int) -> dict:
         with httpx.Client(base_url=url) as http:
             latencies(http, warm)  # user vectors cached
             warm_ms = latencies(http, warm * 5)
-            cold_ms = latencies(http, cold)
+            cold_ms = latencies(http, cold[:400])
+        warm_c1 = load_wrk(f"{url}/recommend", "POST", [json.dumps(b).encode() for b in warm], 1, seconds)
+        cold_c1 = load_wrk(f"{url}/recommend", "POST", [json.dumps(b).encode() for b in cold[400:]], 1, seconds)
+        assert cold_c1["requests"] <= cold_c1["distinct_bodies"], "too few cold bodies: raise COLD_BODIES"
         with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
             f.write("".join(json.dumps(b) + "\n" for b in warm))
         healthz = wrk(f"{url}/healthz", None, seconds, "GET")
@@ -143,8 +151,10 @@ def measure(n_items: int, work: Path, seconds: int) -> dict:
                                                      if p.is_file()) / 1e6),
            "start_s": round(started, 2), "rss_mib": first["rss"], "pss_mib": first["pss"],
            "second_adds_uss_mib": added["uss"], "second_pss_mib": added["pss"],
-           "warm_p50_ms": pct(warm_ms, 50), "warm_p99_ms": pct(warm_ms, 99),
-           "cold_p50_ms": pct(cold_ms, 50), "cold_p99_ms": pct(cold_ms, 99),
+           "warm_p50_ms": warm_c1["p50_ms"], "warm_p99_ms": warm_c1["p99_ms"],
+           "cold_p50_ms": cold_c1["p50_ms"], "cold_p99_ms": cold_c1["p99_ms"],
+           "py_warm_p50_ms": pct(warm_ms, 50), "py_warm_p99_ms": pct(warm_ms, 99),
+           "py_cold_p50_ms": pct(cold_ms, 50), "py_cold_p99_ms": pct(cold_ms, 99),
            "healthz_rps": round(healthz), "recommend_rps": round(rate), "c16_ratio": round(rate / healthz, 3),
            "recall_at_10": recall(folder / "bert4rec", users[:200]), **effort(folder / "bert4rec")}
     print(json.dumps(row), flush=True)
@@ -159,11 +169,13 @@ def effort(model_dir: Path) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     head = ("| items | bundle MB | start s | RSS MiB | PSS MiB | 2nd worker adds (USS) MiB | warm p50 / p99 ms "
-            "| cold p50 / p99 ms | /recommend c16 / /healthz | recall@10 (effort; export's) |\n"
-            "|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
+            "| cold p50 / p99 ms | py warm p50 / p99 | py cold p50 / p99 | /recommend c16 / /healthz "
+            "| recall@10 (effort; export's) |\n"
+            "|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|---:|")
     lines = [f"| {r['items']:,} | {r['bundle_mb']} | {r['start_s']} | {r['rss_mib']} | {r['pss_mib']} "
              f"| {r['second_adds_uss_mib']} | {r['warm_p50_ms']} / {r['warm_p99_ms']} | {r['cold_p50_ms']} / "
-             f"{r['cold_p99_ms']} | {r['c16_ratio']} ({r['recommend_rps']}/{r['healthz_rps']}) | {r['recall_at_10']} "
+             f"{r['cold_p99_ms']} | {r['py_warm_p50_ms']} / {r['py_warm_p99_ms']} | {r['py_cold_p50_ms']} / "
+             f"{r['py_cold_p99_ms']} | {r['c16_ratio']} ({r['recommend_rps']}/{r['healthz_rps']}) | {r['recall_at_10']} "
              f"({r['expansion']}; {r['export_recall_at_10']}) |"
              for r in rows]
     return "\n".join([head, *lines])

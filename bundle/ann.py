@@ -20,6 +20,14 @@ pages. The file must stay in place while the index is in use, and a viewed index
 
 Keys are the bundle's item row numbers 1..N; row 0 (padding) is never indexed, so never returned.
 
+The head: the items of largest norm (up to HEAD_MAX, 1/HEAD_SHARE of the catalog), listed in the manifest
+entry and scanned exactly beside every graph search, the two merged by inner product. Inner-product top-k
+lists are dominated by the largest vectors (a popular item's long embedding, a large output bias), and those
+sit at the edge of the reduced space, where a graph search reaches them last: on the 1M bench catalog the
+400 users' exact top 10s held only 193 distinct items, 90% of the graph's misses were among the 4,000
+largest vectors, and merging the 2,000 largest raised recall@10 at effort 96 from 0.885 to 0.985
+(docs/benchmarks.md 6.6). The scan costs one [B, D] x [D, H] product (~20 us for 2,048 x 65).
+
 Thread safety: `ItemIndex.search` may be called from several threads at once (usearch gives each concurrent
 search its own context). Set `expansion` once, before serving; changing it during searches is not
 synchronised.
@@ -42,11 +50,12 @@ METRIC = "inner_product"    # what the index ranks by (through the L2 reduction 
 CONNECTIVITY = 16           # graph degree (HNSW M)
 EXPANSION_ADD = 128         # construction beam width (HNSW ef_construction)
 EXPANSION_SEARCH = 128      # search beam width (HNSW ef); a search for count > expansion uses count
-# Stored scalar type. f16 was tried as the default (docs/benchmarks.md 6.5): on the 100k bench catalog the
-# same recall@10 as f32 with searches ~0.8x as long; the served figures did not show the gain. It was put
-# back on a CI failure later found to come from multi-threaded builds of tiny catalogs (SINGLE_THREAD_BELOW),
-# not from f16, which remains untried as the default beyond that. The index only finds candidates.
-DTYPE = "f32"
+# Stored scalar type: half the bytes a search reads per vector. At 1M items on the bench catalog's users, f16
+# finds the same share of the exact top 10 as f32 at every effort (0.985 against 0.987 at 96) with searches
+# ~0.88x as long (docs/benchmarks.md 6.6), and the file is 0.7x the size. The index only finds candidates:
+# /recommend re-scores them from the float32 vectors. (f16 was put back once, on a CI failure that came from
+# multi-threaded builds of tiny catalogs, SINGLE_THREAD_BELOW, not from f16.)
+DTYPE = "f16"
 F16_MAX = 65504.0           # beyond it f16 holds infinity: such a catalog is indexed in f32 whatever was asked
 SPACE = "l2-reduction"      # "l2-reduction" (above) or "ip": a graph on the raw inner product (see below)
 SPACES = ("l2-reduction", "ip")
@@ -75,18 +84,42 @@ def _usearch():
     return usearch, Index
 
 
+def _squared_norms(data: np.ndarray) -> np.ndarray:
+    """|row|^2 of each row, in float64, computed in chunks (no float64 copy of the whole matrix)."""
+    sq = np.empty(len(data), np.float64)
+    for s in range(0, len(data), 65536):
+        chunk = np.asarray(data[s:s + 65536], dtype=np.float64)
+        sq[s:s + 65536] = np.einsum("ij,ij->i", chunk, chunk)
+    return sq
+
+
 def _reduced(vectors: np.ndarray) -> tuple[np.ndarray, float]:
     """Rows 1..N of `vectors` with the MIPS -> L2 column appended, and R = the largest squared norm."""
     data = np.asarray(vectors[1:], dtype=np.float32)
-    sq = np.empty(len(data), np.float64)
-    for s in range(0, len(data), 65536):   # in chunks: no float64 copy of the whole matrix
-        chunk = data[s:s + 65536].astype(np.float64)
-        sq[s:s + 65536] = np.einsum("ij,ij->i", chunk, chunk)
+    sq = _squared_norms(data)
     r = float(sq.max()) if len(sq) else 0.0
     out = np.empty((data.shape[0], data.shape[1] + 1), np.float32)
     out[:, :-1] = data
     out[:, -1] = np.sqrt(np.maximum(r - sq, 0.0))
     return out, r
+
+
+# The head (see the module's docstring): the catalog's 1/HEAD_SHARE largest vectors, at most HEAD_MAX. A share,
+# so that a small catalog's index is not all head (its graph would then never matter); a cap, as the scan's
+# cost grows with it.
+HEAD_SHARE = 64
+HEAD_MAX = 2048
+
+
+def head_rows(vectors: np.ndarray, size: int) -> np.ndarray:
+    """Rows 1..N of `vectors` with the `size` largest norms, largest first (ties: the lower row), int64."""
+    n = vectors.shape[0] - 1
+    size = min(int(size), n)
+    if size <= 0:
+        return np.empty(0, np.int64)
+    sq = _squared_norms(vectors[1:])
+    top = np.argpartition(-sq, size - 1)[:size] if size < n else np.arange(n)
+    return (top[np.lexsort((top, -sq[top]))] + 1).astype(np.int64)
 
 
 # Below this many items a build runs on one thread whatever was asked: threads buy nothing there (~10 ms),
@@ -97,10 +130,12 @@ SINGLE_THREAD_BELOW = 10_000
 
 def build_index(vectors: np.ndarray, path: Path, threads: int = 0, *, connectivity: int = CONNECTIVITY,
                 expansion_add: int = EXPANSION_ADD, expansion_search: int = EXPANSION_SEARCH,
-                dtype: str = DTYPE, space: str = SPACE) -> dict:
+                dtype: str = DTYPE, space: str = SPACE, head: int | None = None) -> dict:
     """Index rows 1..N of `vectors` ([N+1, D] float, row 0 = padding; keys = row numbers), save it to `path`,
     and return the manifest entry that `load_index` checks the file against. `threads`: 0 = all cores;
-    1 = deterministic (always, below SINGLE_THREAD_BELOW items). `space`: "l2-reduction" (default) or "ip"."""
+    1 = deterministic (always, below SINGLE_THREAD_BELOW items). `space`: "l2-reduction" (default) or "ip".
+    `head`: how many of the largest vectors are scanned exactly beside each search (default: N / HEAD_SHARE,
+    at most HEAD_MAX; 0: none)."""
     usearch, Index = _usearch()
     vectors = np.asarray(vectors)
     if vectors.ndim != 2 or vectors.shape[0] < 2 or vectors.shape[1] < 1:
@@ -128,23 +163,33 @@ def build_index(vectors: np.ndarray, path: Path, threads: int = 0, *, connectivi
     path = Path(path)
     index.save(str(path))
     seconds = time.perf_counter() - t0
+    size = min(n // HEAD_SHARE, HEAD_MAX) if head is None else head
     return {"file": path.name, "library": LIBRARY, "version": usearch.__version__, "metric": METRIC,
             "space": space, "dtype": dtype,
             "connectivity": connectivity, "expansion_add": expansion_add, "expansion_search": expansion_search,
             "n": n, "dim": dim, "max_sq_norm": r, "bytes": path.stat().st_size,
-            "build_seconds": round(seconds, 3), "build_threads": threads}
+            "build_seconds": round(seconds, 3), "build_threads": threads,
+            "head": head_rows(vectors, size).tolist()}
 
 
 class ItemIndex:
     """A loaded (memory-mapped) index: `search(query, count)` -> item row numbers, best first."""
 
-    def __init__(self, index, path: Path, n: int, dim: int, expansion: int, reduced: bool = True):
+    def __init__(self, index, path: Path, n: int, dim: int, expansion: int, reduced: bool = True,
+                 max_sq_norm: float = 0.0, head: np.ndarray | None = None):
         self._index = index
         self._reduced = reduced
+        self._max_sq_norm = max_sq_norm
         self.path = path
         self.n = n
         self.dim = dim
         self.expansion = expansion
+        # The head (module docstring): its rows and their vectors, as the index stores them (a private copy:
+        # 2,048 x 65 float32 is 0.5 MB).
+        self.head = np.empty(0, np.int64) if head is None else np.asarray(head, np.int64)
+        stored = np.asarray(index.get(self.head.astype(np.uint64)), np.float32).reshape(len(self.head), -1) \
+            if len(self.head) else np.zeros((0, dim + int(reduced)), np.float32)
+        self._head_vectors = np.ascontiguousarray(stored[:, :dim])
 
     @property
     def expansion(self) -> int:
@@ -158,19 +203,69 @@ class ItemIndex:
             raise ValueError(f"expansion must be >= 1, got {value}")
         self._index.expansion_search = int(value)
 
+    def _query(self, q: np.ndarray) -> np.ndarray:
+        """Queries [B, dim] as the graph takes them: with the reduction's 0 column appended."""
+        return np.concatenate([q, np.zeros((len(q), 1), np.float32)], axis=1) if self._reduced else q
+
+    def _inner_products(self, q: np.ndarray, distances: np.ndarray) -> np.ndarray:
+        """`item . q` from the graph's distances to q: |q|^2 + R - 2 q.x in the reduced space, 1 - q.x for "ip"."""
+        distances = np.asarray(distances, np.float64)
+        if self._reduced:
+            return (float(q @ q) + self._max_sq_norm - distances) / 2
+        return 1.0 - distances
+
+    def _with_head(self, q: np.ndarray, rows: np.ndarray, distances: np.ndarray, head_scores: np.ndarray,
+                   count: int) -> np.ndarray:
+        """The best `count` of the graph's rows and the head's, by inner product, each row once. Only head rows
+        scoring above the graph's last answer can enter: usually none or a few, merged in Python."""
+        scores = self._inner_products(q, distances)
+        floor = scores[-1] if len(rows) >= count else -np.inf
+        better = np.flatnonzero(head_scores > floor)
+        if not better.size:
+            return rows
+        found = set(rows.tolist())
+        extra = [(s, r) for s, r in zip(head_scores[better].tolist(), self.head[better].tolist()) if r not in found]
+        if not extra:
+            return rows
+        merged = sorted([*zip(scores.tolist(), rows.tolist()), *extra], key=lambda pair: -pair[0])[:count]
+        return np.fromiter((r for _, r in merged), np.int64, len(merged))
+
     def search(self, query: np.ndarray, count: int, *, exact: bool = False) -> np.ndarray:
         """The `count` items (or all N if fewer) with the largest `item . query`, as int64 row numbers in
-        1..N, best first, approximately; `exact=True` scans every item instead (for tests and checks)."""
+        1..N, best first, approximately: the graph's answer merged with the head's; `exact=True` scans every
+        item instead (for tests and checks)."""
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         if q.shape[0] != self.dim:
             raise ValueError(f"query has {q.shape[0]} dimensions, the index {self.dim}")
         count = min(int(count), self.n)
         if count <= 0:
             return np.empty(0, np.int64)
-        if self._reduced:
-            q = np.append(q, np.float32(0.0))
-        matches = self._index.search(q, count, threads=1, exact=exact)
-        return np.asarray(matches.keys[:len(matches)], dtype=np.int64)
+        matches = self._index.search(self._query(q[None])[0], count, threads=1, exact=exact)
+        rows = np.asarray(matches.keys[:len(matches)], dtype=np.int64)
+        if exact or not len(self.head):
+            return rows
+        return self._with_head(q, rows, matches.distances[:len(matches)], self._head_vectors @ q, count)
+
+    def search_many(self, queries: np.ndarray, count: int, threads: int = 1) -> list[np.ndarray]:
+        """`search` for each row of `queries` [B, D], as one call that usearch spreads over `threads` threads of
+        its own: the way to search in parallel from Python, as usearch holds the GIL for the whole call."""
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must be [B, {self.dim}], got shape {q.shape}")
+        if len(q) == 1:  # usearch answers a one-row batch as a single search
+            return [self.search(q[0], count)]
+        count = min(int(count), self.n)
+        if count <= 0 or not len(q):
+            return [np.empty(0, np.int64) for _ in q]
+        matches = self._index.search(self._query(q), count, threads=max(1, min(int(threads), len(q))))
+        keys = np.asarray(matches.keys, dtype=np.int64).reshape(len(q), -1)
+        distances = np.asarray(matches.distances).reshape(len(q), -1)
+        found = np.asarray(matches.counts).reshape(-1)
+        if not len(self.head):
+            return [keys[i, :found[i]] for i in range(len(q))]
+        head_scores = q @ self._head_vectors.T
+        return [self._with_head(q[i], keys[i, :found[i]], distances[i, :found[i]], head_scores[i], count)
+                for i in range(len(q))]
 
     def __len__(self) -> int:
         return self.n
@@ -270,4 +365,9 @@ def load_index(path: Path, info: dict, expansion: int | None = None, opened=None
         raise ValueError(f"{path}: corrupt item index ({exc})") from exc
     if index is None or index.size != n or index.ndim != dim + extra:
         raise ValueError(f"{path}: corrupt item index")
-    return ItemIndex(index, path, n, dim, expansion or int(info.get("expansion_search", EXPANSION_SEARCH)), reduced)
+    head = info.get("head", [])
+    if (not isinstance(head, list) or not all(type(r) is int and 1 <= r <= n for r in head)
+            or len(set(head)) != len(head)):
+        raise ValueError(f"{path}: the manifest's index head must list distinct item rows in 1..{n}")
+    return ItemIndex(index, path, n, dim, expansion or int(info.get("expansion_search", EXPANSION_SEARCH)), reduced,
+                     float(info.get("max_sq_norm", 0.0)), np.asarray(head, np.int64))

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         0, ge=0, description="Search effort of the nearest-neighbour index (HNSW ef: more finds more of the exact "
                              "top k, slower); 0 = the bundle's, calibrated at export on its own users for a "
                              "recall@10 of 0.96")
+    index_search_threads: int = Field(
+        0, ge=0, description="Threads one batched search of the nearest-neighbour index may use (the searches of "
+                             "concurrent /recommend requests run as one call); 0 = the CPUs of the process")
     rerank_candidates: int = Field(
         500, ge=1, description="Pairwise scorers (ConvNCF) through the index: how many items the first stage (dot "
                                "product of the model's embeddings) hands to the scorer")

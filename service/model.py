@@ -19,6 +19,7 @@ from service.catalog import Catalog
 from service.config import Settings
 from service.events import UserEvents
 from service.fallback import Fallback
+from service.index_searches import IndexSearches
 from service.metrics import Metrics
 from service.runtime import Graph, choose_providers
 
@@ -40,6 +41,7 @@ class ServedModel:
     tokenizer: Any = None
     fallback: Fallback | None = None  # for users the model cannot score; None: they get a 422
     index: Any = None  # the bundle's nearest-neighbour index of its item vectors (bundle/ann.py), if it has one
+    searches: Any = None  # the index's searches for concurrent requests, batched (service/index_searches.py)
     _histories_kept: dict[str, list[int]] = field(default_factory=dict)  # see bundle_history
 
     @property
@@ -166,6 +168,7 @@ def load_model(path: Path, settings: Settings, metrics: Metrics, events: UserEve
         info = bundle.manifest["index"]
         try:
             model.index = load_index(path / info["file"], info, settings.index_expansion or None, bundle.index_file)
+            model.searches = IndexSearches(model.index, settings.index_search_threads)
         except (ValueError, KeyError) as exc:
             raise BundleError(path / str(info.get("file")), f"unusable item index ({exc})") from exc
         finally:

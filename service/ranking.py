@@ -147,8 +147,8 @@ class Ranker:
         order = np.argsort(-raw, kind="stable")
         return self._response(model, rows[order].tolist(), model.reported_scores(raw[order]), unknown)
 
-    def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
-                  exclude_history: bool, exclude: Sequence[str]) -> bytes:
+    async def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
+                        exclude_history: bool, exclude: Sequence[str]) -> bytes:
         """The k best items of the whole catalog, minus the history (optionally) and `exclude`, as a JSON body.
         A cold user gets the first k of the fallback order, flagged (service/fallback.py)."""
         user = self.user(model, user_id, history)
@@ -162,7 +162,11 @@ class Ranker:
         drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
         pairwise = (lambda rows: self.scores(model, key, vector, rows)) if model.bundle.scorer == "pairwise" else None
         if model.index is not None and model.catalog.n_base >= self.settings.retrieval_min_items:
-            rows, raw = retrieval.indexed(model, vector, k, drop, pairwise, self.settings.rerank_candidates)
+            rerank = self.settings.rerank_candidates
+            # awaited: the searches of requests that arrived together run as one call (service/index_searches.py)
+            found = await model.searches.search(vector, retrieval.first_count(model, k, drop, pairwise is not None,
+                                                                              rerank))
+            rows, raw = retrieval.indexed(model, vector, k, drop, pairwise, rerank, found)
         else:
             rows, raw = retrieval.exact(model, vector, k, drop, pairwise)
         return self._response(model, rows.tolist(), model.reported_scores(raw), unknown)

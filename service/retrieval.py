@@ -45,20 +45,29 @@ def exact(model: ServedModel, vector: np.ndarray, k: int, drop: np.ndarray, scor
     return top_k(np.arange(raw.shape[0]), raw, k)
 
 
+def first_count(model: ServedModel, k: int, drop: np.ndarray, pairwise: bool, rerank: int) -> int:
+    """How many rows `indexed` asks the index for first: its `found` when the caller searched already."""
+    want = rerank if pairwise else k
+    return min(fetch_count(want, len(set(drop.tolist()))), model.catalog.n_base)
+
+
 def indexed(model: ServedModel, vector: np.ndarray, k: int, drop: np.ndarray, scores: Scores | None,
-            rerank: int) -> tuple:
-    """Through the index (see the module's docstring); exact when the index cannot give k rows."""
+            rerank: int, found: np.ndarray | None = None) -> tuple:
+    """Through the index (see the module's docstring); exact when the index cannot give k rows. `found`: the
+    index's answer for `first_count` rows, when the caller searched (/recommend batches its searches,
+    service/index_searches.py); asking again for more, which exclusions rarely need, searches here."""
     catalog = model.catalog
     # A set, not numpy's set operations: on a few hundred rows those cost more than the search (~0.3 ms).
     dropped = set(drop.tolist())
     want = rerank if scores is not None else k
     count = fetch_count(want, len(dropped))
     while True:
-        found = model.index.search(vector, min(count, catalog.n_base))
+        if found is None:
+            found = model.index.search(vector, min(count, catalog.n_base))
         kept = [row for row in found.tolist() if row not in dropped]
         if len(kept) >= want or count >= catalog.n_base:
             break
-        count *= 2
+        count, found = count * 2, None
     if scores is not None:  # two stages: the scorer re-ranks the first stage's best
         rows = np.asarray(kept[:want], dtype=np.int64)
         return top_k(rows, np.asarray(scores(rows), dtype=np.float32), k)

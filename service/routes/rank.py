@@ -50,5 +50,5 @@ async def recommend(request: Request) -> EncodedJSON:
     model, settings = served_model(request, state.registry, body.model), state.settings
     if body.k > settings.max_k:
         raise unprocessable("k", f"{body.k} exceeds the limit of {settings.max_k}")
-    return EncodedJSON(state.ranker.recommend(model, body.user_id, body.history, body.k, body.exclude_history,
-                                              body.exclude))
+    return EncodedJSON(await state.ranker.recommend(model, body.user_id, body.history, body.k,
+                                                    body.exclude_history, body.exclude))

@@ -206,3 +206,56 @@ def test_half_precision_storage_finds_the_exact_top_k_once_re_scored(catalog, tm
     index = load_index(tmp_path / INDEX_FILE, info, expansion=N)
     assert recall_at(index, vectors, queries, blocked_top(vectors, queries, 10)) == 1.0
     assert build_index(vectors * 1e5, tmp_path / "big.usearch", threads=1, dtype="f16")["dtype"] == "f32"
+
+
+def test_head_rows_are_the_largest_vectors_largest_first():
+    from bundle.ann import head_rows
+
+    vectors = np.zeros((8, 2), np.float32)
+    vectors[1:] = [[1, 0], [0, 3], [2, 0], [0, -3], [5, 0], [0, 1], [4, 0]]
+    assert head_rows(vectors, 4).tolist() == [5, 7, 2, 4]    # norms 5, 4, 3, 3 (a tie: the lower row first)
+    assert head_rows(vectors, 100).tolist() == [5, 7, 2, 4, 3, 1, 6]
+    assert head_rows(vectors, 0).size == 0
+
+
+def test_the_head_is_a_share_of_the_catalog_and_listed_in_the_manifest_entry(catalog, tmp_path):
+    from bundle.ann import HEAD_SHARE, head_rows
+
+    vectors, _, info, _ = catalog
+    assert info["head"] == head_rows(vectors, N // HEAD_SHARE).tolist() and len(info["head"]) == N // HEAD_SHARE
+    assert build_index(vectors, tmp_path / INDEX_FILE, threads=1, head=0)["head"] == []
+
+
+def skewed(n: int = 3000, d: int = 12, heads: int = 40, seed: int = 3):
+    """Vectors where a few items (rows 1..heads) are ten times longer than the rest: every query's top 10
+    are among them, as popular items with long embeddings dominate an inner-product top k."""
+    rng = np.random.default_rng(seed)
+    vectors = np.zeros((n + 1, d), np.float32)
+    vectors[1:] = rng.standard_normal((n, d))
+    vectors[1:heads + 1] *= 10
+    return vectors, rng.standard_normal((50, d)).astype(np.float32)
+
+
+def test_the_head_finds_the_long_vectors_the_graph_search_misses(tmp_path):
+    """At the smallest effort the graph alone misses some of the top 10 (the long vectors sit at the edge of
+    the reduced space); with them in the head, the search returns the exact top 10 every time."""
+    vectors, queries = skewed()
+    truth = np.stack([exact_top(vectors, q, 10) for q in queries])
+    found = {}
+    for head in (0, 40):
+        path = tmp_path / f"head{head}.usearch"
+        # f32: its scores order the merged rows exactly, compared below
+        index = load_index(path, build_index(vectors, path, threads=1, head=head, dtype="f32"), expansion=1)
+        found[head] = [index.search(q, 10) for q in queries]
+        assert all(len(rows) == 10 == len(set(rows.tolist())) for rows in found[head])
+    hits = {h: np.mean([len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found[h], truth)]) for h in found}
+    assert hits[0] < 10 and hits[40] == 10
+    assert all(f.tolist() == t.tolist() for f, t in zip(found[40], truth))   # best first, merged by score
+
+
+def test_a_manifest_head_outside_the_catalog_is_refused(catalog):
+    vectors, path, info, _ = catalog
+    for head in ([0], [N + 1], [3, 3], ["7"], 7):
+        with pytest.raises(ValueError, match="head must list distinct item rows"):
+            load_index(path, {**info, "head": head})
+    assert len(load_index(path, {k: v for k, v in info.items() if k != "head"}).head) == 0  # older bundles
