@@ -1,6 +1,15 @@
 """The FastAPI app: `create_app(settings)`; `uvicorn service.app:app` serves one built from the environment."""
 from __future__ import annotations
 
+import os
+
+# numpy's OpenBLAS threads spin after each product, waiting for the next; a serving worker's products are
+# small (the index head: [2,048, D] x [D, B]) and come between requests, so its threads only take the cores
+# the other requests, the index search and onnxruntime need (in process at 1M items: searches ~1.5x slower
+# beside them; docs/benchmarks.md 6.6). Read when OpenBLAS loads: this module is the server's first import of
+# numpy (uvicorn service.app:app, `recserve serve`); an operator's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import asyncio
 import logging
 import signal

@@ -79,6 +79,11 @@ class Graph:
         options.log_severity_level = 3
         options.intra_op_num_threads = intra
         options.inter_op_num_threads = inter
+        # Its worker threads would otherwise spin after each run, waiting for the next: on a server they take
+        # the cores the other requests, the index search and the client need, and set the latency tail
+        # (1M bench, cold /recommend at concurrency 1, three alternated runs each: p99 8.1-8.4 ms against
+        # 8.7-9.8 spinning; docs/benchmarks.md 6.6).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # onnxruntime uses an initializer given as an OrtValue in place (SessionOptions.add_initializer; its
         # add_external_initializers copies): the mapped pages, shared by every worker. The values must outlive
         # the session. It still checks that the files the graph names exist, so it is told the bundle's folder
