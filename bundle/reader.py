@@ -199,7 +199,8 @@ def read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
 
 
 def _map_npy(where: Path, f) -> np.ndarray:
-    """A read-only memory map of the .npy open as `f` (its header parsed by numpy; object arrays refused)."""
+    """A read-only memory map of the .npy open as `f` (its header parsed by numpy; object arrays refused), as a
+    plain ndarray whose base is the np.memmap."""
     try:
         f.seek(0)
         shape, fortran, dtype = read_npy_header(f)
@@ -207,7 +208,10 @@ def _map_npy(where: Path, f) -> np.ndarray:
             raise ValueError("an object array (pickles) is not allowed")
         if not np.prod(shape, dtype=np.int64):
             return np.zeros(shape, dtype=dtype)  # mmap cannot map an empty region
-        return np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order="F" if fortran else "C")
+        mapped = np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order="F" if fortran else "C")
+        # A plain array over the map (which stays its base): np.memmap's Python-level indexing and
+        # __array_finalize__ cost a few us per slice, on every request that reads vectors.
+        return mapped.view(np.ndarray)
     except ValueError as exc:
         raise BundleError(where, f"unreadable .npy ({exc})") from exc
 

@@ -26,7 +26,7 @@ def test_item_vectors_are_mapped_from_the_file_and_equal_the_encoder(models):
 
     for model in models.values():
         vectors = load_bundle(model.path).item_vectors
-        assert isinstance(vectors, np.memmap) and not vectors.flags.writeable
+        assert isinstance(vectors.base, np.memmap) and not vectors.flags.writeable
         assert np.allclose(vectors, model.item_matrix().numpy(), atol=1e-6) and not vectors[0].any()
 
 

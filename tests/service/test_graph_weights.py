@@ -24,7 +24,7 @@ def test_the_tables_are_mapped_read_only_and_handed_to_onnxruntime_without_a_cop
     weights = bundle.graph_weights["user_encoder"]
     assert set(weights) == set(_manifest(bundle.path)["graphs"]["user_encoder"]["weights"]) and "emb.weight" in weights
     for array in weights.values():
-        assert isinstance(array, np.memmap) and not array.flags.writeable
+        assert isinstance(array.base, np.memmap) and not array.flags.writeable
     graph = Graph("user_encoder", bundle.graphs["user_encoder"], (CPU,), weights=weights, folder=bundle.path)
     assert graph._weights["emb.weight"].data_ptr() == weights["emb.weight"].ctypes.data  # the mapped pages
 
