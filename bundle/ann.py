@@ -26,7 +26,7 @@ lists are dominated by the largest vectors (a popular item's long embedding, a l
 sit at the edge of the reduced space, where a graph search reaches them last: on the 1M bench catalog the
 400 users' exact top 10s held only 193 distinct items, 90% of the graph's misses were among the 4,000
 largest vectors, and merging the 2,000 largest raised recall@10 at effort 96 from 0.885 to 0.985
-(docs/benchmarks.md 6.6). The scan costs one [B, D] x [D, H] product (~20 us for 2,048 x 65).
+(docs/benchmarks.md 6.6). The scan costs one [H, D] x [D, B] product per batch of queries.
 
 Thread safety: `ItemIndex.search` may be called from several threads at once (usearch gives each concurrent
 search its own context). Set `expansion` once, before serving; changing it during searches is not
