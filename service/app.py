@@ -1,18 +1,10 @@
 """The FastAPI app: `create_app(settings)`; `uvicorn service.app:app` serves one built from the environment."""
 from __future__ import annotations
 
-import os
-
-# numpy's OpenBLAS threads spin after each product, waiting for the next; a serving worker's products are
-# small (the index head: [2,048, D] x [D, B]) and come between requests, so its threads only take the cores
-# the other requests, the index search and onnxruntime need (in process at 1M items: searches ~1.5x slower
-# beside them; docs/benchmarks.md 6.6). Read when OpenBLAS loads: this module is the server's first import of
-# numpy (uvicorn service.app:app, `recserve serve`); an operator's own setting wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 import asyncio
 import gc
 import logging
+import os
 import signal
 from contextlib import asynccontextmanager
 
@@ -61,6 +53,20 @@ def _configure_logging(level: str) -> None:
         logger.addHandler(handler)
 
 
+def _single_blas_thread() -> None:
+    """numpy's OpenBLAS on one thread, unless OPENBLAS_NUM_THREADS says otherwise. Its threads spin after each
+    product, waiting for the next; a serving worker's products are small (the index head: [2,048, D] x [D, B])
+    and come between requests, so its threads only take the cores that the other requests, the index search
+    and onnxruntime need (in process at 1M items: searches ~1.5x slower beside them; docs/benchmarks.md 6.6).
+    Set at start-up rather than through the environment, as `recserve serve` has loaded numpy by then. Only
+    OpenBLAS: other thread pools in the process (torch's, in tests) are left alone."""
+    if "OPENBLAS_NUM_THREADS" in os.environ:
+        return
+    from threadpoolctl import ThreadpoolController
+
+    ThreadpoolController().select(internal_api="openblas").limit(limits=1)
+
+
 def _freeze_imports() -> None:
     """Once per process, before the models load: collect, then freeze what the imports left (~78k objects of
     fastapi, pydantic, onnxruntime, numpy...). The collector's full passes skip frozen objects: they took 55-70
@@ -86,6 +92,7 @@ async def lifespan(app: FastAPI):
     registry = Registry(settings, store, metrics, state)
     app.state.store, app.state.registry = store, registry
     app.state.ranker = Ranker(store, settings, metrics)
+    _single_blas_thread()
     _freeze_imports()
     await run_in_threadpool(registry.load)
     hup = _watch_sighup(registry)
