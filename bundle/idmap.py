@@ -5,8 +5,8 @@ A million ids as a list and a dict cost a worker ~150 MB and a second of start-u
 
 An id map is two `.npy` files: `<stem>.npy`, the ids UTF-8 encoded in one fixed-width bytes array in index
 order, and `<stem>_order.npy`, the permutation that sorts it; a lookup is a binary search over the ids in
-sorted order (a copy each process makes at load). Fixed width means every id takes the bytes of the longest: keep ids
-short (the service limits them anyway). Ids must not contain NUL (numpy strips trailing NULs).
+sorted order (a copy each process makes at load). Fixed width means every id takes the bytes of the longest:
+keep ids short (the service limits them anyway). Ids must not contain NUL (numpy strips trailing NULs).
 
 Histories are compressed rows (CSR): the users as an id map, `history_offsets.npy` (int64 [U + 1]) and
 `history_items.npy` (int32 item indices, each user's oldest first): user u's history is
@@ -54,6 +54,8 @@ class IdMap:
             raise ValueError(f"ids must be a 1-D bytes array, got {ids.dtype} of shape {ids.shape}")
         if order.shape != ids.shape or order.dtype.kind not in "iu":
             raise ValueError(f"the sort order must be {ids.shape[0]} integers, got {order.dtype} {order.shape}")
+        if len(order) and (order.min() < 0 or order.max() >= len(order)):
+            raise ValueError("the sort order holds positions out of range")
         self.ids, self.order, self.width = ids, order, ids.dtype.itemsize
         # The ids in sorted order, a private copy (8 MB for a million 8-byte ids): numpy's searchsorted checks
         # every index of a `sorter` on each call, so a lookup through `order` cost O(N), ~0.3-0.6 ms for 20
@@ -94,10 +96,8 @@ class IdMap:
     def problem(self) -> str | None:
         """What makes the arrays no id map (not a permutation that sorts distinct ids), or None. O(N): a
         loader may skip it for arrays whose hash it checked against an exporter's manifest."""
-        n = len(self)
-        if n and (self.order.min() < 0 or self.order.max() >= n):
-            return "the sort order holds positions out of range"
-        ordered = self.ids[self.order]
+        n = len(self)   # (positions out of range are refused when the map is made)
+        ordered = self._sorted
         if n > 1 and not (ordered[1:] > ordered[:-1]).all():
             return "the sort order does not sort the ids into distinct, increasing ones"
         return None

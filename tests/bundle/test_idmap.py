@@ -23,3 +23,15 @@ def test_find_agrees_with_a_dict_on_mixed_ids(tmp_path):
 
 def test_an_empty_map_finds_nothing():
     assert IdMap.of([]).find(["a", "b"]).tolist() == [-1, -1]
+
+
+def test_a_sort_order_out_of_range_is_refused_when_the_map_is_made():
+    """A ValueError, which the bundle reader turns into an error naming the file."""
+    import pytest
+
+    ids = np.array([b"a", b"b", b"c"])
+    for order in ([0, 1, 3], [-1, 0, 1]):
+        with pytest.raises(ValueError, match="positions out of range"):
+            IdMap(ids, np.array(order))
+    unsorted = IdMap(ids, np.array([0, 2, 1])).problem()
+    assert unsorted == "the sort order does not sort the ids into distinct, increasing ones"
