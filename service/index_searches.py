@@ -57,11 +57,10 @@ class IndexSearches:
                 try:
                     found = self.index.search_many(np.stack([q for q, _ in part]), count, self.threads)
                 except Exception as exc:  # every request of the batch gets the error, none waits forever
-                    found = [exc] * len(part)
+                    for _, future in part:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
                 for (_, future), rows in zip(part, found):
-                    if future.done():
-                        continue
-                    if isinstance(rows, Exception):
-                        future.set_exception(rows)
-                    else:
+                    if not future.done():
                         future.set_result(rows)
