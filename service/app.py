@@ -16,6 +16,7 @@ from service.access import AccessControl
 from service.body_limit import BodyLimit
 from service.cache import RedisStore, make_store
 from service.config import Settings
+from service.feedback.online import Feedback
 from service.hot_routes import HotRoutes, accept, served_routes
 from service.metrics import Metrics
 from service.middleware import LatencyMiddleware
@@ -91,7 +92,8 @@ async def lifespan(app: FastAPI):
                            settings.state_copies_max_age_s)
     registry = Registry(settings, store, metrics, state)
     app.state.store, app.state.registry = store, registry
-    app.state.ranker = Ranker(store, settings, metrics)
+    feedback = Feedback.start(settings, metrics, store)
+    app.state.ranker = Ranker(store, settings, metrics, feedback)
     _single_blas_thread()
     _freeze_imports()
     await run_in_threadpool(registry.load)
@@ -102,6 +104,7 @@ async def lifespan(app: FastAPI):
         sync.cancel()
     if hup:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+    await run_in_threadpool(feedback.close)  # what is buffered is written before the process goes
 
 
 def _open_to_all(app: FastAPI, settings: Settings) -> dict:
@@ -137,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessControl, api_key=settings.api_key, admin_key=settings.admin_key,
                        admin_paths={route.path for route in admin.router.routes}, **_open_to_all(app, settings))
-    app.add_middleware(LatencyMiddleware, metrics=app.state.metrics)
+    app.add_middleware(LatencyMiddleware, metrics=app.state.metrics, access_log=settings.access_log)
     return app
 
 

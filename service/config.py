@@ -82,3 +82,38 @@ class Settings(BaseSettings):
     public_docs: bool = Field(
         False, description="Serve /docs, /redoc, /openapi.json and their assets without the API key")
     log_level: str = Field("info", description="Logging level of the recserve loggers")
+    # The feedback log (docs/deploy.md, Feedback loop): every answer and click, written off the request path.
+    feedback_sink: Literal["auto", "redis", "files", "off"] = Field(
+        "auto", description="Where impressions and events are recorded: a Redis Stream, rotating JSON Lines files "
+                            "(feedback_dir), or nowhere; auto = redis when a Redis URL is set, else files")
+    feedback_redis_url: str | None = Field(
+        None, description="The Redis of the feedback log (its stream and click attribution); default: redis_url. "
+                          "A Redis of its own keeps the log's traffic off the cache and state")
+    feedback_dir: Path | None = Field(
+        None, description="Folder of the files sink; default: `feedback` beside the artifacts folder")
+    feedback_sample: float = Field(
+        1.0, gt=0, le=1, description="Share of /rank and /recommend answers recorded (a random draw per request); "
+                                     "events and added items are always recorded")
+    feedback_buffer: int = Field(
+        20_000, ge=1, description="Records waiting to be written, per process; past it new ones are dropped "
+                                  "(recserve_log_dropped_total), never waited for")
+    feedback_batch: int = Field(500, ge=1, description="Most records written at once (one XADD or file write)")
+    feedback_flush_s: float = Field(0.2, gt=0, le=10, description="Longest a record waits to be written")
+    feedback_max_entries: int = Field(
+        200_000, ge=1, description="Redis sink: the stream is trimmed to about this many entries, each a batch of "
+                                   "up to feedback_batch records (XADD MAXLEN ~)")
+    feedback_retention_s: int = Field(
+        7 * 86_400, ge=60, description="Records older than this are dropped: from the stream (XADD MINID ~) or, "
+                                       "with the files sink, as whole files")
+    feedback_file_bytes: int = Field(
+        64 * 1_048_576, ge=4096, description="Files sink: a file is closed and a new one begun past this size")
+    feedback_user_salt: SecretStr | None = Field(
+        None, min_length=1, description="If set, user ids are recorded as a salted hash (h:<32 hex>), never raw")
+    attribution_window_s: int = Field(
+        900, ge=1, description="A click names its impression by request_id; it is counted as attributed (online "
+                               "metrics) if it comes within this long of the answer")
+    attribution_items: int = Field(
+        20, ge=1, le=1000, description="Positions of an answer kept for attributing clicks online (deeper clicks "
+                                       "count as attributed at position +Inf); the log keeps every position")
+    access_log: bool = Field(
+        False, description="One log line per request (method, path, status, milliseconds, request id)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+POSITION_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100)
 INFERENCE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.0)
 
 
@@ -27,7 +28,30 @@ class Metrics:
         self.models_loaded = Gauge("recserve_models_loaded", "Models being served", registry=self.registry)
         self.reloads = Counter("recserve_reloads", "Bundle loads by outcome", ["model", "outcome"],
                                registry=self.registry)
+        # The feedback loop (service/feedback/online.py): what was shown and what got clicked, per version and arm.
+        served = ["model", "version", "arm"]
+        self.impressions = Counter(
+            "recserve_impressions", "Answers of /rank and /recommend recorded; fallback: the cold-user ranking",
+            [*served, "fallback"], registry=self.registry)
+        self.items_shown = Counter("recserve_items_shown", "Items in the recorded answers", served,
+                                   registry=self.registry)
+        self.attributed_clicks = Counter(
+            "recserve_attributed_clicks", "Clicked items whose request_id names a recorded answer", served,
+            registry=self.registry)
+        self.clicked_position = Histogram(
+            "recserve_clicked_position", "Position (1 = first) of attributed clicks in their answer; +Inf: below "
+            "the positions kept (RECSERVE_ATTRIBUTION_ITEMS) or not in it", served,
+            buckets=POSITION_BUCKETS, registry=self.registry)
+        self.events = Counter("recserve_events", "Items posted to /users/{id}/events, by event type and whether "
+                              "their request_id named a recorded answer", ["event", "attributed"],
+                              registry=self.registry)
+        self.log_written = Counter("recserve_log_written", "Feedback-log records written to the sink",
+                                   registry=self.registry)
+        self.log_dropped = Counter("recserve_log_dropped", "Feedback-log records dropped: the buffer was full or "
+                                   "the sink refused them", ["reason"], registry=self.registry)
         self._children: dict = {}
+        for reason in ("buffer_full", "sink_error"):  # listed from the start: a dashboard's query finds them
+            self.child(self.log_dropped, reason)
 
     def child(self, metric, *labels: str):
         """`metric.labels(*labels)`, remembered: prometheus_client's lookup is a few us on every request."""

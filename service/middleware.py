@@ -1,14 +1,19 @@
-"""Request latency per route template and model, as a plain ASGI middleware (no per-request task overhead)."""
+"""Request latency per route template and model, as a plain ASGI middleware (no per-request task overhead),
+and the access log (RECSERVE_ACCESS_LOG): one line per request with its request id, where it has one."""
 from __future__ import annotations
 
+import logging
 import time
 
 from service.metrics import Metrics
 
 
+access = logging.getLogger("recserve.access")
+
+
 class LatencyMiddleware:
-    def __init__(self, app, metrics: Metrics):
-        self.app, self.metrics = app, metrics
+    def __init__(self, app, metrics: Metrics, access_log: bool = False):
+        self.app, self.metrics, self.access_log = app, metrics, access_log
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -23,7 +28,12 @@ class LatencyMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
+            seconds = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")
-            model = scope.get("state", {}).get("model", "")
-            self.metrics.child(self.metrics.request_seconds, route, model, str(status[0])).observe(
-                time.perf_counter() - start)
+            state = scope.get("state", {})
+            self.metrics.child(self.metrics.request_seconds, route, state.get("model", ""), str(status[0])).observe(
+                seconds)
+            if self.access_log:
+                client = scope.get("client") or ("-", 0)
+                access.info('%s "%s %s" %d %.1fms %s', client[0], scope["method"], scope["path"], status[0],
+                            seconds * 1000, state.get("request_id", "-"))

@@ -10,6 +10,7 @@ from service import retrieval
 from service.cache import LocalStore, NearCache, Store, from_bytes, to_bytes
 from service.config import Settings
 from service.errors import unprocessable
+from service.feedback.online import Feedback
 from service.metrics import Metrics
 from service.model import ServedModel
 from service.responses import ranking_json
@@ -67,8 +68,8 @@ def cold_user(model: ServedModel, user_id: str | None, seen: list[int], problem:
 class Ranker:
     """Rank candidates or recommend from the catalog for one model, with user vectors cached per history."""
 
-    def __init__(self, store: Store, settings: Settings, metrics: Metrics):
-        self.settings, self.metrics = settings, metrics
+    def __init__(self, store: Store, settings: Settings, metrics: Metrics, feedback: Feedback | None = None):
+        self.settings, self.metrics, self.feedback = settings, metrics, feedback
         self.store: Store = store
         if settings.user_near_cache_size and not isinstance(store, LocalStore):
             self.store = NearCache(LocalStore(settings.user_near_cache_size), store, settings.user_ttl_s)
@@ -133,7 +134,7 @@ class Ranker:
             self.store.delete([self.user_key(model, user_id, history[-model.max_history:])])
 
     def rank(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
-             candidates: Sequence[str]) -> bytes:
+             candidates: Sequence[str], request_id: str = "") -> bytes:
         """Score the known candidates, best first; unknown ones are listed, not scored. Returns the JSON body.
         A cold user gets the candidates in fallback order, flagged (service/fallback.py)."""
         user = self.user(model, user_id, history)
@@ -141,14 +142,16 @@ class Ranker:
         rows = np.asarray(indices, dtype=np.int64)
         if user.cold:
             rows, scores = model.fallback.rank(rows, model.catalog.size, self.settings.fallback_fresh_items)
-            return self._response(model, rows.tolist(), scores, unknown, model.fallback.kind)
+            return self._response(model, "rank", request_id, user, rows.tolist(), scores, unknown,
+                                  model.fallback.kind)
         key = self.user_key(model, user.user_id, user.window)
         raw = self.scores(model, key, self.user_vector(model, user, key), rows)
         order = np.argsort(-raw, kind="stable")
-        return self._response(model, rows[order].tolist(), model.reported_scores(raw[order]), unknown)
+        return self._response(model, "rank", request_id, user, rows[order].tolist(),
+                              model.reported_scores(raw[order]), unknown)
 
     async def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
-                        exclude_history: bool, exclude: Sequence[str]) -> bytes:
+                        exclude_history: bool, exclude: Sequence[str], request_id: str = "") -> bytes:
         """The k best items of the whole catalog, minus the history (optionally) and `exclude`, as a JSON body.
         A cold user gets the first k of the fallback order, flagged (service/fallback.py)."""
         user = self.user(model, user_id, history)
@@ -156,7 +159,8 @@ class Ranker:
         if user.cold:
             drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
             rows, scores = model.fallback.top(k, drop, model.catalog.size, self.settings.fallback_fresh_items)
-            return self._response(model, rows.tolist(), scores, unknown, model.fallback.kind)
+            return self._response(model, "recommend", request_id, user, rows.tolist(), scores, unknown,
+                                  model.fallback.kind)
         key = self.user_key(model, user.user_id, user.window)
         vector = self.user_vector(model, user, key)
         drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
@@ -169,11 +173,17 @@ class Ranker:
             rows, raw = retrieval.indexed(model, vector, k, drop, pairwise, rerank, found)
         else:
             rows, raw = retrieval.exact(model, vector, k, drop, pairwise)
-        return self._response(model, rows.tolist(), model.reported_scores(raw), unknown)
+        return self._response(model, "recommend", request_id, user, rows.tolist(), model.reported_scores(raw),
+                              unknown)
 
-    @staticmethod
-    def _response(model: ServedModel, rows: list[int], scores: np.ndarray, unknown: list[str],
-                  fallback: str | None = None) -> bytes:
+    def _response(self, model: ServedModel, route: str, request_id: str, user: User, rows: list[int],
+                  scores: np.ndarray, unknown: list[str], fallback: str | None = None) -> bytes:
+        """The answer's JSON body; the answer is recorded (service/feedback) when the ranker records."""
         if not np.isfinite(scores).all():  # a broken bundle; JSON has no NaN, and null would break clients
             raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
-        return ranking_json(model.name, model.version, model.catalog.heads, rows, scores, unknown, fallback)
+        body = ranking_json(model.name, model.version, model.catalog.heads, rows, scores, unknown, fallback,
+                            request_id)
+        if self.feedback is not None:
+            self.feedback.answered(model, route, request_id, user.user_id, user.window, len(user.seen),
+                                   rows, scores, fallback)
+        return body

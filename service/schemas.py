@@ -19,6 +19,13 @@ ItemId = Annotated[str, Field(min_length=1, max_length=256, pattern=PRINTABLE, e
 UserId = Annotated[str, Field(min_length=1, max_length=256, pattern=PRINTABLE, examples=["U87243"],
                               description=f"A user id: {ID_RULE}")]
 
+# Request ids: what the service makes (32 hex digits) or what a client sends as X-Request-ID (a trace id,
+# a UUID): printable ASCII without spaces, so the id is one token in a log line.
+REQUEST_ID_PATTERN = r"^[\x21-\x7e]+$"
+MAX_REQUEST_ID = 128
+RequestId = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_ID, pattern=REQUEST_ID_PATTERN,
+                                 description=f"1-{MAX_REQUEST_ID} printable ASCII characters, no spaces")]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -52,6 +59,9 @@ class ScoredItem(BaseModel):
 class RankResponse(BaseModel):
     model: str
     version: str
+    request_id: str = Field(description="This answer's id, also sent as the X-Request-ID header (the client's "
+                                        "own X-Request-ID when it sent one): post it with the clicks it brings "
+                                        "(POST /users/{id}/events) to attribute them")
     results: list[ScoredItem] = Field(description="Best first")
     unknown: list[str] = Field(description="Request ids the model does not know; they are not scored")
     fallback: Literal[FALLBACK_KINDS] | None = Field(
@@ -93,6 +103,12 @@ class ItemsResponse(BaseModel):
 class EventsRequest(Strict):
     model: str | None = Field(None, description="Default: every model that keeps histories")
     items: list[ItemId] = Field(min_length=1, description="Clicked items, oldest first")
+    request_id: RequestId | None = Field(
+        None, description="The answer (its `request_id`) the items were clicked in: the click is attributed to "
+                          "it in the feedback log and the online metrics. Unattributed events are recorded too")
+    event: str = Field("click", min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$",
+                       description="The event type, recorded with the event (click, purchase, ...); only clicks "
+                                   "and other events alike append to the user's history")
 
 
 class EventsResponse(BaseModel):

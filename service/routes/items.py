@@ -52,4 +52,8 @@ async def post_items(body: ItemsRequest, request: Request, registry: RegistryDep
     check_room(model, [item["item_id"] for item in items], settings)
     if registry.state is not None:  # stored for every replica first: a 503 here leaves nothing half-added
         await anyio.to_thread.run_sync(registry.state.add_items, model.name, raw_inputs(items))
-    return FastJSON(apply(model, items, vectors))
+    answer = apply(model, items, vectors)
+    feedback = request.app.state.ranker.feedback
+    if feedback is not None:  # the raw inputs, so an export can write news.tsv rows for them
+        feedback.added(model.name, items)
+    return FastJSON(answer)

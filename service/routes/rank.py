@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from service import request_ids
 from service.errors import documented, unprocessable
+from service.request_ids import HEADER
 from service.responses import EncodedJSON
 from service.routes.deps import documented_body, parse_body, served_model
 from service.schemas import RankRequest, RankResponse, RecommendRequest
@@ -29,13 +31,18 @@ async def rank(request: Request) -> EncodedJSON:
     not know and no history; ConvNCF: any user it was not trained on) gets the bundle's fallback ranking,
     flagged by `fallback` in the response. Unknown candidates are returned in `unknown` and not scored;
     unknown history items are ignored. Histories longer than the model's `max_history` keep their last items.
+
+    Every answer has a `request_id` (also the X-Request-ID header; a client's own valid X-Request-ID is kept)
+    and is recorded in the feedback log: post clicks with it to attribute them.
     """
     body, state = await parse_body(request, RankRequest), request.app.state
     model, settings = served_model(request, state.registry, body.model), state.settings
     if len(body.candidates) > settings.max_candidates:
         raise unprocessable("candidates", f"{len(body.candidates)} candidates exceed the limit of "
                                           f"{settings.max_candidates}")
-    return EncodedJSON(state.ranker.rank(model, body.user_id, body.history, body.candidates))
+    request_id = answer_id(request)
+    return EncodedJSON(state.ranker.rank(model, body.user_id, body.history, body.candidates, request_id),
+                       headers={HEADER: request_id})
 
 
 @router.post("/recommend", response_model=RankResponse, response_class=EncodedJSON,
@@ -50,5 +57,13 @@ async def recommend(request: Request) -> EncodedJSON:
     model, settings = served_model(request, state.registry, body.model), state.settings
     if body.k > settings.max_k:
         raise unprocessable("k", f"{body.k} exceeds the limit of {settings.max_k}")
+    request_id = answer_id(request)
     return EncodedJSON(await state.ranker.recommend(model, body.user_id, body.history, body.k,
-                                                    body.exclude_history, body.exclude))
+                                                    body.exclude_history, body.exclude, request_id),
+                       headers={HEADER: request_id})
+
+
+def answer_id(request: Request) -> str:
+    """The answer's request id (service/request_ids.py), kept in the request's state for the access log."""
+    request.state.request_id = request_id = request_ids.request_id(request.headers)
+    return request_id

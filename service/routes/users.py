@@ -24,6 +24,10 @@ async def post_events(body: EventsRequest, request: Request, registry: RegistryD
 
     A model stores only the ids it knows; the others come back in `unknown`, per model. Ids unknown to a
     model change nothing there (no user is created).
+
+    Every request is recorded in the feedback log, with its `event` type; a `request_id` (from the /rank or
+    /recommend answer the items were clicked in) attributes it to that answer, in the log and in the online
+    metrics (recserve_attributed_clicks_total, recserve_clicked_position).
     """
     if body.model is not None:
         targets = [served_model(request, registry, body.model)]
@@ -40,4 +44,7 @@ async def post_events(body: EventsRequest, request: Request, registry: RegistryD
                                 model.max_history * ranker.settings.history_cap_factor)
         lengths[model.name] = len(model.stored_history(user_id) or ())
         unknown[model.name] = list(dict.fromkeys(missing))
+    feedback = ranker.feedback
+    if feedback is not None:  # after the state is stored: a 503 above records nothing
+        feedback.clicked(user_id, body.model, body.event, body.items, body.request_id)
     return FastJSON({"user_id": user_id, "models": lengths, "unknown": unknown})

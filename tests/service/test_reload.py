@@ -11,6 +11,7 @@ import httpx
 
 from tests.service.bundles import build
 from tests.service.processes import free_port, wait_for
+from tests.service.answers import ranking
 
 V0, V1, V1B = "20251231T000000Z-00000000", "20260101T000000Z-00000001", "20260101T120000Z-0000001b"
 V2, V3, V4 = "20260102T000000Z-00000002", "20260103T000000Z-00000003", "20260104T000000Z-00000004"
@@ -43,7 +44,7 @@ def test_corrupted_newer_bundle_is_refused_and_the_old_keeps_serving(make_client
     r = client.post("/admin/reload")
     assert r.status_code == 409
     assert "item_encoder.onnx: sha256 mismatch" in r.json()["detail"] and "gru4recf" in r.json()["refused"]
-    assert client.post("/rank", json=RANK).json() == old
+    assert ranking(client.post("/rank", json=RANK)) == ranking(old)
     ready = client.get("/readyz")  # as before: the old version serves, and is no fallback (it was LATEST's)
     assert ready.status_code == 200 and ready.json()["status"] == "ready" and ready.json()["fallbacks"] == {}
     assert all(m["fallback_from"] is None for m in client.get("/models").json())

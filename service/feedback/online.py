@@ -1,0 +1,121 @@
+"""What the service records of its traffic and counts online: each answer (an impression), each click (an
+event, attributed to its answer by request id), each item added. The routes call `Feedback`; it builds the
+records (service/feedback/records.py), updates the Prometheus counters and queues the records for the
+writer thread (service/feedback/recorder.py), so a request pays for a few dict and counter operations only.
+
+Online metrics, per model, version and arm: recserve_impressions_total (with `fallback`),
+recserve_items_shown_total, recserve_attributed_clicks_total and recserve_clicked_position; CTR per version
+is `sum by (model, version) (rate(recserve_attributed_clicks_total[5m])) / sum by (model, version)
+(rate(recserve_impressions_total[5m]))`. With RECSERVE_FEEDBACK_SAMPLE below 1 they count the sampled
+answers, so the ratio stays right.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from service.cache import RedisStore, Store
+from service.config import Settings, SettingsError
+from service.feedback import records
+from service.feedback.attribution import LocalShown, RedisShown, Summary
+from service.feedback.records import LazyIds
+from service.feedback.recorder import Recorder
+from service.feedback.sinks import FileSink, RedisStreamSink, Sink
+from service.metrics import Metrics
+
+log = logging.getLogger("recserve.feedback")
+WRITER_TIMEOUT_S = 2.0  # the writer thread's Redis timeout: off the request path, so it may wait for a busy Redis
+
+
+class Feedback:
+    def __init__(self, settings: Settings, metrics: Metrics, recorder: Recorder, logging_on: bool):
+        self.metrics, self.recorder, self.logging_on = metrics, recorder, logging_on
+        self.sample = settings.feedback_sample
+        self.salt = settings.feedback_user_salt.get_secret_value() if settings.feedback_user_salt else None
+        self.positions = settings.attribution_items
+
+    @classmethod
+    def start(cls, settings: Settings, metrics: Metrics, store: Store) -> Feedback:
+        """The sink and attribution store the settings name, and the writer thread. `store`: the app's cache,
+        whose Redis the click lookups share when the log has no Redis of its own."""
+        url = settings.feedback_redis_url or settings.redis_url or None  # "" (an unset compose variable): none
+        kind = settings.feedback_sink if settings.feedback_sink != "auto" else ("redis" if url else "files")
+        if kind == "redis" and url is None:
+            raise SettingsError("RECSERVE_FEEDBACK_SINK=redis needs RECSERVE_FEEDBACK_REDIS_URL or RECSERVE_REDIS_URL")
+        retry_s = max(settings.redis_retry_s, 0.1)
+        # the writer thread's own client: off the request path, it may wait longer for a busy Redis
+        writer = RedisStore(url, WRITER_TIMEOUT_S, retry_s, lambda down: None) if url else None
+        sink: Sink | None = None
+        if kind == "redis":
+            key = records.stream_key(settings.cache_prefix)
+            sink, where = RedisStreamSink(writer, key, settings.feedback_max_entries,
+                                          settings.feedback_retention_s), f"Redis stream {key}"
+        elif kind == "files":
+            folder = settings.feedback_dir or Path(settings.artifacts).absolute().parent / "feedback"
+            sink, where = FileSink(folder, settings.feedback_file_bytes, settings.feedback_retention_s), \
+                f"files under {folder}"
+        else:
+            where = "nowhere (RECSERVE_FEEDBACK_SINK=off)"
+        if url is None:
+            shown = LocalShown(settings.attribution_window_s)
+        else:
+            reader = store if isinstance(store, RedisStore) and not settings.feedback_redis_url else \
+                RedisStore(url, settings.redis_timeout_s, settings.redis_retry_s, lambda down: None)
+            shown = RedisShown(writer, reader, settings.cache_prefix, settings.attribution_window_s)
+        log.info("feedback log: %s%s", where,
+                 f", {settings.feedback_sample:.0%} of answers" if settings.feedback_sample < 1 else "")
+        recorder = Recorder(sink, shown, metrics, settings.feedback_buffer, settings.feedback_batch,
+                            settings.feedback_flush_s, retry_s)
+        return cls(settings, metrics, recorder, sink is not None)
+
+    def answered(self, model, route: str, request_id: str, user_id: str | None, window: Sequence[int],
+                 history_len: int, rows: Sequence[int], scores: np.ndarray, fallback: str | None,
+                 arm: str = records.DEFAULT_ARM) -> None:
+        """An answer of catalog `rows` was sent: count it, and queue its record and its summary for click
+        attribution. Ids are looked up in the writer thread (`LazyIds`)."""
+        if self.sample < 1.0 and random.random() >= self.sample:
+            return
+        labels = (model.name, model.version, arm)
+        metrics = self.metrics
+        metrics.child(metrics.impressions, *labels, "true" if fallback else "false").inc()
+        metrics.child(metrics.items_shown, *labels).inc(len(rows))
+        now, catalog = time.time(), model.catalog
+        record = None
+        if self.logging_on:
+            record = records.impression(
+                request_id, records.hashed_user(user_id, self.salt), model.name, model.bundle.kind, model.version,
+                route, fallback, LazyIds(catalog, window), history_len, LazyIds(catalog, rows), scores, arm, ts=now)
+        summary = Summary(model.name, model.version, arm, LazyIds(catalog, rows[:self.positions]))
+        self.recorder.add(record, (request_id, now, summary))
+
+    def clicked(self, user_id: str, model: str | None, event: str, items: Sequence[str],
+                request_id: str | None) -> None:
+        """Events were posted: count those attributed to a recorded answer (by position), queue the record."""
+        metrics = self.metrics
+        summary = self.recorder.shown.find(request_id) if request_id is not None else None
+        if summary is not None:
+            labels = (summary.model, summary.version, summary.arm)
+            positions = {item: rank for rank, item in enumerate(summary.items, 1)}
+            metrics.child(metrics.attributed_clicks, *labels).inc(len(items))
+            histogram = metrics.child(metrics.clicked_position, *labels)
+            for item in items:
+                histogram.observe(positions.get(item, float("inf")))
+        metrics.child(metrics.events, event, "true" if summary is not None else "false").inc(len(items))
+        if self.logging_on:
+            self.recorder.add(records.event(records.hashed_user(user_id, self.salt), model, items, request_id,
+                                            event))
+
+    def added(self, model: str, items: Sequence[dict]) -> None:
+        """Items were added or updated through /items: their raw inputs go to the log (for news.tsv exports)."""
+        if self.logging_on:
+            for item in items:
+                self.recorder.add(records.added_item(model, item["item_id"], item["title"], item.get("category")))
+
+    def close(self) -> None:
+        self.recorder.close()
+
