@@ -41,6 +41,8 @@ class Summary(NamedTuple):
 
 
 class Shown(Protocol):
+    immediate: bool  # remember() is cheap enough for the request path (else the recorder's thread calls it)
+
     def remember(self, entries: Sequence[tuple[str, float, Summary]]) -> None:
         """Keep (request id, answer time, summary) entries; may raise (the recorder logs and drops them)."""
 
@@ -49,7 +51,10 @@ class Shown(Protocol):
 
 
 class LocalShown:
-    """In process, for one process without Redis: at most `size` answers, each for `window_s`."""
+    """In process, for one process without Redis: at most `size` answers, each for `window_s`. Remembered as
+    the answer is made (a dict insert; ids looked up only for a click), so even an immediate click finds it."""
+
+    immediate = True
 
     def __init__(self, window_s: float, size: int = 200_000):
         self.window_s, self.size = window_s, size
@@ -59,7 +64,7 @@ class LocalShown:
     def remember(self, entries: Sequence[tuple[str, float, Summary]]) -> None:
         with self._lock:
             for request_id, ts, summary in entries:
-                self._entries[request_id] = (ts, summary.resolved())
+                self._entries[request_id] = (ts, summary)
                 self._entries.move_to_end(request_id)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
@@ -68,13 +73,16 @@ class LocalShown:
         found = self._entries.get(request_id)
         if found is None or time.time() - found[0] > self.window_s:
             return None
-        return found[1]
+        return found[1].resolved()
 
 
 class RedisShown:
     """In Redis, shared by every worker and replica. `writer` (service.cache.RedisStore) serves the recorder's
     thread, `reader` (short timeouts, its own circuit breaker) the lookups on the request path: while Redis is
-    down a lookup answers None at once."""
+    down a lookup answers None at once. Answers are remembered with the recorder's batches, so a click within
+    a flush interval (RECSERVE_FEEDBACK_FLUSH_S) of its answer may not find it yet."""
+
+    immediate = False
 
     def __init__(self, writer: RedisStore, reader: RedisStore, prefix: str, window_s: int):
         self.writer, self.reader, self.prefix, self.window_s = writer, reader, prefix, window_s

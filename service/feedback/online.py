@@ -90,8 +90,12 @@ class Feedback:
             record = records.impression(
                 request_id, records.hashed_user(user_id, self.salt), model.name, model.bundle.kind, model.version,
                 route, fallback, LazyIds(catalog, window), history_len, LazyIds(catalog, rows), scores, arm, ts=now)
-        summary = Summary(model.name, model.version, arm, LazyIds(catalog, rows[:self.positions]))
-        self.recorder.add(record, (request_id, now, summary))
+        shown = (request_id, now, Summary(model.name, model.version, arm, LazyIds(catalog, rows[:self.positions])))
+        if self.recorder.shown.immediate:
+            self.recorder.shown.remember([shown])
+            shown = None
+        if record is not None or shown is not None:
+            self.recorder.add(record, shown)
 
     def clicked(self, user_id: str, model: str | None, event: str, items: Sequence[str],
                 request_id: str | None) -> None:
