@@ -44,10 +44,12 @@ def wrk(url: str, bodies: Path | None, seconds: int, method: str) -> float:
     return out["requests"] / (out["duration_us"] / 1e6)
 
 
-def serve(tree: Path, artifacts: Path, prefix: str) -> tuple[subprocess.Popen, str]:
+def serve(tree: Path, artifacts: Path, prefix: str, settings: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """One uvicorn worker of `tree` on `artifacts`, Redis on; `settings`: more RECSERVE_ variables."""
     port = free_port()
     env = {**os.environ, "RECSERVE_ARTIFACTS": str(artifacts), "RECSERVE_REDIS_URL": "redis://127.0.0.1:6379/0",
-           "RECSERVE_CACHE_PREFIX": prefix, "RECSERVE_LOG_LEVEL": "warning", "PYTHONPATH": str(tree)}
+           "RECSERVE_CACHE_PREFIX": prefix, "RECSERVE_LOG_LEVEL": "warning", "PYTHONPATH": str(tree),
+           **(settings or {})}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port)], cwd=tree,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -1,0 +1,115 @@
+"""What recording costs the warm /rank path (issue #29's budget: at most 5% lower), and that a dead sink costs
+nothing more and holds memory bounded, as ratios taken in one run.
+
+    python bench/feedback_cost.py --before <commit> --artifacts <artifacts> [--repeats 3] [--soak 600]
+
+Each run is a real uvicorn server (one worker, Redis on for the cache and state), wrk at concurrency 16: GET
+/healthz, then warm POST /rank (50 known users named by `user_id`, 100 candidates each; bench/state_cost.py's
+bodies). A row is /rank req/s over the /healthz req/s just before it. The configurations alternate, `--repeats`
+times, and the medians are compared:
+- before: `--before`, a commit that records nothing;
+- redis: this tree, the feedback log on the Redis stream (the default with Redis);
+- files: this tree, the JSON Lines files sink;
+- sink down: this tree, the log's Redis (RECSERVE_FEEDBACK_REDIS_URL) a port where nothing listens.
+wrk fails the run on any non-2xx answer. `--soak S` then keeps /rank under load for S seconds with the sink
+down, sampling the worker's resident memory every 30 s, and reports the records dropped. Run it alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from state_cost import ROOT, forget, free_port, rank_bodies, serve, wrk
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def dropped(url: str) -> float:
+    total = 0.0
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("recserve_log_dropped_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--before", required=True, help="a commit that records nothing")
+    p.add_argument("--artifacts", type=Path, required=True)
+    p.add_argument("--model", default="gru4recf", help="a model that keeps histories")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seconds", type=int, default=5)
+    p.add_argument("--soak", type=int, default=0, help="seconds of load with the sink down, memory sampled")
+    args = p.parse_args()
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with tempfile.TemporaryDirectory() as tmp:
+        before = Path(tmp) / "before"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(before), args.before], check=True)
+        configs = {"before": (before, {}), "redis": (ROOT, {}),
+                   "files": (ROOT, {"RECSERVE_FEEDBACK_SINK": "files", "RECSERVE_FEEDBACK_DIR": f"{tmp}/log"}),
+                   "sink down": (ROOT, {"RECSERVE_FEEDBACK_REDIS_URL": dead})}
+        try:
+            bodies = rank_bodies(args.artifacts, args.model, Path(tmp), "user_id")
+            ratios: dict[str, list[float]] = {name: [] for name in configs}
+            for _ in range(args.repeats):
+                for name, (tree, settings) in configs.items():
+                    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+                    proc, url = serve(tree, args.artifacts, prefix, settings)
+                    try:
+                        wrk(f"{url}/rank", bodies, 2, "POST")  # warm: every user vector cached
+                        healthz = wrk(f"{url}/healthz", None, args.seconds, "GET")
+                        rank = wrk(f"{url}/rank", bodies, args.seconds, "POST")
+                        lost = dropped(url) if tree == ROOT else 0
+                    finally:
+                        proc.terminate()
+                        proc.wait(20)
+                        forget(prefix)
+                    ratios[name].append(rank / healthz)
+                    print(f"{name}: /healthz {healthz:.0f} req/s, warm /rank {rank:.0f} req/s, ratio "
+                          f"{rank / healthz:.3f}, records dropped {lost:.0f}", flush=True)
+            med = {k: statistics.median(v) for k, v in ratios.items()}
+            print(json.dumps({"median_ratio": med, "over_before": {k: v / med["before"] for k, v in med.items()},
+                              "runs": ratios}), flush=True)
+            if args.soak:
+                soak(args, bodies, dead)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
+
+
+def soak(args, bodies: Path, dead: str) -> None:
+    """/rank under load for `args.soak` seconds with the log's Redis down: resident memory every 30 s."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    proc, url = serve(ROOT, args.artifacts, prefix, {"RECSERVE_FEEDBACK_REDIS_URL": dead})
+    samples = []
+    try:
+        wrk(f"{url}/rank", bodies, 2, "POST")
+        load = threading.Thread(target=lambda: samples.append(("rps", wrk(f"{url}/rank", bodies, args.soak, "POST"))))
+        start = time.monotonic()
+        load.start()
+        while load.is_alive():
+            samples.append((round(time.monotonic() - start), rss_mb(proc.pid)))
+            load.join(30)
+        print(json.dumps({"soak_s": args.soak, "rss_mb": [s for s in samples if s[0] != "rps"],
+                          "rank_rps": [s[1] for s in samples if s[0] == "rps"], "dropped": dropped(url)}), flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        forget(prefix)
+
+
+if __name__ == "__main__":
+    main()
