@@ -1,7 +1,7 @@
 """Files of `recserve recommend`, by suffix: users from a text file (one id per line) or a Parquet file (a
 `user_id` column); records to JSON lines or, for `.parquet`, a Parquet file of the same fields. Both engines
 (service/batch.py in one process, service/batch_ray.py on Ray) read and write through here, so their files
-are alike. pyarrow is imported only for Parquet: the serving image has none and needs none for text."""
+are alike. pyarrow is imported only for Parquet: text files need none."""
 from __future__ import annotations
 
 import json

@@ -8,9 +8,11 @@ from pathlib import Path
 
 
 def add_commands(sub) -> None:
-    """The service's commands on the `recserve` parser: serve, recommend."""
+    """The service's commands on the `recserve` parser: serve, recommend, logs export, evaluate."""
     add_serve_parser(sub)
     add_recommend_parser(sub)
+    add_logs_parser(sub)
+    add_evaluate_parser(sub)
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -18,8 +20,10 @@ def user_errors() -> tuple[type[Exception], ...]:
     from bundle.contract import BundleError
     from service.batch_io import BatchInputError
     from service.config import SettingsError
+    from service.feedback.export import ExportError
+    from service.feedback.reader import LogError
 
-    return BundleError, FileNotFoundError, SettingsError, BatchInputError
+    return BundleError, FileNotFoundError, SettingsError, BatchInputError, LogError, ExportError
 
 
 def add_serve_parser(sub) -> None:
@@ -156,3 +160,125 @@ def check_recommend_paths(args) -> None:
                                 "nor a model folder (no LATEST)")
     if not args.out.parent.is_dir():
         raise FileNotFoundError(f"--out {args.out}: folder {args.out.parent} does not exist")
+
+
+# --- the feedback log: export it as training data, evaluate a bundle on it ---------------------------------
+
+LOG_SOURCE_HELP = ("the log: a redis:// URL (its stream is <prefix>:{log}:records) or the files sink's folder "
+                   "(records-*.jsonl); default: where the service with these settings writes it, "
+                   "$RECSERVE_FEEDBACK_REDIS_URL or $RECSERVE_REDIS_URL (unless $RECSERVE_FEEDBACK_SINK=files), else "
+                   "$RECSERVE_FEEDBACK_DIR, else feedback/ beside $RECSERVE_ARTIFACTS")
+
+
+def add_log_options(p) -> None:
+    """--source, --prefix, --since, --until, --window, --event-types: what both log commands read."""
+    p.add_argument("--source", "--logs", dest="source", default=None, help=LOG_SOURCE_HELP)
+    p.add_argument("--prefix", default=None,
+                   help="the service's key prefix, for a redis:// source (default: $RECSERVE_CACHE_PREFIX, recserve)")
+    p.add_argument("--since", type=log_time, default=None, metavar="TIME",
+                   help="first record time: ISO-8601 (UTC unless it names a zone) or Unix seconds (default: the start)")
+    p.add_argument("--until", type=log_time, default=None, metavar="TIME",
+                   help="records before this time, same forms (default: the end)")
+    p.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
+                   help="attribution window: a click counts for an impression if it comes this long after it at most "
+                        "(default: the service's, $RECSERVE_ATTRIBUTION_WINDOW_S or 900)")
+    p.add_argument("--event-types", nargs="+", default=["click"], metavar="TYPE",
+                   help="event types that count as clicks (default: click)")
+
+
+def log_time(text: str) -> float:
+    import argparse
+
+    from service.feedback.reader import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def log_source(args):
+    """The Reader of --source, or of the log the service would write with this environment's settings (whose
+    attribution window is also --window's default)."""
+    from service.config import Settings
+    from service.feedback.reader import Reader
+
+    settings = Settings()
+    if args.window is None:
+        args.window = float(settings.attribution_window_s)
+    source = args.source
+    if source is None and settings.feedback_sink != "files":
+        source = settings.feedback_redis_url or settings.redis_url
+    if source is None:
+        source = str(settings.feedback_dir or Path(settings.artifacts).absolute().parent / "feedback")
+    return Reader(source, args.prefix or settings.cache_prefix)
+
+
+def add_logs_parser(sub) -> None:
+    logs = sub.add_parser("logs", help="the feedback log: export it as training data",
+                          description="Read the feedback log the service writes (impressions, clicks, added items).")
+    logs_sub = logs.add_subparsers(dest="logs_command", required=True)
+    p = logs_sub.add_parser("export", help="write the log as training data, one folder per model",
+                            description="Write the feedback log as training data into --out: per news model "
+                                        "<model>/behaviors.tsv + news.tsv (MIND), per interaction model "
+                                        "<model>/<model>.inter (RecBole), and impressions.parquet + events.parquet; "
+                                        "`recserve train --model KIND --data OUT/<model>` trains on a model's "
+                                        "folder. See service/feedback/export.py.")
+    add_log_options(p)
+    p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for the training data")
+    p.add_argument("--news", action="append", default=[], metavar="MODEL=FILE",
+                   help="news model MODEL: the news.tsv it was trained on, whose rows lead the exported news.tsv "
+                        "(the log's added items replace rows of the same id); repeat for several models")
+    p.add_argument("--merge-inter", action="append", default=[], metavar="MODEL=FILE",
+                   help="interaction model MODEL: an earlier .inter whose rows (user_id, item_id, timestamp) lead "
+                        "the exported one; repeat for several models")
+    p.set_defaults(func=cmd_logs_export)
+
+
+def cmd_logs_export(args) -> int:
+    import sys
+
+    from service.feedback.export import export, parse_pairs, summary
+    from service.batch_io import pyarrow
+
+    pyarrow()  # not installed: say so before reading the log
+    news, merge = parse_pairs(args.news, "--news"), parse_pairs(args.merge_inter, "--merge-inter")
+    reader = log_source(args)
+    result = export(reader.records(args.since, args.until), args.out, args.window, news, merge, args.event_types)
+    for warning in result["warnings"]:
+        print("recserve: warning: " + warning, file=sys.stderr)
+    print(summary(result, reader.partial))
+    return 0
+
+
+def add_evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="replay the logged impressions through a candidate bundle",
+                       description="Rank the logged impressions that got a click with a candidate bundle, as the "
+                                   "service would, and print its metrics next to those of the rankings served "
+                                   "(/rank: group AUC, MRR, nDCG@5, nDCG@10; /recommend: hit@k, nDCG@k, k the "
+                                   "number of items shown).")
+    p.add_argument("--bundle", type=Path, required=True, help="a bundle folder, or ARTIFACTS/<model> (uses LATEST)")
+    p.add_argument("--model", default=None, help="the logged model whose impressions to replay (default: the "
+                                                  "bundle's model name)")
+    add_log_options(p)
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from service.feedback.evaluate import evaluate, table
+
+    if not ((args.bundle / "manifest.json").is_file() or (args.bundle / "LATEST").is_file()):
+        raise FileNotFoundError(f"--bundle {args.bundle}: not a bundle folder (no manifest.json) "
+                                "nor a model folder (no LATEST)")
+    if args.json is not None and not args.json.parent.is_dir():
+        raise FileNotFoundError(f"--json {args.json}: folder {args.json.parent} does not exist")
+    reader = log_source(args)
+    report = evaluate(reader.records(args.since, args.until), args.bundle, args.model, args.window,
+                      args.event_types)
+    print(table(report))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return 0

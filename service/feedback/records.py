@@ -6,7 +6,7 @@ service's clock when the record was made). Three types:
 
 impression: one answer of /rank or /recommend.
     request_id  the answer's id (also its X-Request-ID header)
-    user        the user id, a salted hash of it ("h:<hex>", RECSERVE_LOG_USER_SALT), or null
+    user        the user id, a salted hash of it ("h:<hex>", RECSERVE_FEEDBACK_USER_SALT), or null
     model, kind, version, arm
                 the served model's name, its kind (bundle.contract KINDS: "nrms", "plm_nrms", "convncf", ...),
                 bundle version, and the experiment arm ("default" outside experiments)
