@@ -160,7 +160,7 @@ class Ranker:
             drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
             rows, scores = model.fallback.top(k, drop, model.catalog.size, self.settings.fallback_fresh_items)
             return self._response(model, "recommend", request_id, user, rows.tolist(), scores, unknown,
-                                  model.fallback.kind)
+                                  model.fallback.kind, drop)
         key = self.user_key(model, user.user_id, user.window)
         vector = self.user_vector(model, user, key)
         drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
@@ -174,10 +174,11 @@ class Ranker:
         else:
             rows, raw = retrieval.exact(model, vector, k, drop, pairwise)
         return self._response(model, "recommend", request_id, user, rows.tolist(), model.reported_scores(raw),
-                              unknown)
+                              unknown, excluded=drop)
 
     def _response(self, model: ServedModel, route: str, request_id: str, user: User, rows: list[int],
-                  scores: np.ndarray, unknown: list[str], fallback: str | None = None) -> bytes:
+                  scores: np.ndarray, unknown: list[str], fallback: str | None = None,
+                  excluded: np.ndarray | Sequence[int] = ()) -> bytes:
         """The answer's JSON body; the answer is recorded (service/feedback) when the ranker records."""
         if not np.isfinite(scores).all():  # a broken bundle; JSON has no NaN, and null would break clients
             raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
@@ -185,5 +186,5 @@ class Ranker:
                             request_id)
         if self.feedback is not None:
             self.feedback.answered(model, route, request_id, user.user_id, user.window, len(user.seen),
-                                   rows, scores, fallback)
+                                   rows, scores, fallback, excluded)
         return body

@@ -6,18 +6,15 @@ ranks), of each impression of the model a user saw (shadow arms left out) with a
 - /rank: the logged items, reranked by the candidate for the logged history window (or, for an empty window,
   the logged user, as the service resolves them); metrics of MIND: group AUC, MRR, nDCG@5, nDCG@10 of the
   clicked items. Items the candidate does not know rank last.
-- /recommend: the candidate's top k for the same user, k = the number of items shown (history excluded, as
-  the API's default); hit@k and nDCG@k of the clicked items.
+- /recommend: the candidate's top k for the same user, k = the number of items shown, leaving out what the
+  served answer left out (the record's `excluded`: the history and the request's `exclude`); hit@k and nDCG@k
+  of the clicked items.
 The served figures come from the logged order and scores. Items added through /items (the log's item records
 of the model) are added to the candidate as they come, as the service would, so later impressions can show
 them.
 
-What the log cannot replay: /recommend left out the user's whole known history (and the request's `exclude`),
-the log keeps only the window the model saw. The replay leaves out the window alone: for a user whose history
-was longer (`history_len` above the window's length) the candidate may show an older item the served answer
-could not, so even the served bundle replays to slightly different /recommend figures there. (The candidate's
-own stored history of the user is no substitute: a bundle trained on later data holds the very clicks being
-evaluated.) /rank replays exactly.
+Both routes replay exactly: the served bundle replays to the served figures. (A record written before
+impressions carried `excluded` replays /recommend leaving out the window alone.)
 """
 from __future__ import annotations
 
@@ -103,7 +100,11 @@ async def _answer(ranker, model, record: dict, route: str, shown: list[str]) -> 
     if route == "rank":
         body = ranker.rank(model, user, history, shown)
     else:
-        body = await ranker.recommend(model, user, history, len(shown), True, ())
+        excluded = record.get("excluded")
+        if excluded is None:  # an older record: the window is all that is known of what was left out
+            body = await ranker.recommend(model, user, history, len(shown), True, ())
+        else:
+            body = await ranker.recommend(model, user, history, len(shown), False, excluded)
     return json.loads(body)
 
 

@@ -75,7 +75,7 @@ class Feedback:
 
     def answered(self, model, route: str, request_id: str, user_id: str | None, window: Sequence[int],
                  history_len: int, rows: Sequence[int], scores: np.ndarray, fallback: str | None,
-                 arm: str = records.DEFAULT_ARM) -> None:
+                 excluded: Sequence[int] = (), arm: str = records.DEFAULT_ARM) -> None:
         """An answer of catalog `rows` was sent: count it, and queue its record and its summary for click
         attribution. Ids are looked up in the writer thread (`LazyIds`)."""
         if self.sample < 1.0 and random.random() >= self.sample:
@@ -89,7 +89,8 @@ class Feedback:
         if self.logging_on:
             record = records.impression(
                 request_id, records.hashed_user(user_id, self.salt), model.name, model.bundle.kind, model.version,
-                route, fallback, LazyIds(catalog, window), history_len, LazyIds(catalog, rows), scores, arm, ts=now)
+                route, fallback, LazyIds(catalog, window), history_len, LazyIds(catalog, rows), scores, arm, ts=now,
+                excluded=LazyIds(catalog, excluded))
         shown = (request_id, now, Summary(model.name, model.version, arm, LazyIds(catalog, rows[:self.positions])))
         if self.recorder.shown.immediate:
             self.recorder.shown.remember([shown])

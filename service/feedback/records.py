@@ -18,6 +18,9 @@ impression: one answer of /rank or /recommend.
     items       the item ids shown, best first (rank = position + 1): /rank's ranked known candidates,
                 /recommend's k results
     scores      their scores as answered, same order
+    excluded    /recommend: the items it was told to leave out (the history, unless exclude_history was false,
+                and `exclude`), so a replay can leave out the same; /rank: empty; null: not recorded (a
+                record made by hand, or before the field existed)
     shadow      true for a shadow arm's ranking, which no user saw
 event: a POST /users/{id}/events.
     user        as in impressions (hashed the same way, so they join)
@@ -68,12 +71,13 @@ def hashed_user(user_id: str | None, salt: str | None) -> str | None:
 
 def impression(request_id: str, user: str | None, model: str, kind: str, version: str, route: str,
                fallback: str | None, history: Sequence[str], history_len: int, items: Sequence[str],
-               scores: Any, arm: str = DEFAULT_ARM, shadow: bool = False, ts: float | None = None) -> dict:
+               scores: Any, arm: str = DEFAULT_ARM, shadow: bool = False, ts: float | None = None,
+               excluded: Sequence[str] | None = None) -> dict:
     """An impression record; `scores` may be a numpy array (the writer encodes it)."""
     return {"type": "impression", "v": SCHEMA_VERSION, "ts": time.time() if ts is None else ts,
             "request_id": request_id, "user": user, "model": model, "kind": kind, "version": version, "arm": arm,
             "route": route, "fallback": fallback, "history": history, "history_len": history_len,
-            "items": items, "scores": scores, "shadow": shadow}
+            "items": items, "scores": scores, "excluded": excluded, "shadow": shadow}
 
 
 def event(user: str, model: str | None, items: Sequence[str], request_id: str | None, kind: str = "click",
