@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from models.base import DotScorer, OnnxPart, RecModel, id_part, sequence_part
 from models.layers import Dropout, Lookup, gather_positions
+from models.limits import AT_LEAST_1, PROBABILITY, TRAIN_MODES
 from models.recipe import DatasetMismatch, Recipe
 
 
@@ -32,6 +33,8 @@ class GRU4RecFConfig:
     dropout_prob: float = 0.3                     # dropout on the item embeddings
     max_seq_length: int = 50                      # longest history the user encoder reads
     selected_features: list[str] = field(default_factory=lambda: ["class"])  # item features to use
+    train_mode: str = "prefix"                    # "prefix": one sample per prefix (RecBole's recipe); "window":
+                                                  # the next-item loss at every position of a window, one pass
 
 
 class GRU4RecFUserEncoder(nn.Module):
@@ -127,4 +130,7 @@ RECIPE = Recipe(
     attach=lambda model, data, opts: model.set_item_features(
         {f: torch.from_numpy(data.item_features[f]) for f in opts.features}),
     defaults={"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},  # RecBole 1.2.1's batch size
+    limits={"embedding_size": AT_LEAST_1, "hidden_size": AT_LEAST_1, "num_layers": AT_LEAST_1,
+            "dropout_prob": PROBABILITY, "train_mode": TRAIN_MODES},
+    from_data=("max_seq_length", "selected_features"), data_options=("max_seq_length", "features"),
 )
