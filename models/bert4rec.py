@@ -146,9 +146,14 @@ class BERT4Rec(RecModel):
             module.weight.data.fill_(1.0)
 
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        seq = append_mask(batch["item_seq"], batch["seq_len"], 0)  # room for the target
-        seq = seq.scatter(1, batch["seq_len"][:, None], batch["target"][:, None])
-        masked = self._training_mask(seq, batch["seq_len"])
+        """Cloze loss over a prefix sample's history + target (train_mode prefix) or over a whole window of a
+        user's sequence (train_mode window: batches without "target"), whose last item plays the target."""
+        if "target" in batch:
+            seq = append_mask(batch["item_seq"], batch["seq_len"], 0)  # room for the target
+            seq, last = seq.scatter(1, batch["seq_len"][:, None], batch["target"][:, None]), batch["seq_len"]
+        else:
+            seq, last = batch["item_seq"], batch["seq_len"] - 1
+        masked = self._training_mask(seq, last)
         hidden = self.network(seq.masked_fill(masked, self.mask_token))[masked]  # [M, H]
         logits = hidden @ self.item_embedding.weight[: self.cfg.n_items].T + self.output_bias
         return F.cross_entropy(logits, seq[masked])
