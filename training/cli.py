@@ -194,6 +194,54 @@ def metrics_table(kind: str, metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def add_tune_parser(sub) -> None:
+    p = sub.add_parser("tune", help="search a model's settings on its validation metric (Optuna)",
+                       description="Search settings with Optuna's TPE on the validation metric, pruning trials "
+                                   "whose per-epoch figure trails the median. The study is kept in --study "
+                                   "(SQLite): the same command again continues it. Prints a line per trial and "
+                                   "writes the best settings to <study>/best.yaml for `recserve train --config`.")
+    p.add_argument("--model", choices=sorted(KINDS), help="which model to tune (default: the --config file's kind)")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder, as for recserve train")
+    p.add_argument("--trials", type=positive, required=True,
+                   help="finished (complete or pruned) trials the study should hold; a rerun runs the rest")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this long (each worker)")
+    p.add_argument("--space", type=Path, metavar="FILE",
+                   help="a YAML search space replacing the model's default (training/tune_spaces.py): "
+                        "name: [values] or name: {low, high, log}")
+    p.add_argument("--study", type=Path, metavar="DIR", help="the study's folder (default: studies/<model>)")
+    p.add_argument("--jobs", type=positive,
+                   help="trials at once, each in its own process with cores / jobs torch threads (default: one per "
+                        "4 cores, at least one; on 2 cores one trial at a time with both cores)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="settings every trial starts from (as recserve train)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                   help="a setting every trial starts from, e.g. --set epochs=5 (repeatable); the space's win")
+    p.set_defaults(func=cmd_tune)
+
+
+def cmd_tune(args) -> int:
+    import os
+
+    from training.settings import read_file, resolve
+    from training.tune import TuneJob, default_jobs, summary, tune
+    from training.tune_spaces import load_space
+
+    kind = args.model or _config_kind(args.config)
+    if not kind:
+        raise SystemExit("recserve tune needs --model (or a --config naming its kind)")
+    base = resolve(kind, config=read_file(args.config) if args.config else None, assignments=args.settings)
+    space = load_space(kind, args.space)
+    cores = os.cpu_count() or 1
+    jobs = args.jobs or default_jobs(cores)
+    study = args.study or Path("studies") / kind
+    job = TuneJob(kind, str(args.data), str(study), base.as_dict(), space, args.trials, args.timeout,
+                  threads=max(1, cores // jobs))
+    print(f"tuning {kind} on {args.data}: {args.trials} trials, {jobs} at a time with {job.threads} thread(s) each, "
+          f"on valid {base.train['monitor']}; study {study}; space: {', '.join(space)}", flush=True)
+    tune(job, jobs)
+    print(summary(study))
+    return 0
+
+
 def add_export_parser(sub) -> None:
     p = sub.add_parser("export", help="re-export a saved checkpoint as a bundle",
                        description="Rebuild a bundle from best.pt (and the bundle_data/ folder beside it).")
@@ -217,6 +265,7 @@ def cmd_export(args) -> int:
 def add_commands(sub) -> None:
     """Training's commands on the `recserve` parser: train, export, data (synthetic, fetch)."""
     add_train_parser(sub)
+    add_tune_parser(sub)
     add_export_parser(sub)
     data = sub.add_parser("data", help="make or download datasets",
                           description="Generate the built-in synthetic data or download real datasets.")
