@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from models.limits import AT_LEAST_1, NON_NEGATIVE, POSITIVE, OneOf, Range, SettingError
+from models.limits import AT_LEAST_1, NON_NEGATIVE, OneOf, SettingError
 from models.recipe import Recipe
 from models.registry import KINDS, recipe as recipe_of
 from training.loop import TrainConfig
@@ -35,7 +35,8 @@ SECTIONS = ("train", "data", "model")
 # The metrics each data family's evaluation reports: what `train.monitor` may name.
 METRICS = {"interactions": ("ndcg@10", "recall@10", "mrr@10", "hit@10"),
            "news": ("group_auc", "mrr", "ndcg@5", "ndcg@10")}
-TRAIN_LIMITS = {"epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE, "weight_decay": NON_NEGATIVE,
+# lr 0 stays allowed: a run that only validates its starting point (the DDP tests use one).
+TRAIN_LIMITS = {"epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
                 "patience": AT_LEAST_1, "seed": NON_NEGATIVE, "max_steps_per_epoch": AT_LEAST_1,
                 "device": OneOf(("auto", "cpu", "cuda"))}
 DATA_LIMITS = {"k_core": NON_NEGATIVE, "max_seq_length": AT_LEAST_1}

@@ -1,7 +1,6 @@
 """Settings by name (training/settings.py): every kind's fields set and refused through the registry, the
 precedence of --config, the explicit options and --set, and the effective settings in metrics.json and the manifest."""
 import json
-from pathlib import Path
 
 import pytest
 import yaml

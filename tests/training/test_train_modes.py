@@ -1,6 +1,5 @@
 """train_mode window (training/data/sequences.py window_samples): the faster path gives the reference
 path's loss where they should agree, and its batches cover every target once."""
-from dataclasses import replace
 
 import numpy as np
 import pytest
