@@ -214,7 +214,9 @@ def add_tune_parser(sub) -> None:
                         "4 cores, at least one; on 2 cores one trial at a time with both cores)")
     p.add_argument("--config", type=Path, metavar="FILE", help="settings every trial starts from (as recserve train)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
-                   help="a setting every trial starts from, e.g. --set epochs=5 (repeatable); the space's win")
+                   help="a setting every trial starts from, e.g. --set epochs=5 (repeatable); the space's values "
+                        "override it")
+    p.add_argument("--valid-behaviors", type=Path, help="nrms: a behaviors.tsv to validate on (as recserve train)")
     p.set_defaults(func=cmd_tune)
 
 
@@ -234,7 +236,7 @@ def cmd_tune(args) -> int:
     jobs = args.jobs or default_jobs(cores)
     study = args.study or Path("studies") / kind
     job = TuneJob(kind, str(args.data), str(study), base.as_dict(), space, args.trials, args.timeout,
-                  threads=max(1, cores // jobs))
+                  threads=max(1, cores // jobs), valid_behaviors=args.valid_behaviors)
     print(f"tuning {kind} on {args.data}: {args.trials} trials, {jobs} at a time with {job.threads} thread(s) each, "
           f"on valid {base.train['monitor']}; study {study}; space: {', '.join(space)}", flush=True)
     tune(job, jobs)

@@ -43,6 +43,7 @@ class TuneJob:
     trials: int           # finished trials the study should hold
     timeout: float | None
     threads: int
+    valid_behaviors: Path | None = None  # news data: a separate validation behaviors.tsv
 
 
 def default_jobs(cores: int | None = None) -> int:
@@ -102,11 +103,14 @@ def objective(trial, job: TuneJob) -> float:
     from training.loop import fit
     from training.train import prepare
 
+    def stop(why: str) -> optuna.TrialPruned:
+        trial.set_user_attr("why", why)
+        return optuna.TrialPruned(why)
+
     try:
         settings = resolve(job.kind, config=job.base, options=suggest(trial, job.kind, job.space))
     except SettingError as err:
-        trial.set_user_attr("refused", str(err))
-        raise optuna.TrialPruned(str(err)) from None
+        raise stop(f"refused: {err}") from None
     settings.train["progress"] = False
     trial.set_user_attr("settings", settings.as_dict())
     cfg = settings.train_config()
@@ -118,10 +122,17 @@ def objective(trial, job: TuneJob) -> float:
             raise optuna.TrialPruned(f"valid {cfg.monitor} {metric:.4f} at epoch {epoch + 1}")
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"trial{trial.number}-", dir=job.study_dir))
+    cache = Path(job.study_dir) / "cache"  # what a model computes from the data (plm_nrms: frozen title vectors)
     try:
-        model, task, _ = prepare(job.kind, Path(job.data), settings.data_options(cache_dir=run_dir), cfg.seed,
-                                 settings.model_changes())
-        result = fit(task, cfg, run_dir, on_epoch=report)
+        opts = settings.data_options(cache_dir=cache, valid_behaviors=job.valid_behaviors)
+        try:  # a setting the data refuses (plm_nrms heads against the encoder's width) ends this trial only
+            model, task, _ = prepare(job.kind, Path(job.data), opts, cfg.seed, settings.model_changes())
+        except SettingError as err:
+            raise stop(f"refused: {err}") from None
+        try:
+            result = fit(task, cfg, run_dir, on_epoch=report)
+        except FloatingPointError as err:  # the loop's non-finite loss: a too-large lr, say
+            raise stop(f"diverged: {err}") from None
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     trial.set_user_attr("best_epoch", result.best_epoch + 1)
@@ -138,8 +149,7 @@ def progress_line(study, trial, job: TuneJob) -> str:
     if trial.state == TrialState.COMPLETE:
         what = f"valid {monitor} {trial.value:.4f} (epoch {trial.user_attrs.get('best_epoch')})"
     elif trial.state == TrialState.PRUNED:
-        refused = trial.user_attrs.get("refused")
-        what = f"refused: {refused}" if refused else f"pruned after epoch {trial.user_attrs.get('epochs', '?')}"
+        what = trial.user_attrs.get("why") or f"pruned after epoch {trial.user_attrs.get('epochs', '?')}"
     else:
         what = str(trial.state.name).lower()
     try:

@@ -123,3 +123,18 @@ def test_a_study_folder_of_other_data_is_refused(atomic, tmp_path, capsys):
 def test_every_default_space_is_valid_for_its_kind(kind):
     assert check_space(kind, DEFAULT_SPACES[kind]) == load_space(kind)
     assert any(name.startswith("model.") for name in DEFAULT_SPACES[kind]) or kind == "convncf"
+
+
+def test_a_diverged_trial_is_pruned_and_the_study_goes_on(atomic, tmp_path, monkeypatch):
+    import training.loop
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("loss became nan at epoch 1/1, step 1; lower --lr")
+
+    monkeypatch.setattr(training.loop, "fit", diverge)
+    base = resolve("gru4recf", assignments=["epochs=1", "progress=false"]).as_dict()
+    job = TuneJob("gru4recf", str(atomic), str(tmp_path), base, {"train.lr": [0.5]}, 2, None, 1)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: objective(t, job), n_trials=2)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    assert study.trials[0].user_attrs["why"].startswith("diverged: loss became nan")
