@@ -55,10 +55,9 @@ def prepare(model_kind: str, data_dir: Path, opts: DataOptions, seed: int, model
     `model_settings`: model-config fields set over what the recipe builds from the data (training/settings.py)."""
     from training.settings import apply_model_settings
 
-    kind_recipe = recipe(model_kind)
-    build = kind_recipe.build_config
-    kind_recipe = replace(kind_recipe, build_config=lambda data, o: apply_model_settings(
-        recipe(model_kind), build(data, o), model_settings or {}))
+    base = recipe(model_kind)
+    kind_recipe = replace(base, build_config=lambda data, o: apply_model_settings(
+        base, base.build_config(data, o), model_settings or {}))
     torch.manual_seed(seed)
     if kind_recipe.family == "news":
         from training.news import prepare_news
@@ -68,11 +67,11 @@ def prepare(model_kind: str, data_dir: Path, opts: DataOptions, seed: int, model
 
 
 def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig, opts: DataOptions | None = None,
-        *, resume: bool = False, model_settings: dict | None = None, on_epoch=None) -> RunResult | None:
+        *, resume: bool = False, model_settings: dict | None = None) -> RunResult | None:
     """Train, evaluate, export. Data-parallel (training/distributed.py), every rank calls this and reads the
     data; rank 0 alone writes files and returns the result, the others return None once trained.
-    `model_settings`: model-config fields to set (Settings.model_changes()); `on_epoch`: the loop's per-epoch
-    callback (the tuner's pruning). metrics.json and the manifest record the effective settings."""
+    `model_settings`: model-config fields to set (Settings.model_changes()); metrics.json and the manifest
+    record the effective settings (training/settings.py)."""
     from training.settings import recorded
 
     out = Path(out)
@@ -86,7 +85,7 @@ def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig
         save_bundle_data(bundle_data, run_dir / "bundle_data")
     meta = {"kind": model_kind, "model_config": config_dict(model)}
     try:
-        result = fit(task, cfg, run_dir, resume=resume, meta=meta, on_epoch=on_epoch)
+        result = fit(task, cfg, run_dir, resume=resume, meta=meta)
     except FloatingPointError as err:  # the loop's non-finite loss: one line, like a metric that is not a number
         raise ExportError(f"not exporting {model_kind}: {err}; no bundle written, LATEST unchanged") from None
     if not main:
@@ -118,8 +117,8 @@ def run_data_parallel(nproc: int, model_kind: str, data_dir: str | Path, out: st
     training.launch.RankFailed; too few GPUs for `nproc`, training.device.DeviceError before any starts."""
     # torch.optim.Adam's constructor imports torch._dynamo: 4 s of CPU here, paid once in the forkserver
     found = launch(nproc, _rank_run, (model_kind, str(data_dir), str(out), cfg, opts, resume, model_settings),
-                   threads=threads,
-                   preload=("torch._dynamo", "training.interactions", "training.news"), device=cfg.device)
+                   threads=threads, preload=("torch._dynamo", "training.interactions", "training.news"),
+                   device=cfg.device)
     return RunResult(Path(found["bundle"]), Path(found["run_dir"]), found["metrics"])
 
 
