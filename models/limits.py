@@ -52,11 +52,20 @@ class OneOf:
         return None if value in self.choices else f"must be one of {', '.join(map(str, self.choices))}; got {value!r}"
 
 
+@dataclass(frozen=True)
+class NonEmpty:
+    """A list with at least one entry."""
+
+    def problem(self, value) -> str | None:
+        return None if value else "must name at least one"
+
+
 AT_LEAST_1 = Range(1)
 NON_NEGATIVE = Range(0)
 POSITIVE = Range(0, low_open=True)
 PROBABILITY = Range(0, 1, high_open=True)        # dropout, mask shares: 1 would drop or mask everything
 SHARE = Range(0, 1)                               # a share of samples, both ends meaningful
+NON_EMPTY = NonEmpty()
 TRAIN_MODES = OneOf(("prefix", "window"))         # sequential models: see training/data/sequences.py
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from models.limits import AT_LEAST_1, NON_NEGATIVE, OneOf, SettingError
+from models.limits import AT_LEAST_1, NON_EMPTY, NON_NEGATIVE, OneOf, SettingError
 from models.recipe import Recipe
 from models.registry import KINDS, recipe as recipe_of
 from training.loop import TrainConfig
@@ -39,7 +39,7 @@ METRICS = {"interactions": ("ndcg@10", "recall@10", "mrr@10", "hit@10"),
 TRAIN_LIMITS = {"epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
                 "patience": AT_LEAST_1, "seed": NON_NEGATIVE, "max_steps_per_epoch": AT_LEAST_1,
                 "device": OneOf(("auto", "cpu", "cuda"))}
-DATA_LIMITS = {"k_core": NON_NEGATIVE, "max_seq_length": AT_LEAST_1}
+DATA_LIMITS = {"k_core": NON_NEGATIVE, "max_seq_length": AT_LEAST_1, "features": NON_EMPTY}
 FAMILY_DATA = {"interactions": ("min_rating", "k_core"), "news": ()}
 # TrainConfig fields that say where and how a run shows, not what it learns: left out of a tuned config file.
 RUN_ONLY = ("progress", "device")
@@ -141,7 +141,8 @@ def _type_name(t) -> str:
     if typing.get_origin(t) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in args)
     if typing.get_origin(t) is list:
-        return f"a list of {_type_name(args[0])}" if args else "a list"
+        plural = {int: "integers", float: "numbers", str: "strings"}
+        return f"a list of {plural.get(args[0], _type_name(args[0]))}" if args else "a list"
     if typing.get_origin(t) is dict:
         return "a mapping"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false", Path: "a path"}.get(t, str(t))
@@ -163,8 +164,8 @@ def coerce(value: Any, t) -> Any:
                 pass
         raise TypeError
     if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # "genre,class" or "4,4,2": each part read as YAML
+            value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise TypeError
         return [coerce(v, args[0]) for v in value] if args else list(value)
@@ -222,8 +223,9 @@ def parse_assignment(kind: str, text: str) -> tuple[str, str, Any]:
         raise SettingError(f"--set {text!r}: expected name=value, e.g. --set model.hidden_size=128")
     section, field_name = resolve_name(kind, name.strip())
     t = section_types(recipe_of(kind))[section][field_name]
-    text_only = {str, Path, type(None)}
-    if t in (str, Path) or (typing.get_args(t) and set(typing.get_args(t)) <= text_only and raw not in ("null", "~", "")):
+    optional_text = typing.get_origin(t) in (typing.Union, types.UnionType) and \
+        set(typing.get_args(t)) <= {str, Path, type(None)}
+    if t in (str, Path) or (optional_text and raw not in ("null", "~", "")):
         return section, field_name, raw
     try:
         value = yaml.safe_load(raw) if raw.strip() else None

@@ -84,6 +84,8 @@ def test_every_limit_refuses_a_value_out_of_range(kind):
     ("convncf:embedding_size=8", "model.cnn_kernels: layer 2's kernel 4 is larger than the 2x2 map"),
     ("nrms:monitor=ndcg@20", "train.monitor: must be one of group_auc, mrr, ndcg@5, ndcg@10; got 'ndcg@20'"),
     ("gru4recf:max_seq_length=0", "data.max_seq_length: must be >= 1, got 0"),
+    ("gru4recf:features=[]", "data.features: must name at least one"),
+    ("convncf:cnn_strides=4,4,two,2", "model.cnn_strides: expected a list of integers, got '4,4,two,2'"),
     ("gru4recf:epochs=0", "train.epochs: must be >= 1, got 0"),
     ("gru4recf:device=tpu", "train.device: must be one of auto, cpu, cuda; got 'tpu'"),
     ("gru4recf:max_steps_per_epoch=-2", "train.max_steps_per_epoch: must be >= 1, got -2"),
@@ -102,6 +104,7 @@ def test_values_are_read_by_type():
                                          "train.seed=7", "min_rating=3"])
     assert s.train["lr"] == 0.001 and s.train["max_steps_per_epoch"] is None and s.train["seed"] == 7
     assert s.data["features"] == ["genre", "class"] and s.data["min_rating"] == 3.0
+    assert resolve("convncf", assignments=["cnn_strides=2,2,2,2"]).model["cnn_strides"] == [2, 2, 2, 2]
     s = resolve("nrms", assignments=["word_vectors=glove"])
     assert s.data["word_vectors"] == "glove"
 
