@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from models.base import DotScorer, OnnxPart, RecModel, id_part, sequence_part
 from models.layers import Dropout, gather_positions
+from models.limits import AT_LEAST_1, PROBABILITY, SHARE, TRAIN_MODES, Range, divides
 from models.recipe import Recipe
 
 
@@ -37,6 +38,8 @@ class BERT4RecConfig:
     mask_ratio: float = 0.2          # share of positions masked in training
     ft_ratio: float = 0.5            # share of training samples that mask only the last item
     max_seq_length: int = 50         # longest history; one more position holds the mask token
+    train_mode: str = "prefix"       # "prefix": one sample per prefix, last item masked or cloze (RecBole's
+                                     # recipe); "window": cloze over whole windows of a user's sequence
 
 
 class TransformerLayer(nn.Module):
@@ -143,9 +146,14 @@ class BERT4Rec(RecModel):
             module.weight.data.fill_(1.0)
 
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        seq = append_mask(batch["item_seq"], batch["seq_len"], 0)  # room for the target
-        seq = seq.scatter(1, batch["seq_len"][:, None], batch["target"][:, None])
-        masked = self._training_mask(seq, batch["seq_len"])
+        """Cloze loss over a prefix sample's history + target (train_mode prefix) or over a whole window of a
+        user's sequence (train_mode window: batches without "target"), whose last item plays the target."""
+        if "target" in batch:
+            seq = append_mask(batch["item_seq"], batch["seq_len"], 0)  # room for the target
+            seq, last = seq.scatter(1, batch["seq_len"][:, None], batch["target"][:, None]), batch["seq_len"]
+        else:
+            seq, last = batch["item_seq"], batch["seq_len"] - 1
+        masked = self._training_mask(seq, last)
         hidden = self.network(seq.masked_fill(masked, self.mask_token))[masked]  # [M, H]
         logits = hidden @ self.item_embedding.weight[: self.cfg.n_items].T + self.output_bias
         return F.cross_entropy(logits, seq[masked])
@@ -177,4 +185,10 @@ RECIPE = Recipe(
     summary="bidirectional transformer over item sequences",
     build_config=lambda data, opts: BERT4RecConfig(n_items=len(data.items), max_seq_length=opts.max_seq_length),
     defaults={"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},  # RecBole 1.2.1's batch size
+    limits={"n_layers": AT_LEAST_1, "n_heads": AT_LEAST_1, "hidden_size": AT_LEAST_1, "inner_size": AT_LEAST_1,
+            "hidden_dropout_prob": PROBABILITY, "attn_dropout_prob": PROBABILITY,
+            "layer_norm_eps": Range(0, low_open=True), "initializer_range": Range(0, low_open=True),
+            "mask_ratio": Range(0, 1, low_open=True), "ft_ratio": SHARE, "train_mode": TRAIN_MODES},
+    checks=(divides("n_heads", "hidden_size"),),
+    from_data=("max_seq_length",), data_options=("max_seq_length",),
 )

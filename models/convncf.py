@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from models.base import OnnxPart, RecModel, id_part
 from models.layers import Dropout, Lookup
+from models.limits import AT_LEAST_1, NON_NEGATIVE, PROBABILITY
 from models.recipe import Recipe
 
 
@@ -181,9 +182,32 @@ class ConvNCF(RecModel):
             "scorer": self.scorer_part(self.cfg.embedding_size),
         }
 
+def cnn_fits(values: dict) -> str | None:
+    """The CNN's layer lists agree in length, its input is the one-channel map, and every layer's kernel
+    fits what the previous layers leave of the embedding_size x embedding_size map."""
+    channels, kernels, strides = values.get("cnn_channels"), values.get("cnn_kernels"), values.get("cnn_strides")
+    if channels is None or kernels is None or strides is None:
+        return None
+    if not (len(channels) == len(kernels) + 1 == len(strides) + 1):
+        return (f"model.cnn_channels: needs one entry more than model.cnn_kernels and model.cnn_strides (one per "
+                f"layer, plus the input's); got {len(channels)}, {len(kernels)}, {len(strides)}")
+    if channels[0] != 1:
+        return f"model.cnn_channels: the first entry is the input map's channel count, 1; got {channels[0]}"
+    size = values.get("embedding_size", 64)
+    for layer, (k, s) in enumerate(zip(kernels, strides), 1):
+        if k > size:
+            return (f"model.cnn_kernels: layer {layer}'s kernel {k} is larger than the {size}x{size} map it gets "
+                    f"(embedding_size {values.get('embedding_size', 64)}, strides {strides})")
+        size = (size - k) // s + 1
+    return None
+
+
 RECIPE = Recipe(
     kind="convncf", model=ConvNCF, config=ConvNCFConfig, family="interactions",
     summary="outer-product CNN collaborative filtering over user and item ids",
     build_config=lambda data, opts: ConvNCFConfig(n_users=len(data.users), n_items=len(data.items)),
     defaults={"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},  # RecBole 1.2.1's batch size
+    limits={"embedding_size": AT_LEAST_1, "cnn_channels": AT_LEAST_1, "cnn_kernels": AT_LEAST_1,
+            "cnn_strides": AT_LEAST_1, "dropout_prob": PROBABILITY, "reg_weights": NON_NEGATIVE},
+    checks=(cnn_fits,),
 )

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from models.base import DotScorer, OnnxPart, RecModel, id_part, sequence_part
 from models.layers import Dropout, Lookup, gather_positions
+from models.limits import AT_LEAST_1, PROBABILITY, TRAIN_MODES
 from models.recipe import DatasetMismatch, Recipe
 
 
@@ -32,6 +33,8 @@ class GRU4RecFConfig:
     dropout_prob: float = 0.3                     # dropout on the item embeddings
     max_seq_length: int = 50                      # longest history the user encoder reads
     selected_features: list[str] = field(default_factory=lambda: ["class"])  # item features to use
+    train_mode: str = "prefix"                    # "prefix": one sample per prefix (RecBole's recipe); "window":
+                                                  # the next-item loss at every position of a window, one pass
 
 
 class GRU4RecFUserEncoder(nn.Module):
@@ -68,10 +71,20 @@ class GRU4RecFUserEncoder(nn.Module):
         return torch.cat([self.feature_embeddings[f](ids).sum(-2) for f, ids in zip(self.features, token_ids)], dim=-1)
 
     def forward(self, item_seq: Tensor, seq_len: Tensor) -> Tensor:
-        item_out, _ = self.item_gru(self.dropout(self.item_embedding(item_seq)))
-        feature_out, _ = self.feature_gru(self.pooled_features(item_seq))
+        item_out, feature_out = self.sequence_outputs(item_seq)
         last = (seq_len - 1).clamp(min=0)  # read the last real position before the dense layer: 50x less work
         return self.dense(torch.cat([gather_positions(item_out, last), gather_positions(feature_out, last)], dim=-1))
+
+    def sequence_outputs(self, item_seq: Tensor) -> tuple[Tensor, Tensor]:
+        """Both GRUs' outputs at every position [B, L, hidden]: position i has read items 0..i only."""
+        item_out, _ = self.item_gru(self.dropout(self.item_embedding(item_seq)))
+        feature_out, _ = self.feature_gru(self.pooled_features(item_seq))
+        return item_out, feature_out
+
+    def at_positions(self, item_seq: Tensor, positions: Tensor) -> Tensor:
+        """The user vector after each position where `positions` [B, L] is true: [M, D] (train_mode window)."""
+        item_out, feature_out = self.sequence_outputs(item_seq)
+        return self.dense(torch.cat([item_out[positions], feature_out[positions]], dim=-1))
 
 
 class GRU4RecF(RecModel):
@@ -92,8 +105,20 @@ class GRU4RecF(RecModel):
             getattr(self.user_encoder, f"table_{f}").copy_(tables[f])
 
     def compute_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        if "target" not in batch:  # train_mode window
+            return self.window_loss(batch["item_seq"], batch["seq_len"])
         user = self.user_encoder(batch["item_seq"], batch["seq_len"])
         return F.cross_entropy(user @ self.item_embedding.weight.T, batch["target"])
+
+    def window_loss(self, window: Tensor, seq_len: Tensor) -> Tensor:
+        """The next-item loss at every position of each window [B, L + 1], averaged over all targets of the
+        batch. The GRUs are causal, so the output after item i is the one the prefix sample ending at i gets:
+        this is the loss of the windows' prefix samples (each weighted alike), in one pass over each window
+        instead of one per prefix."""
+        inputs, targets = window[:, :-1], window[:, 1:]
+        has_target = torch.arange(inputs.shape[1], device=window.device)[None, :] < (seq_len - 1)[:, None]
+        user = self.user_encoder.at_positions(inputs, has_target)
+        return F.cross_entropy(user @ self.item_embedding.weight.T, targets[has_target])
 
     def user_vectors(self, batch: dict[str, Tensor]) -> Tensor:
         return self.user_encoder(batch["item_seq"], batch["seq_len"])
@@ -127,4 +152,7 @@ RECIPE = Recipe(
     attach=lambda model, data, opts: model.set_item_features(
         {f: torch.from_numpy(data.item_features[f]) for f in opts.features}),
     defaults={"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},  # RecBole 1.2.1's batch size
+    limits={"embedding_size": AT_LEAST_1, "hidden_size": AT_LEAST_1, "num_layers": AT_LEAST_1,
+            "dropout_prob": PROBABILITY, "train_mode": TRAIN_MODES},
+    from_data=("max_seq_length", "selected_features"), data_options=("max_seq_length", "features"),
 )

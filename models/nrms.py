@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from models.base import DotScorer, NewsRecModel, OnnxPart
 from models.layers import AdditiveAttention, Dropout, MultiHeadSelfAttention
+from models.limits import AT_LEAST_1, PROBABILITY, SettingError
 from models.recipe import Recipe
 
 
@@ -135,6 +136,9 @@ def build_config(data, opts) -> NRMSConfig:
 def attach(model: NRMS, data, opts) -> None:
     """The catalog's title tokens, and the pretrained word vectors when the dataset has them."""
     if data.word_vectors is not None:
+        if data.word_vectors.shape[1] != model.cfg.word_emb_dim:
+            raise SettingError(f"model.word_emb_dim: the word vectors given have {data.word_vectors.shape[1]} "
+                               f"dimensions, so it must be {data.word_vectors.shape[1]}; got {model.cfg.word_emb_dim}")
         model.set_word_vectors(torch.from_numpy(data.word_vectors))
     model.set_titles(torch.from_numpy(data.news.title_tokens))
 
@@ -144,4 +148,7 @@ RECIPE = Recipe(
     summary="news recommendation with multi-head self-attention over titles (MIND data)",
     build_config=build_config, attach=attach,
     defaults={"batch_size": 32, "lr": 5e-4, "epochs": 5, "monitor": "group_auc", "patience": 2},  # recommenders'
+    limits={"word_emb_dim": AT_LEAST_1, "title_size": AT_LEAST_1, "his_size": AT_LEAST_1, "head_num": AT_LEAST_1,
+            "head_dim": AT_LEAST_1, "attention_hidden_dim": AT_LEAST_1, "dropout": PROBABILITY, "npratio": AT_LEAST_1},
+    data_options=("word_vectors",),
 )

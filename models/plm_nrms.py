@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from models.base import DotScorer, NewsRecModel, OnnxPart
 from models.layers import AdditiveAttention, Dropout, MultiHeadSelfAttention
+from models.limits import AT_LEAST_1, PROBABILITY, Range
 from models.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -389,6 +390,14 @@ def item_text(model: PLMNRMS, data, opts) -> tuple[dict, dict]:
     return inputs, tokenizer.to_dict()
 
 
+def heads_divide_encoder_width(values: dict) -> str | None:
+    """The user encoder's heads split the pretrained encoder's width (known once its config is read)."""
+    heads, width = values.get("head_num"), values.get("bert", {}).get("hidden_size")
+    if isinstance(heads, int) and heads >= 1 and width and width % heads:
+        return f"model.head_num: must divide the pretrained encoder's hidden size ({width}); got {heads}"
+    return None
+
+
 RECIPE = Recipe(
     kind="plm_nrms", model=PLMNRMS, config=PLMNRMSConfig, family="news",
     summary="NRMS with a frozen pretrained MiniLM news encoder and a trained head (MIND data)",
@@ -396,4 +405,9 @@ RECIPE = Recipe(
     # lr 1e-4: at NRMS's 5e-4 the head overfits after one epoch (docs/benchmarks.md, "NRMS on MiniLM")
     defaults={"batch_size": 32, "lr": 1e-4, "epochs": 5, "monitor": "group_auc", "patience": 2,
               "eval_initial": True},
+    limits={"title_size": Range(3), "his_size": AT_LEAST_1, "head_num": AT_LEAST_1,  # title: [CLS], a piece, [SEP]
+            "attention_hidden_dim": AT_LEAST_1, "dropout": PROBABILITY, "scale": Range(0, low_open=True),
+            "npratio": AT_LEAST_1},
+    checks=(heads_divide_encoder_width,),
+    from_data=("bert", "pretrained"), data_options=("pretrained",),
 )

@@ -41,6 +41,14 @@ class Recipe:
     # model whose items are not the dataset's word-tokenized titles (None: title_tokens + the word tokenizer).
     item_text: Callable[[Any, Any, Any], tuple[dict, dict]] | None = None
     defaults: dict = field(default_factory=dict)  # TrainConfig values (batch_size, lr, epochs, monitor, ...)
+    # Settable hyperparameters (training/settings.py): every config field with a default is one, except those in
+    # `from_data` (the dataset or a data option decides them: build_config fills them in). `limits` maps a field
+    # to a models.limits check of its meaningful values, `checks` test fields together (heads dividing a size);
+    # `data_options` names the DataOptions fields this kind reads (--max-seq-length, --features, ...).
+    limits: dict = field(default_factory=dict)
+    checks: tuple = ()
+    from_data: tuple[str, ...] = ()
+    data_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

@@ -37,14 +37,14 @@ def add_train_parser(sub) -> None:
     p.add_argument("--max-steps", type=int, help="cap on training steps per epoch (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<model>/train/last.pt")
     p.add_argument("--min-rating", type=float, help="atomic data: keep interactions rated at least this")
-    p.add_argument("--k-core", type=int, default=0, help="atomic data: drop users and items with fewer interactions, iteratively")
-    p.add_argument("--max-seq-length", type=int, default=50, help="sequential models: history length (default 50)")
-    p.add_argument("--features", nargs="+", default=["class"], help="gru4recf: item features to use (default: class)")
+    p.add_argument("--k-core", type=int, help="atomic data: drop users and items with fewer interactions, iteratively")
+    p.add_argument("--max-seq-length", type=int, help="sequential models: history length (default 50)")
+    p.add_argument("--features", nargs="+", help="gru4recf: item features to use (default: class)")
     p.add_argument("--word-vectors", help="nrms: 'glove' (GloVe 6B 50d, needs recserve[glove]) or a GloVe-format text file")
     p.add_argument("--pretrained", help="plm_nrms: the news encoder, 'minilm' (default: the packaged all-MiniLM-L6-v2) or a Hugging Face BERT folder")
     p.add_argument("--valid-behaviors", type=Path, help="nrms: a behaviors.tsv to validate on (default: the last day of --data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
                    help="where to train: cuda (each process its own GPU), cpu, or auto (default: cuda when torch "
                         "can use a GPU here, else cpu). Export runs on the CPU whatever the device")
     p.add_argument("--nproc", type=positive, default=1,
@@ -53,7 +53,42 @@ def add_train_parser(sub) -> None:
                         "Several machines: torchrun, see the README")
     p.add_argument("--threads", type=positive,
                    help="torch threads per process (default: torch's; with --nproc or torchrun: cores / processes)")
+    add_settings_options(p)
     p.set_defaults(func=cmd_train)
+
+
+def add_settings_options(p) -> None:
+    """--config, --set and --show-config (training/settings.py): every hyperparameter by name."""
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="a YAML file of settings (sections train, data, model; what --show-config and `recserve "
+                        "tune` write). Precedence: the model's defaults < --config < the options above < --set")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                   help="set one setting, e.g. --set model.hidden_size=128 --set lr=3e-4 (repeatable; a bare name "
+                        "where one section has it); --show-config lists them")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the effective settings of --model as YAML (the form --config reads) and exit")
+
+
+def command_line_settings(args) -> dict:
+    """The settings the explicit options of `recserve train` give (section.field -> value; unset ones left out)."""
+    given = {"train.epochs": args.epochs, "train.batch_size": args.batch_size, "train.lr": args.lr,
+             "train.patience": args.patience, "train.seed": args.seed, "train.max_steps_per_epoch": args.max_steps,
+             "train.progress": False if args.no_progress else None, "train.device": args.device,
+             "data.min_rating": args.min_rating, "data.k_core": args.k_core, "data.max_seq_length": args.max_seq_length,
+             "data.features": args.features, "data.word_vectors": args.word_vectors, "data.pretrained": args.pretrained}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def resolve_settings(args, kind: str):
+    """One kind's effective settings: its defaults < --config < the explicit options < --set. The options a kind
+    does not read (--features for bert4rec) are left out, as training always did."""
+    from training.settings import read_file, resolve, section_types
+    from models.registry import recipe
+
+    config = read_file(args.config) if args.config else None
+    known = section_types(recipe(kind))
+    options = {k: v for k, v in command_line_settings(args).items() if k.split(".")[1] in known[k.split(".")[0]]}
+    return resolve(kind, config=config, options=options, assignments=args.settings)
 
 
 def positive(text: str) -> int:
@@ -67,9 +102,17 @@ def cmd_train(args) -> int:
     from models.registry import recipes
     from training import distributed
     from training.device import require_gpus, resolve_device
-    from training.train import DataOptions
 
+    if args.config and not (args.model or args.all):
+        args.model = _config_kind(args.config)  # a file --show-config or the tuner wrote names its kind
+    if args.show_config:
+        if not args.model:
+            raise SystemExit("recserve train --show-config needs --model (or a --config naming its kind)")
+        print(resolve_settings(args, args.model).to_yaml(), end="")
+        return 0
     if args.all:
+        if args.config or args.settings:
+            raise SystemExit("recserve train: --config and --set are for one --model, not --all")
         if not (args.data_news and args.data_interactions):
             raise SystemExit("recserve train --all needs --data-news DIR and --data-interactions DIR")
         folders = {"news": args.data_news, "interactions": args.data_interactions}
@@ -82,52 +125,59 @@ def cmd_train(args) -> int:
     if torchrun and args.nproc > 1:
         raise SystemExit("recserve train: --nproc starts its own processes; under torchrun leave it out "
                          "(torchrun's --nproc-per-node says how many)")
-    # Refused here, before any data is read or process started: no CUDA, or fewer GPUs than processes.
-    args.device = resolve_device(args.device)
+    # Refused here, before any data is read or process started: a bad setting, no CUDA, or fewer GPUs than processes.
+    settings = {kind: resolve_settings(args, kind) for kind, _ in jobs}
+    args.device = resolve_device(settings[jobs[0][0]].train["device"])
+    for s in settings.values():
+        s.train["device"] = args.device
     if args.device == "cuda" and args.nproc > 1:
         require_gpus(args.nproc, f"--nproc {args.nproc}")
-    opts = DataOptions(min_rating=args.min_rating, k_core=args.k_core, max_seq_length=args.max_seq_length,
-                       features=args.features, word_vectors=args.word_vectors, valid_behaviors=args.valid_behaviors,
-                       pretrained=args.pretrained)
     if torchrun:
         # record: torchrun's failure summary then shows the failing rank's error, not only its exit code
         from torch.distributed.elastic.multiprocessing.errors import record
 
-        return record(_torchrun_train)(args, jobs, opts)  # each rank checks its LOCAL_RANK against the GPUs
+        return record(_torchrun_train)(args, jobs, settings)  # each rank checks its LOCAL_RANK against the GPUs
     if args.threads and args.nproc == 1:
         import torch
 
         torch.set_num_threads(args.threads)
-    _train_jobs(args, jobs, opts, rank=0)
+    _train_jobs(args, jobs, settings, rank=0)
     return 0
 
 
-def _torchrun_train(args, jobs, opts) -> int:
+def _torchrun_train(args, jobs, settings) -> int:
     """One of torchrun's processes: join its group, train (rank 0 reports), leave."""
     from training import distributed
 
     rank = distributed.init_from_torchrun(args.threads, args.device).rank
     try:
-        _train_jobs(args, jobs, opts, rank)
+        _train_jobs(args, jobs, settings, rank)
     finally:
         distributed.leave()
     return 0
 
 
-def _train_jobs(args, jobs, opts, rank: int) -> None:
-    from training.train import run, run_data_parallel, train_config
+def _config_kind(path: Path | None) -> str | None:
+    from training.settings import read_file
+
+    return read_file(path).get("kind") if path else None
+
+
+def _train_jobs(args, jobs, settings, rank: int) -> None:
+    """Train each (kind, data) job with its resolved settings (kind -> training.settings.Settings)."""
+    from training.train import run, run_data_parallel
 
     for kind, data in jobs:
-        cfg = train_config(kind, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                           seed=args.seed, max_steps_per_epoch=args.max_steps, progress=not args.no_progress,
-                           device=args.device)
+        cfg = settings[kind].train_config()
+        opts = settings[kind].data_options(valid_behaviors=args.valid_behaviors)
+        model_settings = settings[kind].model_changes()
         if rank == 0:
-            logging.getLogger("recserve.train").info("%s on %s: %s", kind, data, cfg)
+            logging.getLogger("recserve.train").info("%s on %s: %s; model: %s", kind, data, cfg, settings[kind].model)
         if args.nproc > 1:
             result = run_data_parallel(args.nproc, kind, data, args.out, cfg, opts, resume=args.resume,
-                                       threads=args.threads)
+                                       threads=args.threads, model_settings=model_settings)
         else:
-            result = run(kind, data, args.out, cfg, opts, resume=args.resume)
+            result = run(kind, data, args.out, cfg, opts, resume=args.resume, model_settings=model_settings)
         if result is None:  # a rank other than 0 under torchrun: rank 0 reports
             continue
         print(metrics_table(kind, result.metrics))
@@ -142,6 +192,56 @@ def metrics_table(kind: str, metrics: dict) -> str:
              "|---" * (len(names) + 1) + "|"]
     lines += [f"| {p} | " + " | ".join(f"{metrics[p][n]:.4f}" for n in names) + " |" for p in phases]
     return "\n".join(lines)
+
+
+def add_tune_parser(sub) -> None:
+    p = sub.add_parser("tune", help="search a model's settings on its validation metric (Optuna)",
+                       description="Search settings with Optuna's TPE on the validation metric, pruning trials "
+                                   "whose per-epoch figure trails the median. The study is kept in --study "
+                                   "(SQLite): the same command again continues it. Prints a line per trial and "
+                                   "writes the best settings to <study>/best.yaml for `recserve train --config`.")
+    p.add_argument("--model", choices=sorted(KINDS), help="which model to tune (default: the --config file's kind)")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder, as for recserve train")
+    p.add_argument("--trials", type=positive, required=True,
+                   help="finished (complete or pruned) trials the study should hold; a rerun runs the rest")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this long (each worker)")
+    p.add_argument("--space", type=Path, metavar="FILE",
+                   help="a YAML search space replacing the model's default (training/tune_spaces.py): "
+                        "name: [values] or name: {low, high, log}")
+    p.add_argument("--study", type=Path, metavar="DIR", help="the study's folder (default: studies/<model>)")
+    p.add_argument("--jobs", type=positive,
+                   help="trials at once, each in its own process with cores / jobs torch threads (default: one per "
+                        "4 cores, at least one; on 2 cores one trial at a time with both cores)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="settings every trial starts from (as recserve train)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
+                   help="a setting every trial starts from, e.g. --set epochs=5 (repeatable); the space's values "
+                        "override it")
+    p.add_argument("--valid-behaviors", type=Path, help="nrms: a behaviors.tsv to validate on (as recserve train)")
+    p.set_defaults(func=cmd_tune)
+
+
+def cmd_tune(args) -> int:
+    import os
+
+    from training.settings import read_file, resolve
+    from training.tune import TuneJob, default_jobs, summary, tune
+    from training.tune_spaces import load_space
+
+    kind = args.model or _config_kind(args.config)
+    if not kind:
+        raise SystemExit("recserve tune needs --model (or a --config naming its kind)")
+    base = resolve(kind, config=read_file(args.config) if args.config else None, assignments=args.settings)
+    space = load_space(kind, args.space)
+    cores = os.cpu_count() or 1
+    jobs = args.jobs or default_jobs(cores)
+    study = args.study or Path("studies") / kind
+    job = TuneJob(kind, str(args.data), str(study), base.as_dict(), space, args.trials, args.timeout,
+                  threads=max(1, cores // jobs), valid_behaviors=args.valid_behaviors)
+    print(f"tuning {kind} on {args.data}: {args.trials} trials, {jobs} at a time with {job.threads} thread(s) each, "
+          f"on valid {base.train['monitor']}; study {study}; space: {', '.join(space)}", flush=True)
+    tune(job, jobs)
+    print(summary(study))
+    return 0
 
 
 def add_export_parser(sub) -> None:
@@ -167,6 +267,7 @@ def cmd_export(args) -> int:
 def add_commands(sub) -> None:
     """Training's commands on the `recserve` parser: train, export, data (synthetic, fetch)."""
     add_train_parser(sub)
+    add_tune_parser(sub)
     add_export_parser(sub)
     data = sub.add_parser("data", help="make or download datasets",
                           description="Generate the built-in synthetic data or download real datasets.")
@@ -181,8 +282,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     from training.data.errors import DataError
     from training.device import DeviceError
     from training.launch import RankFailed
+    from models.limits import SettingError
 
-    return DataError, DeviceError, ExportError, FileNotFoundError, RankFailed
+    return DataError, DeviceError, ExportError, FileNotFoundError, RankFailed, SettingError
 
 
 def add_synthetic_parser(sub) -> None:

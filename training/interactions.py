@@ -17,7 +17,7 @@ from models.base import RecModel
 from models.recipe import DatasetMismatch, Recipe
 from training.data.atomic import InteractionData, read_atomic
 from training.data.errors import DataError
-from training.data.sequences import left_aligned, prefix_samples
+from training.data.sequences import left_aligned, prefix_samples, window_samples
 from training.data.split import EvalSet, Split, leave_one_out
 from training.evaluate import csr_pairs, rank_metrics, target_ranks
 from training.fallback import interaction_popularity
@@ -62,8 +62,10 @@ class InteractionTask:
         self.max_len, self.eval_batch_size = max_seq_length, eval_batch_size
         self.n_items = len(data.items)
         # A model of user ids learns from (user, positive, negative) triples; a sequence model from the
-        # prefixes of each user's history.
+        # prefixes of each user's history (RecBole's recipe), or with train_mode "window" from windows of it,
+        # each standing for the prefix samples of its targets (training/data/sequences.py).
         self.pairwise = model.user_input == "user_id"
+        self.window = getattr(model.cfg, "train_mode", "prefix") == "window"
         if self.pairwise:
             self.train_user = torch.from_numpy(split.train_user.astype(np.int64))
             self.train_item = torch.from_numpy(split.train_item.astype(np.int64))
@@ -72,11 +74,18 @@ class InteractionTask:
             self.positive_keys = np.unique(self.train_user.numpy() * self.n_items + split.train_item)
             self.size = len(self.train_user)
         else:
-            samples = prefix_samples(split.train_user, split.train_item, max_len=max_seq_length)
+            build = window_samples if self.window else prefix_samples
+            samples = build(split.train_user, split.train_item, max_len=max_seq_length)
+            self.targets = samples.pop("targets", None)  # window: prefix samples per window, what batches count
             self.samples = {k: torch.from_numpy(v.astype(np.int64)) for k, v in samples.items()}
-            self.size = len(self.samples["target"])
+            self.size = len(self.samples["seq_len"])
 
     def num_batches(self, batch_size: int) -> int:
+        """Batches of an epoch; windows fill a batch up to about `batch_size` targets (at most this many
+        batches, fewer when a window holds more targets than a batch), so a step sees as many next-item
+        targets in either mode."""
+        if self.window and not self.pairwise:
+            return -(-int(self.targets.sum()) // batch_size)
         return -(-self.size // batch_size)
 
     def train_batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, Tensor]]:
@@ -88,6 +97,11 @@ class InteractionTask:
             for i in range(0, self.size, batch_size):
                 sl = slice(i, i + batch_size)
                 yield {"user": users[sl], "pos_item": items[sl], "neg_item": negatives[sl]}
+        elif self.window:
+            counts = self.targets[order.numpy()]
+            batch_of = (np.cumsum(counts) - counts) // batch_size  # a window joins the batch its first target falls in
+            for idx in np.split(order, np.flatnonzero(np.diff(batch_of)) + 1):
+                yield {k: v[idx] for k, v in self.samples.items()}
         else:
             for i in range(0, self.size, batch_size):
                 idx = order[i : i + batch_size]

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -83,8 +83,11 @@ def load_checkpoint(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, meta: dict | None = None) -> FitResult:
+def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, meta: dict | None = None,
+        on_epoch: Callable[[int, float], None] | None = None) -> FitResult:
     """Train `task.model`; return the per-epoch history. The model ends holding its best weights.
+    `on_epoch(epoch, valid metric)` runs after each epoch's validation (rank 0): the tuner reports to its
+    trial there, and an exception it raises (a pruned trial) ends the run.
 
     Data-parallel (a process group is up): every rank calls this; rank 0's result holds the history, the
     other ranks' model is left as trained, not reloaded from best.pt."""
@@ -154,6 +157,8 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
         log.info("epoch %d/%d: loss %.4f, valid %s %.4f%s (train %s, eval %s); %s", epoch + 1, cfg.epochs,
                  row["loss"], cfg.monitor, metric, " (best so far)" if improved else "",
                  duration(row["seconds"]), duration(row["eval_seconds"]), _eta(epoch_seconds, epochs_left))
+        if on_epoch is not None:
+            on_epoch(epoch, metric)
     if world.main and (run_dir / "best.pt").exists():
         model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
     model.eval()

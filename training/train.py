@@ -50,9 +50,14 @@ def train_config(model: str, **overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def prepare(model_kind: str, data_dir: Path, opts: DataOptions, seed: int):
-    """(model, task, bundle data) for one model kind on one dataset, read by the kind's data family."""
-    kind_recipe = recipe(model_kind)
+def prepare(model_kind: str, data_dir: Path, opts: DataOptions, seed: int, model_settings: dict | None = None):
+    """(model, task, bundle data) for one model kind on one dataset, read by the kind's data family.
+    `model_settings`: model-config fields set over what the recipe builds from the data (training/settings.py)."""
+    from training.settings import apply_model_settings
+
+    base = recipe(model_kind)
+    kind_recipe = replace(base, build_config=lambda data, o: apply_model_settings(
+        base, base.build_config(data, o), model_settings or {}))
     torch.manual_seed(seed)
     if kind_recipe.family == "news":
         from training.news import prepare_news
@@ -62,14 +67,19 @@ def prepare(model_kind: str, data_dir: Path, opts: DataOptions, seed: int):
 
 
 def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig, opts: DataOptions | None = None,
-        *, resume: bool = False) -> RunResult | None:
+        *, resume: bool = False, model_settings: dict | None = None) -> RunResult | None:
     """Train, evaluate, export. Data-parallel (training/distributed.py), every rank calls this and reads the
-    data; rank 0 alone writes files and returns the result, the others return None once trained."""
+    data; rank 0 alone writes files and returns the result, the others return None once trained.
+    `model_settings`: model-config fields to set (Settings.model_changes()); metrics.json and the manifest
+    record the effective settings (training/settings.py)."""
+    from training.settings import recorded
+
     out = Path(out)
     run_dir = out / model_kind / "train"
     opts = replace(opts or DataOptions(), cache_dir=run_dir)
     main = world().main
-    model, task, bundle_data = prepare(model_kind, Path(data_dir), opts, cfg.seed)
+    model, task, bundle_data = prepare(model_kind, Path(data_dir), opts, cfg.seed, model_settings)
+    settings = recorded(model_kind, cfg, opts, model.cfg).as_dict()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_bundle_data(bundle_data, run_dir / "bundle_data")
@@ -84,12 +94,14 @@ def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig
         metrics = {phase: task.evaluate(phase) for phase in task.phases}
     metrics["best_epoch"] = result.best_epoch
     metrics["history"] = result.history
+    metrics["settings"] = settings
     if result.initial is not None:
         metrics["initial"] = result.initial
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_curves(result.history, cfg.monitor, run_dir / "curves.png", f"{model_kind} on {Path(data_dir).name}")
     bundle_data.metrics = {phase: metrics[phase] for phase in task.phases}
-    bundle_data.training = {"train_config": asdict(cfg), "best_epoch": result.best_epoch, "data": str(data_dir)}
+    bundle_data.training = {"train_config": asdict(cfg), "best_epoch": result.best_epoch, "data": str(data_dir),
+                            "settings": settings}
     save_bundle_data(bundle_data, run_dir / "bundle_data")
     require_finite_metric(model_kind, model, cfg.monitor, metrics["valid"][cfg.monitor], run_dir)
     bundle = export_bundle(model, bundle_data, out)
@@ -98,21 +110,22 @@ def run(model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig
 
 def run_data_parallel(nproc: int, model_kind: str, data_dir: str | Path, out: str | Path, cfg: TrainConfig,
                       opts: DataOptions | None = None, *, resume: bool = False,
-                      threads: int | None = None) -> RunResult:
+                      threads: int | None = None, model_settings: dict | None = None) -> RunResult:
     """`run` in `nproc` processes on this machine (DDP over gloo on the CPU, NCCL on `cfg.device` cuda, one
     GPU per process), `threads` torch threads each (default: cores / nproc). `cfg.batch_size` stays the global
     batch: each rank trains on batch_size / nproc of it. A failure on any rank stops them all and raises
     training.launch.RankFailed; too few GPUs for `nproc`, training.device.DeviceError before any starts."""
     # torch.optim.Adam's constructor imports torch._dynamo: 4 s of CPU here, paid once in the forkserver
-    found = launch(nproc, _rank_run, (model_kind, str(data_dir), str(out), cfg, opts, resume), threads=threads,
-                   preload=("torch._dynamo", "training.interactions", "training.news"), device=cfg.device)
+    found = launch(nproc, _rank_run, (model_kind, str(data_dir), str(out), cfg, opts, resume, model_settings),
+                   threads=threads, preload=("torch._dynamo", "training.interactions", "training.news"),
+                   device=cfg.device)
     return RunResult(Path(found["bundle"]), Path(found["run_dir"]), found["metrics"])
 
 
 def _rank_run(model_kind: str, data_dir: str, out: str, cfg: TrainConfig, opts: DataOptions | None,
-              resume: bool) -> dict | None:
+              resume: bool, model_settings: dict | None = None) -> dict | None:
     """One rank of `run_data_parallel`: rank 0's result as JSON-ready values."""
-    result = run(model_kind, data_dir, out, cfg, opts, resume=resume)
+    result = run(model_kind, data_dir, out, cfg, opts, resume=resume, model_settings=model_settings)
     if result is None:
         return None
     return {"bundle": str(result.bundle), "run_dir": str(result.run_dir), "metrics": result.metrics}

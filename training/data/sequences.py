@@ -58,3 +58,40 @@ def prefix_samples(train_user: np.ndarray, train_item: np.ndarray, max_len: int 
         "seq_len": seq_len,
         "target": item[sample],
     }
+
+
+def window_samples(train_user: np.ndarray, train_item: np.ndarray, max_len: int = 50) -> dict[str, np.ndarray]:
+    """One sample per window of up to ``max_len + 1`` consecutive training items of a user (train_mode window).
+
+    Windows are cut from the end of each user's time-ordered sequence, consecutive ones sharing one item, so
+    every item after a user's first is the target of exactly one window position: a window stands for the
+    prefix samples of its ``targets = seq_len - 1`` items after the first. A user with at most ``max_len + 1``
+    training items is one window, the whole sequence; a causal model's next-item loss over it is then exactly
+    the loss of the user's prefix samples (``prefix_samples``), computed in one pass. Longer sequences give
+    windows whose first positions see less history than their prefix samples would (at most max_len).
+
+    ``item_seq`` [R, max_len + 1] left-aligned, ``seq_len`` (items in the window), ``targets``, ``user``; all
+    int64, grouped by user (ascending), the latest window of a user first.
+    """
+    if max_len < 1:
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    train_user = np.asarray(train_user, dtype=np.int64)
+    train_item = np.asarray(train_item, dtype=np.int64)
+    if train_user.shape != train_item.shape or train_user.ndim != 1:
+        raise ValueError(f"train_user and train_item must be 1-d of one length, got {train_user.shape} "
+                         f"and {train_item.shape}")
+    order = np.argsort(train_user, kind="stable")
+    user, item = train_user[order], train_item[order]
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if len(user) else np.zeros(0, np.int64)
+    sizes = np.diff(np.r_[starts, len(user)])
+    windows = np.where(sizes >= 2, -(-(sizes - 1) // max_len), 0)
+    owner = np.repeat(np.arange(len(starts)), windows)                      # each window's user (its run)
+    from_end = np.arange(len(owner)) - np.repeat(np.cumsum(windows) - windows, windows)
+    ends = starts[owner] + sizes[owner] - from_end * max_len                 # exclusive
+    seq_len = np.minimum(ends - starts[owner], max_len + 1)
+    return {
+        "user": user[starts[owner]],
+        "item_seq": _windows(item, ends, seq_len, max_len + 1),
+        "seq_len": seq_len,
+        "targets": seq_len - 1,
+    }
