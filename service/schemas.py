@@ -57,12 +57,17 @@ class RankResponse(BaseModel):
     fallback: Literal[FALLBACK_KINDS] | None = Field(
         None, examples=["popularity"],
         description="Present only when the model could not score the user (a `user_id` it does not know and no "
-                    "history; ConvNCF: any user it was not trained on): the results are then the bundle's "
+                    "history, or a history of which no item is known; ConvNCF: any user it was not trained on): the results are then the bundle's "
                     "fallback ranking, computed at training time from training data only, and this says which: "
                     "`popularity` (interactions per item) or `recency_popularity` (news clicks, each weighted "
                     "by half per day of age). The newest items added through /items take every second place "
                     "from the 2nd. /rank lists the candidates in that order, those it does not rank after them "
                     "in request order. Absent from a model's own answers")
+    unknown_history: list[str] | None = Field(
+        None, examples=[["N-gone"]],
+        description="Present only when the request's `history` holds ids the model does not know (once each, in "
+                    "request order): they were ignored. A history of which no id is known is a user the model "
+                    "cannot score, so such an answer is the fallback ranking (`fallback` set), for every model")
 
 
 # Field limits of POST /items: each added item is kept in memory (service.items.apply).
