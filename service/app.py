@@ -85,6 +85,10 @@ async def lifespan(app: FastAPI):
     _configure_logging(settings.log_level)
     store = make_store(settings.redis_url, settings.redis_timeout_s, settings.redis_retry_s,
                        settings.local_cache_size, lambda down: metrics.cache_degraded.set(int(down)))
+    if isinstance(store, RedisStore) and await run_in_threadpool(store.check) != "up":  # said loudly, once
+        log.error("Redis at %s (RECSERVE_REDIS_URL) does not answer: clicks and added items cannot be kept; %s",
+                  store.url, "/readyz answers 503 until it does (RECSERVE_WAIT_FOR_REDIS)" if settings.wait_for_redis
+                  else "serving without it (RECSERVE_WAIT_FOR_REDIS=false)")
     state = None
     if isinstance(store, RedisStore):  # clicks and added items shared by every worker and replica
         state = RedisState(store, settings.cache_prefix, settings.events_ttl_s, settings.state_copies_size,

@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="redis://host:port/db (rediss:// TLS, unix:///path); a Redis Cluster: redis+cluster://"
                           "host:port[,host:port...] (rediss+cluster:// TLS); unset = in-process LRU cache")
+    wait_for_redis: bool = Field(
+        True, description="With a Redis URL: /readyz answers 503 until Redis has answered once, so no traffic "
+                          "reaches a replica that cannot keep clicks; after that an outage leaves it ready but "
+                          "degraded (reads fail open, writes 503), so a Redis blip never empties the balancer. "
+                          "false: ready without Redis")
     redis_timeout_s: float = Field(0.05, gt=0, description="Redis connect and per-operation timeout")
     redis_retry_s: float = Field(1.0, ge=0, description="After a Redis failure, wait this long before retrying")
     cache_prefix: str = Field("recserve", description="First part of every cache key")
