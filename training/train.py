@@ -162,4 +162,20 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, int
         data = load_bundle_data(checkpoint.parent / "bundle_data")
     except FileNotFoundError as err:
         raise ExportError(str(err)) from err
+    data.metrics = checkpoint_metrics(checkpoint, data.metrics)
     return export_bundle(model, data, out, int8_item_encoder=int8_item_encoder)
+
+
+def checkpoint_metrics(checkpoint: Path, saved: dict) -> dict:
+    """The test metrics a re-exported bundle carries, so /models shows what the first export showed: those
+    saved with its bundle data, else (bundle data saved before it kept them) the run's metrics.json. Both were
+    measured on best.pt: another checkpoint (last.pt) gets none rather than someone else's."""
+    if checkpoint.name != "best.pt":
+        return {}
+    if saved:
+        return saved
+    try:
+        found = json.loads((checkpoint.parent / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {phase: found[phase] for phase in ("valid", "test") if isinstance(found.get(phase), dict)}
