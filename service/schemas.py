@@ -108,6 +108,16 @@ class EventsResponse(BaseModel):
                     "stored. Every target model is listed; ids unknown to all of them change nothing")
 
 
+class Retrieval(BaseModel):
+    way: Literal["index", "exact"] = Field(description="How /recommend finds the k best items: the bundle's "
+                                                       "nearest-neighbour index, or an exact scan of the catalog")
+    reason: str = Field(description="Why that way (catalog size against RECSERVE_RETRIEVAL_MIN_ITEMS, no index, or "
+                                    "an index that missed its recall target at export, with the scan's cost)")
+    recall_at_10: float | None = Field(None, description="The index's recall@10 measured at export on the bundle's "
+                                                         "own users; an index below `recall_target` is never searched")
+    recall_target: float | None = None
+
+
 class ModelInfo(BaseModel):
     name: str
     kind: str
@@ -125,6 +135,7 @@ class ModelInfo(BaseModel):
         None, description="Set when this is an older version served because the one LATEST names was refused: "
                           "that version (docs/bundle.md, fallback)")
     fallback_reason: str | None = Field(None, description="With `fallback_from`: why that version was refused")
+    retrieval: Retrieval | None = None
     fallback: str | None = Field(None, description="The fallback ranking users it cannot score get (see "
                                                    "RankResponse.fallback); null: they get a 422")
 

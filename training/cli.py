@@ -139,13 +139,17 @@ def add_export_parser(sub) -> None:
     p.add_argument("--int8-item-encoder", action="store_true",
                    help="ship the item encoder quantised to int8 (per channel): for text encoders (plm_nrms), ~2.5x "
                         "faster /items; kept MIND's validation AUC within 0.0003 (docs/benchmarks.md, 2b)")
+    p.add_argument("--allow-low-recall-index", action="store_true",
+                   help="write the bundle even if its item index misses its recall@10 target on the bundle's own "
+                        "users (refused otherwise); the service then answers /recommend by an exact scan")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
     from training.train import export_checkpoint
 
-    bundle = export_checkpoint(args.checkpoint, args.out, args.int8_item_encoder)  # resolves the default --out
+    bundle = export_checkpoint(args.checkpoint, args.out, args.int8_item_encoder,  # resolves the default --out
+                               args.allow_low_recall_index)
     print(f"bundle: {bundle}")
     return 0
 

@@ -133,7 +133,8 @@ def require_finite_metric(kind: str, model, monitor: str, value: float, run_dir:
                       f"bundle written, LATEST unchanged (the run's metrics: {run_dir / 'metrics.json'})")
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, int8_item_encoder: bool = False) -> Path:
+def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, int8_item_encoder: bool = False,
+                      allow_low_recall_index: bool = False) -> Path:
     """Re-export a saved checkpoint (best.pt beside its bundle_data/) as a new bundle under `out`.
 
     `out` defaults to the artifacts folder the checkpoint came from: `recserve train` writes
@@ -163,7 +164,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, int
     except FileNotFoundError as err:
         raise ExportError(str(err)) from err
     data.metrics = checkpoint_metrics(checkpoint, data.metrics)
-    return export_bundle(model, data, out, int8_item_encoder=int8_item_encoder)
+    return export_bundle(model, data, out, int8_item_encoder=int8_item_encoder,
+                         allow_low_recall_index=allow_low_recall_index)
 
 
 def checkpoint_metrics(checkpoint: Path, saved: dict) -> dict:
