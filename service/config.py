@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -87,3 +87,34 @@ class Settings(BaseSettings):
     public_docs: bool = Field(
         False, description="Serve /docs, /redoc, /openapi.json and their assets without the API key")
     log_level: str = Field("info", description="Logging level of the recserve loggers")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, url: str | None) -> str | None:
+        """A malformed URL is a settings error naming the forms understood, not a traceback at start-up."""
+        if url:
+            from service.cache import redis_factory
+
+            redis_factory(url, 1.0)  # parses only; raises ValueError listing the forms
+        return url
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; a value that cannot be used is a SettingsError naming each variable,
+    its value and what is wrong, in one line (pydantic's own report is a multi-line traceback)."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise SettingsError("; ".join(_problem(e) for e in err.errors()) + " (see the README's Settings table)") from None
+
+
+def _problem(error: dict) -> str:
+    name = "RECSERVE_" + "_".join(str(part) for part in error["loc"]).upper()
+    value = error.get("input")
+    if name.endswith("_KEY"):
+        shown = "<hidden>"
+    else:  # a Redis URL may carry a password
+        from service.cache import redacted
+
+        shown = repr(redacted(value) if name == "RECSERVE_REDIS_URL" and isinstance(value, str) else value)
+    return f"{name}={shown}: {error['msg'].removeprefix('Value error, ')}"

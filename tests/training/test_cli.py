@@ -164,3 +164,13 @@ def test_saved_bundle_data_keeps_its_metrics(tmp_path):
     data.metrics = {"test": {"recall@10": 0.125}}
     save_bundle_data(data, tmp_path / "bundle_data")
     assert load_bundle_data(tmp_path / "bundle_data").metrics == data.metrics
+
+
+@pytest.mark.parametrize("content", [b"20260101T000000Z-1234abcd\n", b"", b"PK\x03\x04 not a zip"])
+def test_export_of_a_file_that_is_no_checkpoint_is_one_line(tmp_path, capsys, content):
+    latest = tmp_path / "A" / "bert4rec" / "LATEST"  # the reported case: LATEST instead of train/best.pt
+    latest.parent.mkdir(parents=True)
+    latest.write_bytes(content)
+    assert main(["export", "--checkpoint", str(latest)]) == 2
+    line = one_error_line(capsys)
+    assert f"{latest} is not a checkpoint" in line and "train/best.pt" in line
