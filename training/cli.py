@@ -32,7 +32,7 @@ def add_train_parser(sub) -> None:
     p.add_argument("--min-rating", type=FINITE, help="atomic data: keep interactions rated at least this")
     p.add_argument("--k-core", type=NON_NEGATIVE, default=0, help="atomic data: drop users and items with fewer interactions, iteratively")
     p.add_argument("--max-seq-length", type=COUNT, default=50, help="sequential models: history length (default 50)")
-    p.add_argument("--features", nargs="+", default=["class"], help="gru4recf: item features to use (default: class)")
+    p.add_argument("--features", nargs="+", help="gru4recf: item features to use (default: every token and token_seq field of the .item file)")
     p.add_argument("--word-vectors", help="nrms: 'glove' (GloVe 6B 50d, needs recserve[glove]) or a GloVe-format text file")
     p.add_argument("--pretrained", help="plm_nrms: the news encoder, 'minilm' (default: the packaged all-MiniLM-L6-v2) or a Hugging Face BERT folder")
     p.add_argument("--valid-behaviors", type=Path, help="nrms: a behaviors.tsv to validate on (default: the last day of --data)")

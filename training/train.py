@@ -30,7 +30,7 @@ class DataOptions:
     min_rating: float | None = None      # atomic data: keep ratings >= this
     k_core: int = 0                      # atomic data: iterative k-core filter on users and items
     max_seq_length: int = 50             # sequential models: history length
-    features: list[str] = field(default_factory=lambda: ["class"])  # GRU4RecF item features
+    features: list[str] | None = None    # GRU4RecF item features; None: the .item file's token fields
     word_vectors: str | None = None      # NRMS: "glove" or a GloVe-format text file
     valid_behaviors: Path | None = None  # NRMS: a separate validation behaviors.tsv
     pretrained: str | None = None        # plm_nrms: "minilm" (the packaged MiniLM) or a Hugging Face BERT folder
