@@ -12,9 +12,36 @@ PORT = Number(int, low=1, high=65535)
 
 
 def add_commands(sub) -> None:
-    """The service's commands on the `recserve` parser: serve, recommend."""
+    """The service's commands on the `recserve` parser: serve, recommend, prune."""
     add_serve_parser(sub)
     add_recommend_parser(sub)
+    add_prune_parser(sub)
+
+
+def add_prune_parser(sub) -> None:
+    p = sub.add_parser("prune", help="delete old bundle versions, keeping the newest N per model",
+                       description="Delete the bundle versions of every model under --artifacts but the newest "
+                                   "--keep, never the one LATEST names, nor train/ (the checkpoints) or an export "
+                                   "in progress. Keep 2 or more where a service may fall back to the version before "
+                                   "LATEST's (docs/bundle.md).")
+    p.add_argument("--artifacts", type=Path, required=True, help="artifacts folder (ARTIFACTS/<model>/LATEST)")
+    p.add_argument("--keep", type=COUNT, required=True, help="versions to keep per model, newest first (at least 1)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    p.set_defaults(func=cmd_prune)
+
+
+def cmd_prune(args) -> int:
+    from bundle.prune import prune
+
+    if not args.artifacts.is_dir():
+        raise FileNotFoundError(f"--artifacts {args.artifacts}: no such folder")
+    removed = prune(args.artifacts, args.keep, args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for path, size in removed:
+        print(f"{verb} {path} ({size / 1e6:.1f} MB)")
+    print(f"{verb} {len(removed)} version(s), {sum(size for _, size in removed) / 1e6:.1f} MB; kept the newest "
+          f"{args.keep} per model and LATEST's")
+    return 0
 
 
 def user_errors() -> tuple[type[Exception], ...]:
