@@ -174,3 +174,9 @@ def test_export_of_a_file_that_is_no_checkpoint_is_one_line(tmp_path, capsys, co
     assert main(["export", "--checkpoint", str(latest)]) == 2
     line = one_error_line(capsys)
     assert f"{latest} is not a checkpoint" in line and "train/best.pt" in line
+
+
+def test_recommend_with_a_setting_it_cannot_use_is_one_line(tmp_path, recommend_args, capsys, monkeypatch):
+    monkeypatch.setenv("RECSERVE_HISTORY_CAP_FACTOR", "many")
+    assert main(recommend_args(exported(tmp_path / "artifacts"))) == 2
+    assert "RECSERVE_HISTORY_CAP_FACTOR='many': Input should be a valid integer" in one_error_line(capsys)
