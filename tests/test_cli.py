@@ -83,3 +83,10 @@ def test_verbose_shows_the_traceback_of_a_user_error():
 
     with pytest.raises(UsageError):
         main(["-v", "train", "--model", "bert4rec"])
+
+
+def test_resume_with_nothing_to_resume_is_refused_before_reading_data(tmp_path, capsys):
+    assert main(["train", "--model", "bert4rec", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path),
+                 "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume: no {tmp_path / 'bert4rec' / 'train' / 'last.pt'}" in err and err.count("\n") == 1

@@ -64,6 +64,7 @@ def cmd_train(args) -> int:
         jobs = [(args.model, args.data)]
     else:
         raise UsageError("recserve train needs --model and --data (or --all with --data-news and --data-interactions)")
+    require_resumable(args, [kind for kind, _ in jobs])
     torchrun = distributed.torchrun_env()
     if torchrun and args.nproc > 1:
         raise UsageError("recserve train: --nproc starts its own processes; under torchrun leave it out "
@@ -86,6 +87,15 @@ def cmd_train(args) -> int:
         torch.set_num_threads(args.threads)
     _train_jobs(args, jobs, opts, rank=0)
     return 0
+
+
+def require_resumable(args, kinds: list[str]) -> None:
+    """--resume with nothing to resume used to start afresh without a word: refused before any data is read."""
+    missing = [args.out / kind / "train" / "last.pt" for kind in kinds]
+    missing = [path for path in missing if not path.is_file()] if args.resume else []
+    if missing:
+        raise UsageError(f"--resume: no {missing[0]} to continue from (a run under --out {args.out} writes it); "
+                         "leave --resume out to train from the start")
 
 
 def _torchrun_train(args, jobs, opts) -> int:
