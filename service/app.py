@@ -6,6 +6,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from service import docs, errors
 from service.access import AccessControl
 from service.body_limit import BodyLimit
 from service.cache import RedisStore, make_store
-from service.config import Settings
+from service.config import Settings, SettingsError, load_settings
 from service.hot_routes import HotRoutes, accept, served_routes
 from service.metrics import Metrics
 from service.middleware import LatencyMiddleware
@@ -145,4 +146,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+
+def _app_from_environment() -> FastAPI:
+    """The app `uvicorn service.app:app` serves (the images' command): a setting it cannot use stops it in one
+    line, exit status 2, as `recserve serve` does, not with a pydantic traceback from inside uvicorn's import."""
+    try:
+        return create_app(load_settings())
+    except SettingsError as err:
+        print(f"recserve: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+app = _app_from_environment()

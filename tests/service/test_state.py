@@ -87,3 +87,16 @@ def test_several_workers_without_redis_are_refused_in_one_line(tmp_path, monkeyp
     assert main(["serve", "--artifacts", str(tmp_path), "--workers", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("recserve: error: --workers 2 needs RECSERVE_REDIS_URL")
+
+
+def test_the_images_uvicorn_command_stops_on_an_unusable_setting_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "RECSERVE_MAX_K": "abc", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", "import service.app"], env=env, capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "RECSERVE_MAX_K='abc'" in done.stderr
