@@ -34,20 +34,31 @@ def build_parser(parts: list[ModuleType] | None = None) -> argparse.ArgumentPars
     return parser
 
 
+# A path the user gave that cannot be used (`--dest a-file/x`, `--out` where one may not write): the user's to fix.
+PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+
+
+def message(err: Exception) -> str:
+    """What to print of a user error: an OS error as "<path>: <problem>", anything else as it says."""
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    return str(err)
+
+
 def main(argv: list[str] | None = None) -> int:
     parts = halves()
     args = build_parser(parts).parse_args(argv)
     if args.command != "serve":  # the service configures its own logging (a second handler would print twice)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s")
-    errors = (UsageError, *(e for part in parts for e in part.user_errors()))
+    errors = (UsageError, *PATH_ERRORS, *(e for part in parts for e in part.user_errors()))
     try:
         return args.func(args)
     except errors as err:
         if args.verbose:
             raise
         # One line, like argparse's errors: some messages carry a library's multi-line text (onnxruntime's).
-        print("recserve: error: " + " ".join(line.strip() for line in str(err).splitlines()), file=sys.stderr)
+        print("recserve: error: " + " ".join(line.strip() for line in message(err).splitlines()), file=sys.stderr)
         return 2
 
 

@@ -90,3 +90,10 @@ def test_resume_with_nothing_to_resume_is_refused_before_reading_data(tmp_path, 
                  "--resume"]) == 2
     err = capsys.readouterr().err
     assert f"--resume: no {tmp_path / 'bert4rec' / 'train' / 'last.pt'}" in err and err.count("\n") == 1
+
+
+def test_a_path_that_cannot_be_used_is_one_line_naming_it(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("")
+    assert main(["data", "synthetic", "--dest", str(tmp_path / "a-file" / "x"), "--users", "5", "--items", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"recserve: error: {tmp_path / 'a-file' / 'x' / 'mind'}: Not a directory\n"
