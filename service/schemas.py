@@ -174,7 +174,8 @@ class Fallback(BaseModel):
 
 class Readiness(BaseModel):
     status: str = Field(description='"ready"; "degraded" (answered with 200: every model serves, but some serve '
-                                    'an older version than LATEST names, see `fallbacks`); or "not ready" (503)')
+                                    'an older version than LATEST names, see `fallbacks`, or Redis stopped '
+                                    'answering after start-up); or "not ready" (503)')
     models: dict[str, str] = Field(description="Served model -> bundle version")
     failed: dict[str, str] = Field(description="Model -> why its bundle was refused (no older version serves)")
     fallbacks: dict[str, Fallback] = Field(
@@ -183,4 +184,5 @@ class Readiness(BaseModel):
     cache: str = Field(description='"up", "degraded" (Redis unreachable) or "in-process" (no Redis configured)')
     reason: str | None = Field(None, description="Only when not ready or degraded: why (no model folder found under "
                                                  "the artifacts folder, which bundles were refused, which models "
-                                                 "serve an older version)")
+                                                 "serve an older version, a Redis that does not answer, named by "
+                                                 "its URL without password)")
