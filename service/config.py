@@ -8,6 +8,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
 class SettingsError(ValueError):
     """Settings that cannot work together; `recserve serve` reports it in one line."""
 
@@ -87,6 +90,14 @@ class Settings(BaseSettings):
     public_docs: bool = Field(
         False, description="Serve /docs, /redoc, /openapi.json and their assets without the API key")
     log_level: str = Field("info", description="Logging level of the recserve loggers")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        """Checked here: a level logging does not know failed inside the app's start-up, as a traceback."""
+        if level.lower() not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return level.lower()
 
     @field_validator("redis_url")
     @classmethod

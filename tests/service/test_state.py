@@ -69,6 +69,7 @@ def test_an_unreachable_redis_refuses_writes_and_fails_reads_open():
     ({"RECSERVE_REDIS_URL": "http://me:secret@h:1"}, "RECSERVE_REDIS_URL='http://me:***@h:1': RECSERVE_REDIS_URL must"),
     ({"RECSERVE_REDIS_URL": "redis://h:port"}, "RECSERVE_REDIS_URL='redis://h:port': Port could not be cast"),
     ({"RECSERVE_API_KEY": ""}, "RECSERVE_API_KEY=<hidden>: Value should have at least 1 item"),
+    ({"RECSERVE_LOG_LEVEL": "loud"}, "RECSERVE_LOG_LEVEL='loud': expected one of critical, error, warning"),
 ])
 def test_a_setting_that_cannot_be_used_stops_serve_in_one_line_naming_it(tmp_path, monkeypatch, capsys, env, words):
     from recserve.cli import main
