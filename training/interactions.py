@@ -184,6 +184,7 @@ def prepare_interactions(recipe: Recipe, data_dir, opts) -> tuple[RecModel, Inte
     inter_path = Path(data_dir) / f"{data.name}.inter"
     split = leave_one_out(data)
     require_validation_targets(data, split, inter_path, opts)
+    log.info("%s", data_summary(data, split))
     try:
         config = recipe.build_config(data, opts)
     except DatasetMismatch as err:
@@ -193,7 +194,6 @@ def prepare_interactions(recipe: Recipe, data_dir, opts) -> tuple[RecModel, Inte
     task = InteractionTask(model, data, split, max_seq_length=opts.max_seq_length)
     if task.size == 0:
         raise DataError(inter_path, None, no_sequences_problem(recipe.kind, data, opts))
-    log.info("%s", data_summary(data, split))
     by_id = model.user_input == "user_id"
     bundle = BundleData(
         items=data.items.ids[1:],

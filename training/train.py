@@ -146,9 +146,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, int
     try:
         state = load_checkpoint(checkpoint)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for a file it cannot read
-        raise ExportError(f"{checkpoint} is not a checkpoint torch can read ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0] if str(err) else 'no detail'}); export the "
-                          "<artifacts>/<model>/train/best.pt that `recserve train` writes") from err
+        # torch's own text can advise loading with weights_only=False, unsafe for a file of unknown origin
+        raise ExportError(f"{checkpoint} is not a checkpoint that `recserve train` writes (torch cannot read "
+                          f"it: {type(err).__name__}); export <artifacts>/<model>/train/best.pt") from err
     # epoch -1: the untrained model, kept as the best by a run that validates it first (eval_initial)
     if "kind" not in state or "model_config" not in state or state.get("epoch", -2) < -1:
         raise ExportError(f"{checkpoint} is not a trained model checkpoint (no completed epoch recorded); "
