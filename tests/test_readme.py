@@ -27,3 +27,14 @@ def test_the_model_table_lists_every_registered_kind():
 
 def test_the_stated_number_of_models_is_the_registrys():
     assert f"trains {WORDS[len(KINDS)]} recommendation models" in README
+
+
+def test_no_file_that_counts_the_models_gives_another_count():
+    """pyproject's description, the compose file and the k8s training job said four after the fifth kind."""
+    root = Path(__file__).resolve().parents[1]
+    files = ["README.md", "pyproject.toml", "docker-compose.yml", "deploy/k8s/base/train-cronjob.yaml",
+             "docs/deploy.md", "Makefile"]
+    counts = {(f, m.group(0)) for f in files
+              for m in re.finditer(r"\b(three|four|five|six|seven) (recommenders|recommendation models|models)\b",
+                                   (root / f).read_text())}
+    assert counts and {said.split()[0] for _, said in counts} == {WORDS[len(KINDS)]}, counts
