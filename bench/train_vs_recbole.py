@@ -144,7 +144,7 @@ def run_ours(kind: str, args, epochs: int, work: Path) -> dict:
     InteractionTask.__init__, InteractionTask.evaluate = init, evaluate
     started = time.perf_counter()
     try:
-        result = run(kind, args.data, work / "ours", cfg, DataOptions())
+        result = run(kind, args.data, work / "ours", cfg, DataOptions(features=["class"]))  # as the RecBole side (recbole_side.py)
     finally:
         InteractionTask.__init__, InteractionTask.evaluate = original_init, original_evaluate
     wall = time.perf_counter() - started

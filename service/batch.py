@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from bundle.reader import resolve_latest
-from service.config import Settings
+from service.config import load_settings
 from service.errors import ServiceError
 from service.events import UserEvents
 from service.metrics import Metrics
@@ -21,7 +21,7 @@ def load_for_batch(bundle: str | Path) -> ServedModel:
     path = Path(bundle)
     if (path / "LATEST").exists():
         path = resolve_latest(path)
-    return load_model(path, Settings(), Metrics(), UserEvents(1), {})
+    return load_model(path, load_settings(), Metrics(), UserEvents(1), {})
 
 
 def recommend_users(model: ServedModel, user_ids: Sequence[str], k: int = 10, batch_size: int = 256,
@@ -29,7 +29,7 @@ def recommend_users(model: ServedModel, user_ids: Sequence[str], k: int = 10, ba
     """Yield one record per user: {"user_id", "results": [{"item_id", "score", "rank"}]} or {"user_id", "error"}.
     A user the model cannot score gets the bundle's fallback ranking, flagged as in the API: {"user_id",
     "results", "fallback": kind} (a bundle without a fallback still gives the error record)."""
-    cap = Settings().history_cap_factor * model.max_history
+    cap = load_settings().history_cap_factor * model.max_history
     for start in range(0, len(user_ids), batch_size):
         records: list[dict] = []
         users: list[tuple[dict, User]] = []

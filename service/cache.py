@@ -136,6 +136,15 @@ def _cluster_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
     return single, nodes
 
 
+def redacted(url: str) -> str:
+    """`url` without its password, for logs and /readyz."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hosts = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{hosts}"
+
+
 def redis_factory(url: str, timeout_s: float) -> Callable[[], Client]:
     """Check `url` now (ValueError listing the forms understood) and return a function that builds its
     client: short connect and operation timeouts, no retries (callers decide what a failure means; the
@@ -226,6 +235,8 @@ class RedisStore:
         self._on_degraded = on_degraded
         self._down_until = 0.0
         self.degraded = False
+        self.answered = False  # Redis has answered a call at least once (see Settings.wait_for_redis)
+        self.url = redacted(url)
 
     @property
     def client(self) -> Client:
@@ -254,6 +265,7 @@ class RedisStore:
             self.degraded, self._down_until = True, time.monotonic() + self.retry_s
             self._on_degraded(True)
             raise
+        self.answered = True
         if self.degraded:
             log.warning("redis is back")
             self.degraded = False

@@ -6,13 +6,44 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from recserve.options import COUNT, POSITIVE, Number
+
+PORT = Number(int, low=1, high=65535)
+
 
 def add_commands(sub) -> None:
-    """The service's commands on the `recserve` parser: serve, recommend, logs export, evaluate."""
+    """The service's commands on the `recserve` parser: serve, recommend, prune, logs export, evaluate."""
     add_serve_parser(sub)
     add_recommend_parser(sub)
+    add_prune_parser(sub)
     add_logs_parser(sub)
     add_evaluate_parser(sub)
+
+
+def add_prune_parser(sub) -> None:
+    p = sub.add_parser("prune", help="delete old bundle versions, keeping the newest N per model",
+                       description="Delete the bundle versions of every model under --artifacts but the newest "
+                                   "--keep, never the one LATEST names, nor train/ (the checkpoints) or an export "
+                                   "in progress. Keep 2 or more where a service may fall back to the version before "
+                                   "LATEST's (docs/bundle.md).")
+    p.add_argument("--artifacts", type=Path, required=True, help="artifacts folder (ARTIFACTS/<model>/LATEST)")
+    p.add_argument("--keep", type=COUNT, required=True, help="versions to keep per model, newest first (at least 1)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    p.set_defaults(func=cmd_prune)
+
+
+def cmd_prune(args) -> int:
+    from bundle.prune import prune
+
+    if not args.artifacts.is_dir():
+        raise FileNotFoundError(f"--artifacts {args.artifacts}: no such folder")
+    removed = prune(args.artifacts, args.keep, args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for path, size in removed:
+        print(f"{verb} {path} ({size / 1e6:.1f} MB)")
+    print(f"{verb} {len(removed)} version(s), {sum(size for _, size in removed) / 1e6:.1f} MB; kept the newest "
+          f"{args.keep} per model and LATEST's")
+    return 0
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -31,25 +62,12 @@ def add_serve_parser(sub) -> None:
                        description="Start the FastAPI service (uvicorn) on the LATEST bundle of every model.")
     p.add_argument("--artifacts", type=Path, default=None, help="artifacts folder (default: $RECSERVE_ARTIFACTS or artifacts)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-    p.add_argument("--timeout-graceful-shutdown", type=positive_seconds, default=None, metavar="SECONDS",
+    p.add_argument("--port", type=PORT, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=COUNT, default=1, help="uvicorn worker processes (default 1)")
+    p.add_argument("--timeout-graceful-shutdown", type=COUNT, default=None, metavar="SECONDS",
                    help="on SIGTERM, wait at most this long for requests in flight before closing (default: "
                         "as long as they take); keep it below the orchestrator's grace period")
     p.set_defaults(func=cmd_serve)
-
-
-def positive_seconds(text: str) -> int:
-    """A whole number of seconds, at least 1 (uvicorn's own option takes whole seconds too)."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 second, got {text!r}")
-    return value
 
 
 def cmd_serve(args) -> int:
@@ -72,38 +90,18 @@ def add_recommend_parser(sub) -> None:
     p.add_argument("--bundle", type=Path, required=True, help="a bundle folder, or ARTIFACTS/<model> (uses LATEST)")
     p.add_argument("--users", type=Path, required=True,
                    help="text file with one user id per line, or a .parquet file with a user_id column")
-    p.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    p.add_argument("--k", type=COUNT, default=10, help="items per user (default 10)")
     p.add_argument("--out", type=Path, required=True, help="output file: JSON lines, or Parquet if it ends in .parquet")
-    p.add_argument("--batch-size", type=int, default=256, help="users per user-encoder call (default 256)")
+    p.add_argument("--batch-size", type=COUNT, default=256, help="users per user-encoder call (default 256)")
     p.add_argument("--include-history", action="store_true", help="do not leave out items the user already has")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: Ray actors (pip install 'recserve[ray]')")
-    p.add_argument("--actors", type=positive_int, default=1,
+    p.add_argument("--actors", type=COUNT, default=1,
                    help="--engine ray: actors, each loading the bundle once (default 1)")
-    p.add_argument("--cpus-per-actor", type=positive_float, default=1.0,
+    p.add_argument("--cpus-per-actor", type=POSITIVE, default=1.0,
                    help="--engine ray: CPUs each actor holds, and its onnxruntime threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_recommend)
-
-
-def positive_int(text: str) -> int:
-    import argparse
-
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
-def positive_float(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
-    return value
 
 
 def cmd_recommend(args) -> int:
@@ -179,7 +177,7 @@ def add_log_options(p) -> None:
                    help="first record time: ISO-8601 (UTC unless it names a zone) or Unix seconds (default: the start)")
     p.add_argument("--until", type=log_time, default=None, metavar="TIME",
                    help="records before this time, same forms (default: the end)")
-    p.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
+    p.add_argument("--window", type=POSITIVE, default=None, metavar="SECONDS",
                    help="attribution window: a click counts for an impression if it comes this long after it at most "
                         "(default: the service's, $RECSERVE_ATTRIBUTION_WINDOW_S or 900)")
     p.add_argument("--event-types", nargs="+", default=["click"], metavar="TYPE",

@@ -4,8 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 class SettingsError(ValueError):
@@ -21,6 +24,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="redis://host:port/db (rediss:// TLS, unix:///path); a Redis Cluster: redis+cluster://"
                           "host:port[,host:port...] (rediss+cluster:// TLS); unset = in-process LRU cache")
+    wait_for_redis: bool = Field(
+        True, description="With a Redis URL: /readyz answers 503 until Redis has answered once, so no traffic "
+                          "reaches a replica that cannot keep clicks; after that an outage leaves it ready but "
+                          "degraded (reads fail open, writes 503), so a Redis blip never empties the balancer. "
+                          "false: ready without Redis")
     redis_timeout_s: float = Field(0.05, gt=0, description="Redis connect and per-operation timeout")
     redis_retry_s: float = Field(1.0, ge=0, description="After a Redis failure, wait this long before retrying")
     cache_prefix: str = Field("recserve", description="First part of every cache key")
@@ -117,3 +125,42 @@ class Settings(BaseSettings):
                                        "count as attributed at position +Inf); the log keeps every position")
     access_log: bool = Field(
         False, description="One log line per request (method, path, status, milliseconds, request id)")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        """Checked here: a level logging does not know failed inside the app's start-up, as a traceback."""
+        if level.lower() not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return level.lower()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, url: str | None) -> str | None:
+        """A malformed URL is a settings error naming the forms understood, not a traceback at start-up."""
+        if url:
+            from service.cache import redis_factory
+
+            redis_factory(url, 1.0)  # parses only; raises ValueError listing the forms
+        return url
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; a value that cannot be used is a SettingsError naming each variable,
+    its value and what is wrong, in one line (pydantic's own report is a multi-line traceback)."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise SettingsError("; ".join(_problem(e) for e in err.errors()) + " (see the README's Settings table)") from None
+
+
+def _problem(error: dict) -> str:
+    name = "RECSERVE_" + "_".join(str(part) for part in error["loc"]).upper()
+    value = error.get("input")
+    if name.endswith("_KEY"):
+        shown = "<hidden>"
+    else:  # a Redis URL may carry a password
+        from service.cache import redacted
+
+        shown = repr(redacted(value) if name == "RECSERVE_REDIS_URL" and isinstance(value, str) else value)
+    return f"{name}={shown}: {error['msg'].removeprefix('Value error, ')}"

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from bundle.ann import exact_scan_cost, missed_target
 from bundle.contract import GRAPHS, BundleError
 from bundle.reader import Bundle, load_bundle
 from bundle.user_feeds import user_feeds
@@ -55,6 +56,21 @@ class ServedModel:
     @property
     def keeps_history(self) -> bool:
         return self.bundle.user_input != "user_id"
+
+    def retrieval(self, min_items: int) -> dict:
+        """How /recommend finds the top k (GET /models): through the index or by an exact scan, and why, with
+        the recall the index measured at export. An index that missed its target is never searched."""
+        info = self.bundle.manifest.get("index") or {}
+        measured = {key: info[key] for key in ("recall_at_10", "recall_target") if key in info}
+        if not info:
+            return {"way": "exact", "reason": "the bundle has no item index", **measured}
+        if missed_target(info):
+            return {"way": "exact", **measured, "reason": "its index missed the recall target at export: "
+                    + exact_scan_cost(self.catalog.n_base, self.bundle.dim)}
+        if self.catalog.n_base < min_items:
+            return {"way": "exact", **measured,
+                    "reason": f"{self.catalog.n_base:,} items, fewer than RECSERVE_RETRIEVAL_MIN_ITEMS ({min_items:,})"}
+        return {"way": "index", **measured, "reason": f"at least RECSERVE_RETRIEVAL_MIN_ITEMS ({min_items:,}) items"}
 
     def user_index(self, user_id: str) -> int | None:
         """A user_id model's index (1..U) of a user it was trained on, else None."""
@@ -162,10 +178,16 @@ def load_model(path: Path, settings: Settings, metrics: Metrics, events: UserEve
             model.tokenizer = tokenizer_from_spec(bundle.tokenizer_spec, bundle.tokenizer_path)
         except ValueError as exc:
             raise BundleError(bundle.tokenizer_path, f"unreadable tokenizer ({exc})") from exc
-    if bundle.manifest.get("index"):
+    info = bundle.manifest.get("index") or {}
+    if info and missed_target(info):
+        log.warning("%s: its item index found %.2f of its users' top 10 at export (target %.2f): /recommend serves "
+                    "%s instead", path, info["recall_at_10"], info.get("recall_target", 0), exact_scan_cost(
+                        model.catalog.n_base, bundle.dim))
+        if bundle.index_file is not None:
+            bundle.index_file.close()
+    elif info:
         from bundle.ann import load_index
 
-        info = bundle.manifest["index"]
         try:
             model.index = load_index(path / info["file"], info, settings.index_expansion or None, bundle.index_file)
             model.searches = IndexSearches(model.index, settings.index_search_threads)

@@ -26,6 +26,7 @@ class User:
     window: list[int]
     user_idx: int | None = None
     cold: bool = False
+    unknown_history: tuple[str, ...] = ()  # the request's history ids the model does not know, once each
 
 
 def resolve_user(model: ServedModel, user_id: str | None, history: Sequence[str] | None, cap: int) -> User:
@@ -33,36 +34,42 @@ def resolve_user(model: ServedModel, user_id: str | None, history: Sequence[str]
     the stored history of `user_id`; histories longer than `cap` are refused.
 
     A user the model has nothing to score by comes back `cold` (see `cold_user`): for a model of histories an
-    unknown `user_id` without a history, for a model of user ids (ConvNCF) any user it was not trained on. A
-    request naming nobody (neither `user_id` nor a non-empty history) stays a 422: it is a client's mistake,
-    not a new user (an anonymous visitor is sent with a session id)."""
+    unknown `user_id` without a history, or a history of which no item is known (every kind alike: a news
+    model would otherwise score an empty history, 0.5 for everything, and look like an answer); for a model
+    of user ids (ConvNCF) any user it was not trained on. The history's unknown ids are reported
+    (`unknown_history`), so a client can tell an ignored history from a used one. A request naming nobody
+    (neither `user_id` nor a non-empty history) stays a 422: it is a client's mistake, not a new user (an
+    anonymous visitor is sent with a session id)."""
     if user_id is None and not history:
         raise unprocessable("user_id", "give a user_id or a non-empty history")
     if history and len(history) > cap:
         raise unprocessable("history", f"{len(history)} items exceed the limit of {cap}")
+    known, unknown = model.catalog.lookup(history) if history else (None, [])
+    unknown = tuple(dict.fromkeys(unknown))
     if model.bundle.user_input == "user_id":
         user_idx = model.user_index(user_id) if user_id is not None else None
-        seen = model.catalog.lookup(history or ())[0]
         if user_idx is None:
             what = f"unknown user {user_id!r}" if user_id is not None else "missing"
-            return cold_user(model, user_id, seen, f"{what}; model {model.name!r} scores only users it was "
-                                                   "trained on")
-        return User(user_id, seen, [], user_idx)
-    seen = model.catalog.lookup(history)[0] if history else model.stored_history(user_id)
+            return cold_user(model, user_id, known or [], unknown,
+                             f"{what}; model {model.name!r} scores only users it was trained on")
+        return User(user_id, known or [], [], user_idx, unknown_history=unknown)
+    seen = known if history else model.stored_history(user_id)
     if seen is None:
-        return cold_user(model, user_id, [], f"unknown user {user_id!r} and no history given")
-    if not seen and model.bundle.user_input == "sequence":
+        return cold_user(model, user_id, [], unknown, f"unknown user {user_id!r} and no history given")
+    if not seen:
         field = "history" if history else "user_id"
-        raise unprocessable(field, f"no item of the history is known to model {model.name!r}")
-    return User(user_id, seen, seen[-model.max_history:])
+        return cold_user(model, user_id, [], unknown, f"no item of the {field} is known to model {model.name!r}",
+                         field)
+    return User(user_id, seen, seen[-model.max_history:], unknown_history=unknown)
 
 
-def cold_user(model: ServedModel, user_id: str | None, seen: list[int], problem: str) -> User:
+def cold_user(model: ServedModel, user_id: str | None, seen: list[int], unknown: tuple[str, ...], problem: str,
+              field: str = "user_id") -> User:
     """A user the model cannot score: served the bundle's fallback ranking; a bundle without one (made before
     bundles carried it) answers 422 with `problem`, as before."""
     if model.fallback is None:
-        raise unprocessable("user_id", problem)
-    return User(user_id, seen, [], cold=True)
+        raise unprocessable(field, problem)
+    return User(user_id, seen, [], cold=True, unknown_history=unknown)
 
 
 class Ranker:
@@ -183,7 +190,7 @@ class Ranker:
         if not np.isfinite(scores).all():  # a broken bundle; JSON has no NaN, and null would break clients
             raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
         body = ranking_json(model.name, model.version, model.catalog.heads, rows, scores, unknown, fallback,
-                            request_id)
+                            request_id, user.unknown_history)
         if self.feedback is not None:
             self.feedback.answered(model, route, request_id, user.user_id, user.window, len(user.seen),
                                    rows, scores, fallback, excluded)

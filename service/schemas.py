@@ -67,12 +67,17 @@ class RankResponse(BaseModel):
     fallback: Literal[FALLBACK_KINDS] | None = Field(
         None, examples=["popularity"],
         description="Present only when the model could not score the user (a `user_id` it does not know and no "
-                    "history; ConvNCF: any user it was not trained on): the results are then the bundle's "
+                    "history, or a history of which no item is known; ConvNCF: any user it was not trained on): the results are then the bundle's "
                     "fallback ranking, computed at training time from training data only, and this says which: "
                     "`popularity` (interactions per item) or `recency_popularity` (news clicks, each weighted "
                     "by half per day of age). The newest items added through /items take every second place "
                     "from the 2nd. /rank lists the candidates in that order, those it does not rank after them "
                     "in request order. Absent from a model's own answers")
+    unknown_history: list[str] | None = Field(
+        None, examples=[["N-gone"]],
+        description="Present only when the request's `history` holds ids the model does not know (once each, in "
+                    "request order): they were ignored. A history of which no id is known is a user the model "
+                    "cannot score, so such an answer is the fallback ranking (`fallback` set), for every model")
 
 
 # Field limits of POST /items: each added item is kept in memory (service.items.apply).
@@ -119,6 +124,16 @@ class EventsResponse(BaseModel):
                     "stored. Every target model is listed; ids unknown to all of them change nothing")
 
 
+class Retrieval(BaseModel):
+    way: Literal["index", "exact"] = Field(description="How /recommend finds the k best items: the bundle's "
+                                                       "nearest-neighbour index, or an exact scan of the catalog")
+    reason: str = Field(description="Why that way (catalog size against RECSERVE_RETRIEVAL_MIN_ITEMS, no index, or "
+                                    "an index that missed its recall target at export, with the scan's cost)")
+    recall_at_10: float | None = Field(None, description="The index's recall@10 measured at export on the bundle's "
+                                                         "own users; an index below `recall_target` is never searched")
+    recall_target: float | None = None
+
+
 class ModelInfo(BaseModel):
     name: str
     kind: str
@@ -136,6 +151,7 @@ class ModelInfo(BaseModel):
         None, description="Set when this is an older version served because the one LATEST names was refused: "
                           "that version (docs/bundle.md, fallback)")
     fallback_reason: str | None = Field(None, description="With `fallback_from`: why that version was refused")
+    retrieval: Retrieval | None = None
     fallback: str | None = Field(None, description="The fallback ranking users it cannot score get (see "
                                                    "RankResponse.fallback); null: they get a 422")
 
@@ -174,7 +190,8 @@ class Fallback(BaseModel):
 
 class Readiness(BaseModel):
     status: str = Field(description='"ready"; "degraded" (answered with 200: every model serves, but some serve '
-                                    'an older version than LATEST names, see `fallbacks`); or "not ready" (503)')
+                                    'an older version than LATEST names, see `fallbacks`, or Redis stopped '
+                                    'answering after start-up); or "not ready" (503)')
     models: dict[str, str] = Field(description="Served model -> bundle version")
     failed: dict[str, str] = Field(description="Model -> why its bundle was refused (no older version serves)")
     fallbacks: dict[str, Fallback] = Field(
@@ -183,4 +200,5 @@ class Readiness(BaseModel):
     cache: str = Field(description='"up", "degraded" (Redis unreachable) or "in-process" (no Redis configured)')
     reason: str | None = Field(None, description="Only when not ready or degraded: why (no model folder found under "
                                                  "the artifacts folder, which bundles were refused, which models "
-                                                 "serve an older version)")
+                                                 "serve an older version, a Redis that does not answer, named by "
+                                                 "its URL without password)")

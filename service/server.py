@@ -18,9 +18,9 @@ def serve(artifacts: str | Path | None = None, host: str = "127.0.0.1", port: in
 
     if artifacts is not None:  # else RECSERVE_ARTIFACTS or the default applies
         os.environ["RECSERVE_ARTIFACTS"] = str(artifacts)
-    from service.config import Settings, SettingsError
+    from service.config import SettingsError, load_settings
 
-    settings = Settings()
+    settings = load_settings()
     if workers > 1 and not settings.redis_url:
         # Each worker would keep its own clicks and added items, and answer the same user differently.
         raise SettingsError(

@@ -11,7 +11,7 @@ class ExportError(RuntimeError):
     """A bundle that cannot be written; defined here, free of torch, so the CLI can catch it cheaply."""
 
 
-SCALARS = ("max_history", "data_fingerprint", "training", "fallback_kind")
+SCALARS = ("max_history", "data_fingerprint", "training", "fallback_kind", "metrics")
 
 
 def save_bundle_data(data: BundleData, folder: Path) -> None:

@@ -8,14 +8,7 @@ import sys
 from pathlib import Path
 
 from models.registry import KINDS  # names only: no torch until a command needs it
-
-
-def seed_value(text: str) -> int:
-    """A seed: a non-negative integer (numpy's SeedSequence, which derives each epoch's streams, takes no other)."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
-    return value
+from recserve.options import COUNT, FINITE, NON_NEGATIVE, POSITIVE, UsageError
 
 
 def add_train_parser(sub) -> None:
@@ -29,17 +22,17 @@ def add_train_parser(sub) -> None:
     p.add_argument("--data-interactions", type=Path, help="with --all: the atomic-file folder for the interaction models")
     p.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts folder (default: artifacts)")
     # Unset options take the model's recipe defaults (models/<kind>.py), printed when training starts.
-    p.add_argument("--epochs", type=int, help="maximum epochs (default: the model's; 10, nrms 5)")
-    p.add_argument("--batch-size", type=int, help="training batch size (default: the model's; 2048, nrms 32)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: the model's; 1e-3, nrms 5e-4)")
-    p.add_argument("--patience", type=int, help="epochs without a better validation metric before stopping (default: the model's; 3, nrms 2)")
-    p.add_argument("--seed", type=seed_value, help="random seed, >= 0 (default: 2020)")
-    p.add_argument("--max-steps", type=int, help="cap on training steps per epoch (quick runs)")
+    p.add_argument("--epochs", type=COUNT, help="maximum epochs (default: the model's; 10, nrms 5)")
+    p.add_argument("--batch-size", type=COUNT, help="training batch size (default: the model's; 2048, nrms 32)")
+    p.add_argument("--lr", type=POSITIVE, help="Adam learning rate (default: the model's; 1e-3, nrms 5e-4)")
+    p.add_argument("--patience", type=COUNT, help="epochs without a better validation metric before stopping (default: the model's; 3, nrms 2)")
+    p.add_argument("--seed", type=NON_NEGATIVE, help="random seed, >= 0 (default: 2020)")  # numpy's SeedSequence
+    p.add_argument("--max-steps", type=COUNT, help="cap on training steps per epoch (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<model>/train/last.pt")
-    p.add_argument("--min-rating", type=float, help="atomic data: keep interactions rated at least this")
-    p.add_argument("--k-core", type=int, help="atomic data: drop users and items with fewer interactions, iteratively")
-    p.add_argument("--max-seq-length", type=int, help="sequential models: history length (default 50)")
-    p.add_argument("--features", nargs="+", help="gru4recf: item features to use (default: class)")
+    p.add_argument("--min-rating", type=FINITE, help="atomic data: keep interactions rated at least this")
+    p.add_argument("--k-core", type=NON_NEGATIVE, help="atomic data: drop users and items with fewer interactions, iteratively")
+    p.add_argument("--max-seq-length", type=COUNT, help="sequential models: history length (default 50)")
+    p.add_argument("--features", nargs="+", help="gru4recf: item features to use (default: every token and token_seq field of the .item file)")
     p.add_argument("--word-vectors", help="nrms: 'glove' (GloVe 6B 50d, needs recserve[glove]) or a GloVe-format text file")
     p.add_argument("--pretrained", help="plm_nrms: the news encoder, 'minilm' (default: the packaged all-MiniLM-L6-v2) or a Hugging Face BERT folder")
     p.add_argument("--valid-behaviors", type=Path, help="nrms: a behaviors.tsv to validate on (default: the last day of --data)")
@@ -47,11 +40,11 @@ def add_train_parser(sub) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"],
                    help="where to train: cuda (each process its own GPU), cpu, or auto (default: cuda when torch "
                         "can use a GPU here, else cpu). Export runs on the CPU whatever the device")
-    p.add_argument("--nproc", type=positive, default=1,
+    p.add_argument("--nproc", type=COUNT, default=1,
                    help="data-parallel training in this many processes on this machine (DDP over gloo on cpu, "
                         "NCCL on cuda with one GPU per process; default 1); --batch-size stays the global batch. "
                         "Several machines: torchrun, see the README")
-    p.add_argument("--threads", type=positive,
+    p.add_argument("--threads", type=COUNT,
                    help="torch threads per process (default: torch's; with --nproc or torchrun: cores / processes)")
     add_settings_options(p)
     p.set_defaults(func=cmd_train)
@@ -91,13 +84,6 @@ def resolve_settings(args, kind: str):
     return resolve(kind, config=config, options=options, assignments=args.settings)
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
 def cmd_train(args) -> int:
     from models.registry import recipes
     from training import distributed
@@ -107,23 +93,24 @@ def cmd_train(args) -> int:
         args.model = _config_kind(args.config)  # a file --show-config or the tuner wrote names its kind
     if args.show_config:
         if not args.model:
-            raise SystemExit("recserve train --show-config needs --model (or a --config naming its kind)")
+            raise UsageError("recserve train --show-config needs --model (or a --config naming its kind)")
         print(resolve_settings(args, args.model).to_yaml(), end="")
         return 0
     if args.all:
         if args.config or args.settings:
-            raise SystemExit("recserve train: --config and --set are for one --model, not --all")
+            raise UsageError("recserve train: --config and --set are for one --model, not --all")
         if not (args.data_news and args.data_interactions):
-            raise SystemExit("recserve train --all needs --data-news DIR and --data-interactions DIR")
+            raise UsageError("recserve train --all needs --data-news DIR and --data-interactions DIR")
         folders = {"news": args.data_news, "interactions": args.data_interactions}
         jobs = [(kind, folders[r.family]) for kind, r in recipes().items()]
     elif args.model and args.data:
         jobs = [(args.model, args.data)]
     else:
-        raise SystemExit("recserve train needs --model and --data (or --all with --data-news and --data-interactions)")
+        raise UsageError("recserve train needs --model and --data (or --all with --data-news and --data-interactions)")
+    require_resumable(args, [kind for kind, _ in jobs])
     torchrun = distributed.torchrun_env()
     if torchrun and args.nproc > 1:
-        raise SystemExit("recserve train: --nproc starts its own processes; under torchrun leave it out "
+        raise UsageError("recserve train: --nproc starts its own processes; under torchrun leave it out "
                          "(torchrun's --nproc-per-node says how many)")
     # Refused here, before any data is read or process started: a bad setting, no CUDA, or fewer GPUs than processes.
     settings = {kind: resolve_settings(args, kind) for kind, _ in jobs}
@@ -143,6 +130,15 @@ def cmd_train(args) -> int:
         torch.set_num_threads(args.threads)
     _train_jobs(args, jobs, settings, rank=0)
     return 0
+
+
+def require_resumable(args, kinds: list[str]) -> None:
+    """--resume with nothing to resume used to start afresh without a word: refused before any data is read."""
+    missing = [args.out / kind / "train" / "last.pt" for kind in kinds]
+    missing = [path for path in missing if not path.is_file()] if args.resume else []
+    if missing:
+        raise UsageError(f"--resume: no {missing[0]} to continue from (a run under --out {args.out} writes it); "
+                         "leave --resume out to train from the start")
 
 
 def _torchrun_train(args, jobs, settings) -> int:
@@ -202,14 +198,14 @@ def add_tune_parser(sub) -> None:
                                    "writes the best settings to <study>/best.yaml for `recserve train --config`.")
     p.add_argument("--model", choices=sorted(KINDS), help="which model to tune (default: the --config file's kind)")
     p.add_argument("--data", type=Path, required=True, help="dataset folder, as for recserve train")
-    p.add_argument("--trials", type=positive, required=True,
+    p.add_argument("--trials", type=COUNT, required=True,
                    help="finished (complete or pruned) trials the study should hold; a rerun runs the rest")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="start no trial after this long (each worker)")
+    p.add_argument("--timeout", type=POSITIVE, metavar="SECONDS", help="start no trial after this long (each worker)")
     p.add_argument("--space", type=Path, metavar="FILE",
                    help="a YAML search space replacing the model's default (training/tune_spaces.py): "
                         "name: [values] or name: {low, high, log}")
     p.add_argument("--study", type=Path, metavar="DIR", help="the study's folder (default: studies/<model>)")
-    p.add_argument("--jobs", type=positive,
+    p.add_argument("--jobs", type=COUNT,
                    help="trials at once, each in its own process with cores / jobs torch threads (default: one per "
                         "4 cores, at least one; on 2 cores one trial at a time with both cores)")
     p.add_argument("--config", type=Path, metavar="FILE", help="settings every trial starts from (as recserve train)")
@@ -229,7 +225,7 @@ def cmd_tune(args) -> int:
 
     kind = args.model or _config_kind(args.config)
     if not kind:
-        raise SystemExit("recserve tune needs --model (or a --config naming its kind)")
+        raise UsageError("recserve tune needs --model (or a --config naming its kind)")
     base = resolve(kind, config=read_file(args.config) if args.config else None, assignments=args.settings)
     space = load_space(kind, args.space)
     cores = os.cpu_count() or 1
@@ -253,13 +249,17 @@ def add_export_parser(sub) -> None:
     p.add_argument("--int8-item-encoder", action="store_true",
                    help="ship the item encoder quantised to int8 (per channel): for text encoders (plm_nrms), ~2.5x "
                         "faster /items; kept MIND's validation AUC within 0.0003 (docs/benchmarks.md, 2b)")
+    p.add_argument("--allow-low-recall-index", action="store_true",
+                   help="write the bundle even if its item index misses its recall@10 target on the bundle's own "
+                        "users (refused otherwise); the service then answers /recommend by an exact scan")
     p.set_defaults(func=cmd_export)
 
 
 def cmd_export(args) -> int:
     from training.train import export_checkpoint
 
-    bundle = export_checkpoint(args.checkpoint, args.out, args.int8_item_encoder)  # resolves the default --out
+    bundle = export_checkpoint(args.checkpoint, args.out, args.int8_item_encoder,  # resolves the default --out
+                               args.allow_low_recall_index)
     print(f"bundle: {bundle}")
     return 0
 
@@ -292,9 +292,9 @@ def add_synthetic_parser(sub) -> None:
                        description="Write <dest>/mind (MIND-format news + impressions) and <dest>/interactions "
                                    "(RecBole atomic files), both with structure the models can learn.")
     p.add_argument("--dest", type=Path, required=True, help="output folder")
-    p.add_argument("--users", type=int, default=500, help="users in each dataset (default 500)")
-    p.add_argument("--items", type=int, default=400, help="items / news in each dataset (default 400)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--users", type=COUNT, default=500, help="users in each dataset (default 500)")
+    p.add_argument("--items", type=COUNT, default=400, help="items / news in each dataset (default 400)")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="random seed (default 0)")
     p.set_defaults(func=cmd_synthetic)
 
 

@@ -106,11 +106,13 @@ def quantize_item_encoder(path: Path) -> None:
 
 def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, name: str | None = None,
                   parity: bool = True, int8_item_encoder: bool = False,
-                  external_min_bytes: int = EXTERNAL_MIN_BYTES) -> Path:
+                  external_min_bytes: int = EXTERNAL_MIN_BYTES, allow_low_recall_index: bool = False) -> Path:
     """Write `artifacts/<name>/<version>/` and point `artifacts/<name>/LATEST` at it. Returns the bundle dir.
     `int8_item_encoder`: ship the item encoder quantised to int8 (`quantize_item_encoder`); the catalog's
     vectors are then that graph's, as /items will compute, and parity allows its rounding.
     `external_min_bytes`: graph initializers of this size or more go to .npy files (training/graph_weights.py).
+    `allow_low_recall_index`: write the bundle even if its item index misses its recall target (the service
+    then scans exactly; training/index_recall.py), instead of refusing it.
     The model is moved to the CPU first (in place): the graphs are traced from CPU example inputs and
     parity-checked against CPU eager, so a bundle's graphs are the same whatever device trained the model."""
     model = model.cpu().eval()
@@ -142,7 +144,8 @@ def export_bundle(model: RecModel, data: BundleData, artifacts: str | Path, *, n
         # and the nearest-neighbour index over them that /recommend uses for large catalogs.
         write_item_vectors(tmp, encode_catalog(tmp, data.item_inputs))
         vectors = np.load(tmp / ITEM_VECTORS_FILE, mmap_mode="r")
-        index = calibrate_index(tmp, data, model.user_input, vectors, build_index(vectors, tmp / INDEX_FILE))
+        index = calibrate_index(tmp, data, model.user_input, vectors, build_index(vectors, tmp / INDEX_FILE),
+                                allow_low_recall_index)
         if parity:
             check_bundle_parity(model, tmp, item_atol=INT8_ATOL if int8_item_encoder else None)
         quantized = {"item_encoder_weights": INT8} if int8_item_encoder else {}

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bundle.ann import INDEX_FILE, calibrate, load_index
+from bundle.ann import INDEX_FILE, calibrate, exact_scan_cost, load_index, missed_target
 from bundle.data import BundleData
 from bundle.user_feeds import user_feeds
+from training.bundle_data import ExportError
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +49,26 @@ def user_vectors(folder: Path, data: BundleData, user_input: str, vectors: np.nd
     return np.concatenate(parts).astype(np.float32)
 
 
-def calibrate_index(folder: Path, data: BundleData, user_input: str, vectors: np.ndarray, info: dict) -> dict:
+def calibrate_index(folder: Path, data: BundleData, user_input: str, vectors: np.ndarray, info: dict,
+                    allow_low_recall: bool = False) -> dict:
     """`info` (the index's manifest entry) with the search effort calibrated on a sample of the bundle's
-    users; unchanged for a bundle without users to sample."""
+    users; unchanged for a bundle without users to sample. An index that misses its recall target even at the
+    largest effort is refused (ExportError) unless `allow_low_recall`: served, it would answer /recommend with
+    a fifth of the right items and look fine. Allowed, the bundle records the recall measured and the service
+    scans the catalog exactly instead (service/model.py)."""
     queries = user_vectors(folder, data, user_input, vectors)
     if not len(queries):
         return info
     found = calibrate(load_index(folder / INDEX_FILE, info), vectors, queries)
-    if found["recall_at_10"] < found["recall_target"]:
-        log.warning("item index: recall@10 %.3f on %d of the bundle's users at the largest search effort (%d), "
-                    "below the target %.2f; /recommend above RECSERVE_RETRIEVAL_MIN_ITEMS will miss more",
-                    found["recall_at_10"], found["recall_users"], found["expansion_search"], found["recall_target"])
+    if not missed_target(found):
+        return {**info, **found}
+    problem = (f"item index: recall@10 {found['recall_at_10']:.3f} on {found['recall_users']} of the bundle's users "
+               f"at the largest search effort ({found['expansion_search']}), below the target "
+               f"{found['recall_target']:.2f}")
+    if not allow_low_recall:
+        raise ExportError(f"{problem} (untrained or collapsed item vectors?); train longer, or export anyway with "
+                          "`recserve export --checkpoint <artifacts>/<model>/train/best.pt --allow-low-recall-index`: "
+                          f"the service then serves {exact_scan_cost(*vectors.shape)}")
+    log.warning("%s; exported as asked (--allow-low-recall-index): the service will not search it but serve %s",
+                problem, exact_scan_cost(*vectors.shape))
     return {**info, **found}

@@ -5,6 +5,7 @@ of negatives, so no Python loop runs per sample.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from training.data.sequences import left_aligned, prefix_samples, window_samples
 from training.data.split import EvalSet, Split, leave_one_out
 from training.evaluate import csr_pairs, rank_metrics, target_ranks
 from training.fallback import interaction_popularity
+
+log = logging.getLogger("recserve.train")
 
 
 def sample_negatives(users: np.ndarray, n_items: int, positive_keys: np.ndarray, rng: np.random.Generator,
@@ -179,6 +182,14 @@ def no_sequences_problem(kind: str, data: InteractionData, opts) -> str:
             f"users with at least 4 interactions; {filter_hint(opts)}")
 
 
+def data_summary(data: InteractionData, split: Split) -> str:
+    """One line on what training is about to see (a large dataset is quiet for seconds before the first batch)."""
+    features = ", ".join(f"{f} ({len(data.feature_vocabs[f]) - 1:,} values)" for f in data.item_features) or "none"
+    return (f"{data.name}: {len(data.users) - 1:,} users, {len(data.items) - 1:,} items, {len(data.user):,} "
+            f"interactions; split: {len(split.train_item):,} train, {len(split.valid):,} valid and "
+            f"{len(split.test):,} test targets; item features: {features}")
+
+
 def prepare_interactions(recipe: Recipe, data_dir, opts) -> tuple[RecModel, InteractionTask, BundleData]:
     """Read RecBole atomic files, split them, build the recipe's model and the bundle data it will ship:
     the user id map for a model of user ids, the users' histories for a model of sequences, and the
@@ -187,6 +198,7 @@ def prepare_interactions(recipe: Recipe, data_dir, opts) -> tuple[RecModel, Inte
     inter_path = Path(data_dir) / f"{data.name}.inter"
     split = leave_one_out(data)
     require_validation_targets(data, split, inter_path, opts)
+    log.info("%s", data_summary(data, split))
     try:
         config = recipe.build_config(data, opts)
     except DatasetMismatch as err:

@@ -30,7 +30,7 @@ class DataOptions:
     min_rating: float | None = None      # atomic data: keep ratings >= this
     k_core: int = 0                      # atomic data: iterative k-core filter on users and items
     max_seq_length: int = 50             # sequential models: history length
-    features: list[str] = field(default_factory=lambda: ["class"])  # GRU4RecF item features
+    features: list[str] | None = None    # GRU4RecF item features; None: the .item file's token fields
     word_vectors: str | None = None      # NRMS: "glove" or a GloVe-format text file
     valid_behaviors: Path | None = None  # NRMS: a separate validation behaviors.tsv
     pretrained: str | None = None        # plm_nrms: "minilm" (the packaged MiniLM) or a Hugging Face BERT folder
@@ -146,7 +146,8 @@ def require_finite_metric(kind: str, model, monitor: str, value: float, run_dir:
                       f"bundle written, LATEST unchanged (the run's metrics: {run_dir / 'metrics.json'})")
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, int8_item_encoder: bool = False) -> Path:
+def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, int8_item_encoder: bool = False,
+                      allow_low_recall_index: bool = False) -> Path:
     """Re-export a saved checkpoint (best.pt beside its bundle_data/) as a new bundle under `out`.
 
     `out` defaults to the artifacts folder the checkpoint came from: `recserve train` writes
@@ -155,7 +156,12 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, int
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise ExportError(f"no checkpoint at {checkpoint}")
-    state = load_checkpoint(checkpoint)
+    try:
+        state = load_checkpoint(checkpoint)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for a file it cannot read
+        # torch's own text can advise loading with weights_only=False, unsafe for a file of unknown origin
+        raise ExportError(f"{checkpoint} is not a checkpoint that `recserve train` writes (torch cannot read "
+                          f"it: {type(err).__name__}); export <artifacts>/<model>/train/best.pt") from err
     # epoch -1: the untrained model, kept as the best by a run that validates it first (eval_initial)
     if "kind" not in state or "model_config" not in state or state.get("epoch", -2) < -1:
         raise ExportError(f"{checkpoint} is not a trained model checkpoint (no completed epoch recorded); "
@@ -175,4 +181,21 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, int
         data = load_bundle_data(checkpoint.parent / "bundle_data")
     except FileNotFoundError as err:
         raise ExportError(str(err)) from err
-    return export_bundle(model, data, out, int8_item_encoder=int8_item_encoder)
+    data.metrics = checkpoint_metrics(checkpoint, data.metrics)
+    return export_bundle(model, data, out, int8_item_encoder=int8_item_encoder,
+                         allow_low_recall_index=allow_low_recall_index)
+
+
+def checkpoint_metrics(checkpoint: Path, saved: dict) -> dict:
+    """The test metrics a re-exported bundle carries, so /models shows what the first export showed: those
+    saved with its bundle data, else (bundle data saved before it kept them) the run's metrics.json. Both were
+    measured on best.pt: another checkpoint (last.pt) gets none rather than someone else's."""
+    if checkpoint.name != "best.pt":
+        return {}
+    if saved:
+        return saved
+    try:
+        found = json.loads((checkpoint.parent / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {phase: found[phase] for phase in ("valid", "test") if isinstance(found.get(phase), dict)}

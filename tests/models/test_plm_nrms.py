@@ -187,3 +187,11 @@ def test_the_exported_minilm_encoder_equals_sentence_transformers(tmp_path):
     got = ort_session(tmp_path / "item_encoder.onnx").run(None, inputs)[0] / model.cfg.scale  # untrained head
     want = sentence_transformers.SentenceTransformer(str(folder), device="cpu").encode(titles)
     assert np.abs(got - want).max() < 1e-5
+
+
+def test_a_pretrained_folder_that_is_no_bert_folder_is_named_with_the_way_out(tmp_path):
+    from models.plm_nrms import pretrained_dir
+
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"--pretrained .*no model\.safetensors, tokenizer\.json.*'minilm'"):
+        pretrained_dir(str(tmp_path))

@@ -142,12 +142,12 @@ def test_models_health_and_metrics(client):
     assert "recserve_cache_degraded 0.0" in text
 
 
-# Unknown users are not errors: they get the fallback ranking (tests/service/test_fallback.py).
+# Unknown users are not errors, nor are histories of unknown items: they get the fallback ranking
+# (tests/service/test_fallback.py).
 BAD = [
     ({"model": "nrms", "user_id": "u1", "candidates": []}, "candidates"),
     ({"model": "nrms", "user_id": "u1", "candidates": ["N1"] * 1001}, "candidates"),
     ({"model": "nrms", "candidates": ["N1"]}, "user_id"),
-    ({"model": "gru4recf", "history": ["x", "y"], "candidates": ["i1"]}, "history"),
     ({"model": "gru4recf", "history": ["i1"] * 51, "candidates": ["i1"]}, "history"),
     ({"model": "nrms", "user_id": "u1", "candidate": ["N1"]}, "candidates"),
     ({"model": "nrms", "user_id": 5, "candidates": ["N1"]}, "user_id"),

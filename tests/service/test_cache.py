@@ -107,6 +107,7 @@ def test_redis_outage_degrades_then_recovers(make_client):
             assert client.post("/recommend", json={"model": "nrms", "user_id": "u2"}).status_code == 200
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["cache"] == "degraded"
+        assert ready.json()["status"] == "degraded" and "does not answer" in ready.json()["reason"]
         assert "recserve_cache_degraded 1.0" in client.get("/metrics").text
         proc = start_redis(port)
         deadline = time.monotonic() + 5

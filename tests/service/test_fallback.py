@@ -58,6 +58,32 @@ def test_convncf_with_a_history_but_no_known_id_gets_the_fallback_without_that_h
     assert body["fallback"] == "popularity" and [r["item_id"] for r in body["results"]] == model.fallback[2:5]
 
 
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("user", [{}, {"user_id": "u2"}])
+def test_a_history_of_which_nothing_is_known_is_a_cold_user_for_every_kind(client, models, name, user):
+    """One behaviour for every kind: news models used to score the empty history (0.5 for every item, no flag),
+    sequence models answered 422. ConvNCF scores a user it knows by id, whatever the history."""
+    body = {"model": name, **user, "history": ["zz", "yy", "zz"]}
+    ranked = client.post("/rank", json={**body, "candidates": models[name].fallback[:3][::-1]}).json()
+    top = client.post("/recommend", json={**body, "k": 3}).json()
+    for answer in (ranked, top):
+        assert answer["unknown_history"] == ["zz", "yy"], answer
+        scored_by_model = name == "convncf" and user
+        assert ("fallback" in answer) != bool(scored_by_model), answer
+    if "fallback" in top:
+        assert [r["item_id"] for r in top["results"]] == models[name].fallback[:3]
+        assert [r["item_id"] for r in ranked["results"]] == models[name].fallback[:3]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unknown_history_ids_are_listed_beside_a_models_answer(client, models, name):
+    history = [models[name].items[0], "gone"]
+    body = client.post("/recommend", json={"model": name, "user_id": "u2", "history": history, "k": 2}).json()
+    assert "fallback" not in body and body["unknown_history"] == ["gone"]
+    plain = client.post("/recommend", json={"model": name, "user_id": "u2", "k": 2}).json()
+    assert "unknown_history" not in plain
+
+
 def test_a_request_naming_no_user_is_still_422(client):
     for body in ({"model": "nrms", "candidates": ["N1"]}, {"model": "gru4recf", "history": [], "candidates": ["i1"]}):
         response = client.post("/rank", json=body)

@@ -56,3 +56,28 @@ def test_reload_warns_again_and_readiness_follows_the_folder(make_client, bundle
     assert client.post("/admin/reload").json()["loaded"].keys() == {"gru4recf"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and "reason" not in ready.json()
+
+
+def test_a_redis_that_never_answered_is_an_error_at_start_and_keeps_the_replica_not_ready(make_client, caplog):
+    from tests.service.processes import free_port
+
+    url = f"redis://me:secret@127.0.0.1:{free_port()}/0"
+    shown = url.replace(":secret@", ":***@")
+    with caplog.at_level(logging.ERROR, logger="recserve"):
+        client = make_client(redis_url=url)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and shown in errors[0] and "RECSERVE_REDIS_URL" in errors[0]
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["cache"] == "degraded", ready.text
+    assert shown in ready.json()["reason"] and "secret" not in ready.text
+    rank = {"model": "bert4rec", "user_id": "u1", "candidates": ["i1"]}
+    assert client.post("/rank", json=rank).status_code == 200  # reads fail open
+
+
+def test_without_waiting_for_redis_the_replica_is_ready_and_says_why_it_is_degraded(make_client):
+    from tests.service.processes import free_port
+
+    port = free_port()
+    ready = make_client(redis_url=f"redis://127.0.0.1:{port}/0", wait_for_redis=False).get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+    assert f"127.0.0.1:{port}" in ready.json()["reason"]

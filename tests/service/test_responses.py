@@ -69,3 +69,13 @@ def test_the_fallback_flag_is_written_last_and_only_when_given(fallback):
         expected = expected[:-1] + b',"fallback":"popularity"}'
     assert body == expected
     assert json.loads(body).get("fallback") == fallback
+
+
+def test_unknown_history_is_written_after_the_fallback_flag_and_only_when_given():
+    catalog = Catalog.of(IDS, np.zeros((len(IDS), 2), dtype=np.float32))
+    scores = np.array([1.0, 0.5])
+    expected = as_dicts("m", "v", ["", *IDS], [3, 1], scores, ["x"])[:-1]
+    body = ranking_json("m", "v", catalog.heads, [3, 1], scores, ["x"], "popularity", unknown_history=["h", 'h"2'])
+    assert body == expected + b',"fallback":"popularity","unknown_history":["h","h\\"2"]}'
+    assert ranking_json("m", "v", catalog.heads, [3, 1], scores, ["x"], None, unknown_history=["h"]) == (
+        expected + b',"unknown_history":["h"]}')

@@ -77,3 +77,25 @@ def test_convncf_two_stages_keep_the_exact_top_when_the_first_stage_covers_the_c
     dots = (model.item_matrix()[1:] @ user).numpy()
     first_stage = {model.items[i] for i in np.argsort(-dots)[:12]} - set(model.histories.get("u2", []))
     assert len(small) == 10 and {item for item, _ in small} <= first_stage
+
+
+def test_an_index_that_missed_its_recall_target_is_never_searched_and_models_says_so(make_client, artifacts,
+                                                                                      monkeypatch):
+    import json
+
+    path = artifacts / "bert4rec" / (artifacts / "bert4rec" / "LATEST").read_text().strip() / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["index"].update(recall_at_10=0.2, recall_target=0.96)
+    path.write_text(json.dumps(manifest))
+    calls = []
+    real = retrieval.indexed
+    monkeypatch.setattr(retrieval, "indexed", lambda *a, **k: calls.append(1) or real(*a, **k))
+    client = make_client(artifacts=artifacts, retrieval_min_items=0)
+    recommend(client, {"model": "bert4rec", "user_id": "u1", "k": 5})
+    assert calls == []  # scanned exactly
+    recommend(client, {"model": "gru4recf", "user_id": "u1", "k": 5})
+    assert calls == [1]  # a model whose index met its target is searched
+    infos = {m["name"]: m["retrieval"] for m in client.get("/models").json()}
+    assert infos["bert4rec"]["way"] == "exact" and infos["bert4rec"]["recall_at_10"] == 0.2
+    assert "missed the recall target" in infos["bert4rec"]["reason"] and "ms of CPU" in infos["bert4rec"]["reason"]
+    assert infos["gru4recf"]["way"] == "index"  # these test bundles record no calibration

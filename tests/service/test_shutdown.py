@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from service.cli import positive_seconds
+from recserve.options import COUNT as positive_seconds  # --timeout-graceful-shutdown's type
 from tests.service.processes import free_port, wait_for
 
 BODY = b'{"model": "bert4rec", "history": ["i1"], "candidates": ["i2", "i3"]}'

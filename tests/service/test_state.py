@@ -64,6 +64,23 @@ def test_an_unreachable_redis_refuses_writes_and_fails_reads_open():
     assert degraded == [True] and store.status == "degraded"
 
 
+@pytest.mark.parametrize("env, words", [
+    ({"RECSERVE_MAX_K": "abc"}, "RECSERVE_MAX_K='abc': Input should be a valid integer"),
+    ({"RECSERVE_REDIS_URL": "http://me:secret@h:1"}, "RECSERVE_REDIS_URL='http://me:***@h:1': RECSERVE_REDIS_URL must"),
+    ({"RECSERVE_REDIS_URL": "redis://h:port"}, "RECSERVE_REDIS_URL='redis://h:port': Port could not be cast"),
+    ({"RECSERVE_API_KEY": ""}, "RECSERVE_API_KEY=<hidden>: Value should have at least 1 item"),
+    ({"RECSERVE_LOG_LEVEL": "loud"}, "RECSERVE_LOG_LEVEL='loud': expected one of critical, error, warning"),
+])
+def test_a_setting_that_cannot_be_used_stops_serve_in_one_line_naming_it(tmp_path, monkeypatch, capsys, env, words):
+    from recserve.cli import main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", "--artifacts", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err and "secret" not in err, err
+
+
 def test_several_workers_without_redis_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
     from recserve.cli import main
 
@@ -71,3 +88,16 @@ def test_several_workers_without_redis_are_refused_in_one_line(tmp_path, monkeyp
     assert main(["serve", "--artifacts", str(tmp_path), "--workers", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("recserve: error: --workers 2 needs RECSERVE_REDIS_URL")
+
+
+def test_the_images_uvicorn_command_stops_on_an_unusable_setting_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "RECSERVE_MAX_K": "abc", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", "import service.app"], env=env, capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "RECSERVE_MAX_K='abc'" in done.stderr

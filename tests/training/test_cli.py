@@ -141,3 +141,42 @@ def test_a_multi_line_message_is_printed_on_one_line(tmp_path, recommend_args, m
     bundle = exported(tmp_path / "artifacts")
     assert main(recommend_args(bundle)) == 2
     assert one_error_line(capsys).endswith("INVALID_GRAPH node 3")
+
+
+def test_export_carries_the_runs_metrics_into_the_manifest(tmp_path, capsys):
+    import json
+
+    checkpoint = write_checkpoint(tmp_path / "A" / "bert4rec" / "train")
+    info = checkpoint.parent / "bundle_data" / "info.json"  # as bundle data saved before it kept metrics
+    info.write_text(json.dumps({k: v for k, v in json.loads(info.read_text()).items() if k != "metrics"}))
+    metrics = {"valid": {"ndcg@10": 0.25}, "test": {"ndcg@10": 0.5}}
+    (checkpoint.parent / "metrics.json").write_text(json.dumps({**metrics, "best_epoch": 0, "history": []}))
+    assert main(["export", "--checkpoint", str(checkpoint)]) == 0
+    bundle = Path(capsys.readouterr().out.removeprefix("bundle: ").strip())
+    assert json.loads((bundle / "manifest.json").read_text())["metrics"] == metrics
+
+
+def test_saved_bundle_data_keeps_its_metrics(tmp_path):
+    from training.bundle_data import load_bundle_data
+
+    model = tiny_models()["bert4rec"]
+    data = tiny_bundle_data("bert4rec", model)
+    data.metrics = {"test": {"recall@10": 0.125}}
+    save_bundle_data(data, tmp_path / "bundle_data")
+    assert load_bundle_data(tmp_path / "bundle_data").metrics == data.metrics
+
+
+@pytest.mark.parametrize("content", [b"20260101T000000Z-1234abcd\n", b"", b"PK\x03\x04 not a zip"])
+def test_export_of_a_file_that_is_no_checkpoint_is_one_line(tmp_path, capsys, content):
+    latest = tmp_path / "A" / "bert4rec" / "LATEST"  # the reported case: LATEST instead of train/best.pt
+    latest.parent.mkdir(parents=True)
+    latest.write_bytes(content)
+    assert main(["export", "--checkpoint", str(latest)]) == 2
+    line = one_error_line(capsys)
+    assert f"{latest} is not a checkpoint" in line and "train/best.pt" in line
+
+
+def test_recommend_with_a_setting_it_cannot_use_is_one_line(tmp_path, recommend_args, capsys, monkeypatch):
+    monkeypatch.setenv("RECSERVE_HISTORY_CAP_FACTOR", "many")
+    assert main(recommend_args(exported(tmp_path / "artifacts"))) == 2
+    assert "RECSERVE_HISTORY_CAP_FACTOR='many': Input should be a valid integer" in one_error_line(capsys)

@@ -203,3 +203,17 @@ def test_large_weights_leave_the_graphs_as_npy_files_named_by_their_contents(tmp
         external = {t.name for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
         assert external == set(part.get("weights", {}))
     assert check_bundle_parity(model, bundle, seed=1)["user_encoder"] <= 1e-4
+
+
+def test_an_index_that_misses_its_recall_target_is_refused_unless_allowed(tmp_path, monkeypatch):
+    """An untrained million-item catalog measured recall@10 0.20: exported silently, /recommend would serve it."""
+    import training.index_recall
+
+    low = {"expansion_search": 1024, "recall_at_10": 0.2, "recall_target": 0.96, "recall_users": 1}
+    monkeypatch.setattr(training.index_recall, "calibrate", lambda *a, **k: low)
+    model = tiny_models()["bert4rec"]
+    with pytest.raises(ExportError, match=r"recall@10 0\.200 .* below the target 0\.96.*--allow-low-recall-index"):
+        export_bundle(model, bundle_data("bert4rec", model), tmp_path)
+    assert not (tmp_path / "bert4rec" / "LATEST").exists()
+    bundle = export_bundle(model, bundle_data("bert4rec", model), tmp_path, allow_low_recall_index=True)
+    assert json.loads((bundle / "manifest.json").read_text())["index"]["recall_at_10"] == 0.2

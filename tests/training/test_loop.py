@@ -75,4 +75,4 @@ def test_train_refuses_a_negative_seed(capsys):
 
     with pytest.raises(SystemExit):
         main(["train", "--model", "convncf", "--data", "data", "--seed", "-1"])
-    assert "--seed: must be a non-negative integer, got -1" in capsys.readouterr().err
+    assert "--seed: expected a whole number at least 0, got '-1'" in capsys.readouterr().err

@@ -80,3 +80,24 @@ def test_a_feature_the_file_lacks_is_a_data_error_naming_the_item_file(datasets)
 
     with pytest.raises(DataError, match=r"\.item: GRU4RecF needs item feature\(s\) \['genre'\].*--features"):
         prepare("gru4recf", datasets["gru4recf"], DataOptions(features=["genre"]), seed=0)
+
+
+def test_gru4recf_takes_its_features_from_the_item_file_and_training_says_which(datasets, tmp_path, caplog):
+    """ml-1m's .item has no `class` (a column of the synthetic data): the default used to fail after loading."""
+    import logging
+    import shutil
+
+    from training.train import prepare
+
+    data = shutil.copytree(datasets["gru4recf"], tmp_path / "genres")
+    item = next(data.glob("*.item"))
+    lines = item.read_text().splitlines()
+    item.write_text("\n".join(["item_id:token\tgenre:token_seq\tyear:token\tprice:float",
+                               *(f"{line}\t{i % 7}\t1.5" for i, line in enumerate(lines[1:]))]) + "\n")
+    with caplog.at_level(logging.INFO, logger="recserve.train"):
+        model, _, _ = prepare("gru4recf", data, DataOptions(), seed=0)
+    assert model.cfg.selected_features == ["genre", "year"]  # token and token_seq fields, in file order; not the float
+    said = [r.getMessage() for r in caplog.records]
+    assert any("item features genre, year" in line and "--features" in line for line in said), said
+    summary = next(line for line in said if "interactions; split:" in line)
+    assert "400 users" in summary and "valid and" in summary and "genre (" in summary

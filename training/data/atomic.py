@@ -88,7 +88,8 @@ class _Table:
 
     def require(self, name: str, types: Sequence[str]) -> None:
         if name not in self.columns:
-            raise DataError(self.path, 1, f"header has no {name} column (columns: {self.header_text()})")
+            commas = "; atomic files are tab-separated, and this header holds commas" if "," in self.header_text() else ""
+            raise DataError(self.path, 1, f"header has no {name} column (columns: {self.header_text()}){commas}")
         if self.columns[name] not in types:
             raise DataError(self.path, 1, f"column {name} must be of type {' or '.join(types)}, "
                                           f"the header says {self.columns[name]}")
@@ -185,14 +186,20 @@ def _first_appearance(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # --- the reader -------------------------------------------------------------------------------------------
 
+# The way out of a folder that holds no dataset, appended to its error.
+ATOMIC_HINT = ("expected RecBole atomic files: <name>.inter, tab-separated, with a header such as "
+               "'user_id:token<TAB>item_id:token<TAB>timestamp:float' (`recserve data fetch ml-100k --dest DIR` or "
+               "`recserve data synthetic --dest DIR` writes some)")
+
+
 def _dataset_name(data_dir: Path, name: str | None) -> str:
     if not data_dir.is_dir():
-        raise DataError(data_dir, None, "dataset folder not found")
+        raise DataError(data_dir, None, f"no such dataset folder; {ATOMIC_HINT}")
     if name is not None:
         return name[: -len(".inter")] if name.endswith(".inter") else name
     found = sorted(p.stem for p in data_dir.glob("*.inter"))
     if not found:
-        raise DataError(data_dir, None, "no *.inter file in the folder")
+        raise DataError(data_dir, None, f"no *.inter file in the folder; {ATOMIC_HINT}")
     if len(found) > 1:
         raise DataError(data_dir, None, f"several *.inter files ({', '.join(found)}): say which with name=")
     return found[0]

@@ -300,6 +300,10 @@ def read_mind(data_dir: str | os.PathLike, *, valid_behaviors: str | os.PathLike
     digest = hashlib.sha256()
     contents: dict[str, tuple[Path, list[str]]] = {}
     # Real MIND takes tens of seconds from here to the first batch: each step says what it is doing.
+    missing = [path for _, path in files[:2] if not path.is_file()]
+    if missing:  # before the log line that promises reading them
+        raise DataError(missing[0], None, "file not found; a news model reads MIND-format news.tsv and behaviors.tsv "
+                                          "from --data (`recserve data fetch mind-small --dest DIR` writes them)")
     with timed(log, f"reading {len(files)} MIND files from {data_dir}") as notes:
         size = 0
         for role, path in files:

@@ -199,7 +199,7 @@ def test_vocab_from_ids():
 
 def test_missing_folder_and_files(tmp_path):
     err = error_of(tmp_path / "nope")
-    assert err.line is None and "not found" in err.problem
+    assert err.line is None and "no such dataset folder" in err.problem
     tmp_path.mkdir(exist_ok=True)
     assert "no *.inter" in error_of(tmp_path).problem
     err = error_of(tmp_path, name="toy")
@@ -269,3 +269,15 @@ def test_bad_item_files(tmp_path, item, kwargs, line, fragment):
     dataset(tmp_path, INTER, item)
     err = error_of(tmp_path, **kwargs)
     assert err.path.endswith("toy.item") and err.line == line and fragment in err.problem, str(err)
+
+
+def test_folder_errors_say_what_a_dataset_folder_holds_and_how_to_get_one(tmp_path):
+    for folder in (tmp_path / "nope", tmp_path):
+        problem = error_of(folder).problem
+        assert "tab-separated" in problem and "recserve data fetch ml-100k" in problem, problem
+
+
+def test_a_comma_separated_header_gets_a_hint_that_atomic_files_are_tab_separated(tmp_path):
+    (tmp_path / "toy.inter").write_text("user_id:token,item_id:token,timestamp:float\nu1,i1,1\n")
+    err = error_of(tmp_path)
+    assert err.line == 1 and "atomic files are tab-separated" in err.problem

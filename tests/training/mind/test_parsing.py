@@ -155,3 +155,9 @@ def test_read_mind_with_separate_validation_file_and_its_news(tmp_path, news_pat
     assert data.valid.cand_items.tolist() == [7, 2] and data.missing_news == 0
     assert "mars" in data.tokenizer.vocab
     assert data.fingerprint != read_mind(tmp_path).fingerprint
+
+
+def test_an_empty_folder_names_the_mind_files_and_how_to_get_them(tmp_path):
+    with pytest.raises(DataError) as err:
+        read_mind(tmp_path)
+    assert err.value.path.endswith("news.tsv") and "recserve data fetch mind-small" in err.value.problem
