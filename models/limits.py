@@ -54,10 +54,11 @@ class OneOf:
 
 @dataclass(frozen=True)
 class NonEmpty:
-    """A list with at least one entry."""
+    """A list with at least one entry, or None where that means "the data decides" (GRU4RecF's features: every
+    token field of the .item file)."""
 
     def problem(self, value) -> str | None:
-        return None if value else "must name at least one"
+        return None if value is None or value else "must name at least one"
 
 
 AT_LEAST_1 = Range(1)

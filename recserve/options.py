@@ -47,7 +47,8 @@ class Number:
 
 COUNT = Number(int, low=1)          # epochs, batch sizes, k, processes...
 NON_NEGATIVE = Number(int, low=0)   # seeds, k-core
-POSITIVE = Number(float, above=0)   # learning rates, CPUs
+POSITIVE = Number(float, above=0)   # CPUs, seconds
+NON_NEGATIVE_FLOAT = Number(float, low=0)  # learning rates: 0 trains nothing, which a test of early stopping wants
 FINITE = Number(float)              # a threshold of any sign (ratings)
 
 

@@ -159,7 +159,7 @@ def redis_factory(url: str, timeout_s: float) -> Callable[[], Client]:
         return lambda: RedisCluster(url=single, startup_nodes=[ClusterNode(h, p) for h, p in nodes[1:]],
                                     **options)
     if scheme not in PLAIN_SCHEMES:
-        raise ValueError(f"RECSERVE_REDIS_URL must look like one of: {URL_FORMS}; got scheme {scheme!r}")
+        raise ValueError(f"a Redis URL must look like one of: {URL_FORMS}; got scheme {scheme!r}")
     redis.Redis.from_url(url)  # parses without connecting: a bad port or option raises ValueError now
     return lambda: redis.Redis.from_url(url, **options)
 

@@ -134,7 +134,7 @@ class Settings(BaseSettings):
             raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
         return level.lower()
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "feedback_redis_url")
     @classmethod
     def _redis_url_parses(cls, url: str | None) -> str | None:
         """A malformed URL is a settings error naming the forms understood, not a traceback at start-up."""

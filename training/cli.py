@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from models.registry import KINDS  # names only: no torch until a command needs it
-from recserve.options import COUNT, FINITE, NON_NEGATIVE, POSITIVE, UsageError
+from recserve.options import COUNT, FINITE, NON_NEGATIVE, NON_NEGATIVE_FLOAT, POSITIVE, UsageError
 
 
 def add_train_parser(sub) -> None:
@@ -24,7 +24,7 @@ def add_train_parser(sub) -> None:
     # Unset options take the model's recipe defaults (models/<kind>.py), printed when training starts.
     p.add_argument("--epochs", type=COUNT, help="maximum epochs (default: the model's; 10, nrms 5)")
     p.add_argument("--batch-size", type=COUNT, help="training batch size (default: the model's; 2048, nrms 32)")
-    p.add_argument("--lr", type=POSITIVE, help="Adam learning rate (default: the model's; 1e-3, nrms 5e-4)")
+    p.add_argument("--lr", type=NON_NEGATIVE_FLOAT, help="Adam learning rate (default: the model's; 1e-3, nrms 5e-4)")
     p.add_argument("--patience", type=COUNT, help="epochs without a better validation metric before stopping (default: the model's; 3, nrms 2)")
     p.add_argument("--seed", type=NON_NEGATIVE, help="random seed, >= 0 (default: 2020)")  # numpy's SeedSequence
     p.add_argument("--max-steps", type=COUNT, help="cap on training steps per epoch (quick runs)")

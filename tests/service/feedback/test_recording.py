@@ -238,3 +238,11 @@ def test_no_access_log_by_default(make_client, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="recserve.access"):
         client.get("/healthz")
     assert not [r for r in caplog.records if r.name == "recserve.access"]
+
+
+def test_a_malformed_feedback_redis_url_is_a_settings_error_naming_it(monkeypatch):
+    from service.config import SettingsError, load_settings
+
+    monkeypatch.setenv("RECSERVE_FEEDBACK_REDIS_URL", "http://nope")
+    with pytest.raises(SettingsError, match="RECSERVE_FEEDBACK_REDIS_URL='http://nope': a Redis URL must look like"):
+        load_settings()
