@@ -105,8 +105,10 @@ class Settings(BaseSettings):
     feedback_buffer: int = Field(
         20_000, ge=1, description="Records waiting to be written, per process; past it new ones are dropped "
                                   "(recserve_log_dropped_total), never waited for")
-    feedback_batch: int = Field(500, ge=1, description="Most records written at once (one XADD or file write)")
-    feedback_flush_s: float = Field(0.2, gt=0, le=10, description="Longest a record waits to be written")
+    feedback_batch: int = Field(2000, ge=1, description="Most records written at once (one XADD or file write)")
+    feedback_flush_s: float = Field(
+        1.0, gt=0, le=10, description="Longest a record waits to be written; the writer thread wakes this often "
+                                      "(fewer, larger batches cost the serving thread less: docs/benchmarks.md)")
     feedback_max_entries: int = Field(
         200_000, ge=1, description="Redis sink: the stream is trimmed to about this many entries, each a batch of "
                                    "up to feedback_batch records (XADD MAXLEN ~)")

@@ -149,13 +149,12 @@ class Ranker:
         rows = np.asarray(indices, dtype=np.int64)
         if user.cold:
             rows, scores = model.fallback.rank(rows, model.catalog.size, self.settings.fallback_fresh_items)
-            return self._response(model, "rank", request_id, user, rows.tolist(), scores, unknown,
-                                  model.fallback.kind)
+            return self._response(model, "rank", request_id, user, rows, scores, unknown, model.fallback.kind)
         key = self.user_key(model, user.user_id, user.window)
         raw = self.scores(model, key, self.user_vector(model, user, key), rows)
         order = np.argsort(-raw, kind="stable")
-        return self._response(model, "rank", request_id, user, rows[order].tolist(),
-                              model.reported_scores(raw[order]), unknown)
+        return self._response(model, "rank", request_id, user, rows[order], model.reported_scores(raw[order]),
+                              unknown)
 
     async def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
                         exclude_history: bool, exclude: Sequence[str], request_id: str = "") -> bytes:
@@ -166,7 +165,7 @@ class Ranker:
         if user.cold:
             drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
             rows, scores = model.fallback.top(k, drop, model.catalog.size, self.settings.fallback_fresh_items)
-            return self._response(model, "recommend", request_id, user, rows.tolist(), scores, unknown,
+            return self._response(model, "recommend", request_id, user, rows, scores, unknown,
                                   model.fallback.kind, drop)
         key = self.user_key(model, user.user_id, user.window)
         vector = self.user_vector(model, user, key)
@@ -180,16 +179,17 @@ class Ranker:
             rows, raw = retrieval.indexed(model, vector, k, drop, pairwise, rerank, found)
         else:
             rows, raw = retrieval.exact(model, vector, k, drop, pairwise)
-        return self._response(model, "recommend", request_id, user, rows.tolist(), model.reported_scores(raw),
-                              unknown, excluded=drop)
+        return self._response(model, "recommend", request_id, user, rows, model.reported_scores(raw), unknown,
+                              excluded=drop)
 
-    def _response(self, model: ServedModel, route: str, request_id: str, user: User, rows: list[int],
+    def _response(self, model: ServedModel, route: str, request_id: str, user: User, rows: np.ndarray,
                   scores: np.ndarray, unknown: list[str], fallback: str | None = None,
                   excluded: np.ndarray | Sequence[int] = ()) -> bytes:
-        """The answer's JSON body; the answer is recorded (service/feedback) when the ranker records."""
+        """The answer's JSON body; the answer is recorded (service/feedback) when the ranker records. `rows`
+        stays an array for the record: a list of them would be a hundred int objects kept until written."""
         if not np.isfinite(scores).all():  # a broken bundle; JSON has no NaN, and null would break clients
             raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
-        body = ranking_json(model.name, model.version, model.catalog.heads, rows, scores, unknown, fallback,
+        body = ranking_json(model.name, model.version, model.catalog.heads, rows.tolist(), scores, unknown, fallback,
                             request_id, user.unknown_history)
         if self.feedback is not None:
             self.feedback.answered(model, route, request_id, user.user_id, user.window, len(user.seen),

@@ -1,7 +1,9 @@
 """Which answer a click came from, for the online metrics: request id -> (model, version, arm, the first
 positions shown), kept for the attribution window. A click may reach another worker or replica than the answer
 did, so with Redis the entries live there (`RedisShown`); one process without Redis keeps them itself
-(`LocalShown`). The log itself keeps every position; this is only what the counters need.
+(`LocalShown`). The log itself keeps every position; this is only what the counters need. Either is written by
+the recorder's thread with its batches, so a click within a flush (RECSERVE_FEEDBACK_FLUSH_S, 1 s) of its
+answer may not find it yet: no person clicks that fast.
 
 Redis keys: `<prefix>:{fb.<minute>}:shown`, a hash request id -> JSON summary per minute of answers, written
 once per recorder batch (one HSET and one EXPIRE a minute touched, instead of a key per answer) and expiring
@@ -18,7 +20,6 @@ from typing import NamedTuple, Protocol
 import orjson
 
 from service.cache import RedisStore
-from service.feedback.records import LazyIds, resolve
 
 BUCKET_S = 60
 
@@ -27,13 +28,10 @@ class Summary(NamedTuple):
     model: str
     version: str
     arm: str
-    items: list[str] | LazyIds  # the first positions shown, best first (ids looked up in the writer thread)
-
-    def resolved(self) -> Summary:
-        return self._replace(items=resolve(self.items)) if isinstance(self.items, LazyIds) else self
+    items: list[str]  # the first positions shown, best first
 
     def encode(self) -> bytes:
-        return orjson.dumps(list(self.resolved()))
+        return orjson.dumps(list(self))
 
     @classmethod
     def decode(cls, raw: bytes) -> Summary:
@@ -41,8 +39,6 @@ class Summary(NamedTuple):
 
 
 class Shown(Protocol):
-    immediate: bool  # remember() is cheap enough for the request path (else the recorder's thread calls it)
-
     def remember(self, entries: Sequence[tuple[str, float, Summary]]) -> None:
         """Keep (request id, answer time, summary) entries; may raise (the recorder logs and drops them)."""
 
@@ -51,10 +47,7 @@ class Shown(Protocol):
 
 
 class LocalShown:
-    """In process, for one process without Redis: at most `size` answers, each for `window_s`. Remembered as
-    the answer is made (a dict insert; ids looked up only for a click), so even an immediate click finds it."""
-
-    immediate = True
+    """In process, for one process without Redis: at most `size` answers, each for `window_s`."""
 
     def __init__(self, window_s: float, size: int = 200_000):
         self.window_s, self.size = window_s, size
@@ -73,16 +66,13 @@ class LocalShown:
         found = self._entries.get(request_id)
         if found is None or time.time() - found[0] > self.window_s:
             return None
-        return found[1].resolved()
+        return found[1]
 
 
 class RedisShown:
     """In Redis, shared by every worker and replica. `writer` (service.cache.RedisStore) serves the recorder's
     thread, `reader` (short timeouts, its own circuit breaker) the lookups on the request path: while Redis is
-    down a lookup answers None at once. Answers are remembered with the recorder's batches, so a click within
-    a flush interval (RECSERVE_FEEDBACK_FLUSH_S) of its answer may not find it yet."""
-
-    immediate = False
+    down a lookup answers None at once."""
 
     def __init__(self, writer: RedisStore, reader: RedisStore, prefix: str, window_s: int):
         self.writer, self.reader, self.prefix, self.window_s = writer, reader, prefix, window_s

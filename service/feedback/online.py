@@ -16,14 +16,15 @@ import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from orjson import Fragment
 
 from service.cache import RedisStore, Store
 from service.config import Settings, SettingsError
 from service.feedback import records
 from service.feedback.attribution import LocalShown, RedisShown, Summary
-from service.feedback.records import LazyIds
 from service.feedback.recorder import Recorder
 from service.feedback.sinks import FileSink, RedisStreamSink, Sink
 from service.metrics import Metrics
@@ -38,6 +39,7 @@ class Feedback:
         self.sample = settings.feedback_sample
         self.salt = settings.feedback_user_salt.get_secret_value() if settings.feedback_user_salt else None
         self.positions = settings.attribution_items
+        self._counters: dict[tuple, tuple] = {}  # (model, version, arm, fallback) -> its counters
 
     @classmethod
     def start(cls, settings: Settings, metrics: Metrics, store: Store) -> Feedback:
@@ -76,27 +78,27 @@ class Feedback:
     def answered(self, model, route: str, request_id: str, user_id: str | None, window: Sequence[int],
                  history_len: int, rows: Sequence[int], scores: np.ndarray, fallback: str | None,
                  excluded: Sequence[int] = (), arm: str = records.DEFAULT_ARM) -> None:
-        """An answer of catalog `rows` was sent: count it, and queue its record and its summary for click
-        attribution. Ids are looked up in the writer thread (`LazyIds`)."""
+        """An answer of catalog `rows` was sent: count it and queue it as it is (`Answer`, a tuple); its record
+        and its summary for click attribution are made in the writer thread. What a request pays here is what
+        its recording costs the warm /rank path (docs/benchmarks.md, "The feedback log")."""
         if self.sample < 1.0 and random.random() >= self.sample:
             return
-        labels = (model.name, model.version, arm)
-        metrics = self.metrics
-        metrics.child(metrics.impressions, *labels, "true" if fallback else "false").inc()
-        metrics.child(metrics.items_shown, *labels).inc(len(rows))
-        now, catalog = time.time(), model.catalog
-        record = None
-        if self.logging_on:
-            record = records.impression(
-                request_id, records.hashed_user(user_id, self.salt), model.name, model.bundle.kind, model.version,
-                route, fallback, LazyIds(catalog, window), history_len, LazyIds(catalog, rows), scores, arm, ts=now,
-                excluded=LazyIds(catalog, excluded))
-        shown = (request_id, now, Summary(model.name, model.version, arm, LazyIds(catalog, rows[:self.positions])))
-        if self.recorder.shown.immediate:
-            self.recorder.shown.remember([shown])
-            shown = None
-        if record is not None or shown is not None:
-            self.recorder.add(record, shown)
+        key = (model.name, model.version, arm, fallback)
+        counters = self._counters.get(key)
+        if counters is None:
+            counters = self._counters[key] = self._children(model, arm, fallback)
+        counters[0].inc()
+        counters[1].inc(len(rows))
+        self.recorder.add(Answer(self, model, route, request_id, user_id, window, history_len, rows, scores,
+                                 fallback, excluded, arm, time.time()))
+
+    def _children(self, model, arm: str, fallback: str | None) -> tuple:
+        """The impression and items-shown counters of (model version, arm, fallback or not), made once."""
+        if len(self._counters) > 10_000:  # reloads, arms: a bound, never reached in practice
+            self._counters.clear()
+        m = self.metrics
+        return (m.child(m.impressions, model.name, model.version, arm, "true" if fallback else "false"),
+                m.child(m.items_shown, model.name, model.version, arm))
 
     def clicked(self, user_id: str, model: str | None, event: str, items: Sequence[str],
                 request_id: str | None) -> None:
@@ -124,3 +126,37 @@ class Feedback:
     def close(self) -> None:
         self.recorder.close()
 
+
+class Answer(NamedTuple):
+    """An answer as the request left it (rows, not ids; scores as computed): a tuple, the cheapest thing a
+    request can queue. The writer thread makes its log record and its attribution summary
+    (service/feedback/recorder.py, `Pending`)."""
+
+    feedback: Feedback
+    model: object  # the ServedModel (service/model.py) that answered
+    route: str
+    request_id: str
+    user_id: str | None
+    window: Sequence[int]
+    history_len: int
+    rows: Sequence[int]
+    scores: np.ndarray
+    fallback: str | None
+    excluded: Sequence[int]
+    arm: str
+    ts: float
+
+    def shown(self) -> tuple[str, float, Summary]:
+        model = self.model
+        items = model.catalog.ids_of(self.rows[:self.feedback.positions])
+        return self.request_id, self.ts, Summary(model.name, model.version, self.arm, items)
+
+    def record(self) -> dict | None:
+        if not self.feedback.logging_on:
+            return None
+        model, ids = self.model, self.model.catalog.ids_json
+        excluded = Fragment(ids(self.excluded)) if self.route == "recommend" else []
+        return records.impression(
+            self.request_id, records.hashed_user(self.user_id, self.feedback.salt), model.name, model.bundle.kind,
+            model.version, self.route, self.fallback, Fragment(ids(self.window)), self.history_len,
+            Fragment(ids(self.rows)), self.scores, self.arm, ts=self.ts, excluded=excluded)

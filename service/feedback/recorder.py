@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import NamedTuple
+from typing import Protocol
 
 from service.feedback.attribution import Shown, Summary
 from service.feedback.records import encode
@@ -26,9 +26,15 @@ from service.metrics import Metrics
 log = logging.getLogger("recserve.feedback")
 
 
-class Entry(NamedTuple):
-    record: dict | None  # for the log (None: not sampled, or no log)
-    shown: tuple[str, float, Summary] | None  # for click attribution (answers only)
+class Pending(Protocol):
+    """What a request queues that is not a finished record: an answer, whose record and summary the writer
+    thread makes (service/feedback/online.py, `Answer`), so the request pays for neither."""
+
+    def record(self) -> dict | None:
+        """The log record, None when the log is off."""
+
+    def shown(self) -> tuple[str, float, Summary] | None:
+        """(request id, time, summary) for click attribution, None when attribution took it already."""
 
 
 class Recorder:
@@ -36,7 +42,7 @@ class Recorder:
                  flush_s: float, retry_s: float):
         self.sink, self.shown, self.metrics = sink, shown, metrics
         self.capacity, self.batch, self.flush_s, self.retry_s = buffer, batch, flush_s, retry_s
-        self._queue: deque[Entry] = deque()
+        self._queue: deque[dict | Pending] = deque()
         self._wake = threading.Event()
         self._stopping = False
         self._failing = False  # an outage is being logged: say once when it starts and once when it ends
@@ -44,14 +50,14 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="recserve-feedback", daemon=True)
         self._thread.start()
 
-    def add(self, record: dict | None, shown: tuple[str, float, Summary] | None = None) -> None:
-        """Queue a record (and an answer's summary); never blocks. Called from the event loop's thread."""
+    def add(self, item: dict | Pending) -> None:
+        """Queue a record, or an answer that makes its record later; never blocks. Called from the event
+        loop's thread."""
         if len(self._queue) >= self.capacity:
-            if record is not None:
-                self._dropped.inc()
+            self._dropped.inc()
             return
-        self._queue.append(Entry(record, shown))
-        if len(self._queue) >= self.batch:
+        self._queue.append(item)
+        if len(self._queue) == self.batch:  # once, as the batch fills: setting an Event takes a lock
             self._wake.set()
 
     def pending(self) -> int:
@@ -70,13 +76,20 @@ class Recorder:
             if stopping:
                 return
 
-    def _write(self, entries: list[Entry]) -> bool:
+    def _write(self, entries: list[dict | Pending]) -> bool:
         """Hand one batch to the attribution and the sink; False when either failed (the batch is dropped)."""
-        ok = True
-        shown = [e.shown for e in entries if e.shown is not None]
+        ok, records, shown = True, [], []
+        for item in entries:
+            if isinstance(item, dict):
+                records.append(item)
+                continue
+            record, summary = item.record(), item.shown()
+            if record is not None:
+                records.append(record)
+            if summary is not None:
+                shown.append(summary)
         if shown and self.shown is not None:
             ok = self._attempt("click attribution", lambda: self.shown.remember(shown), 0)
-        records = [e.record for e in entries if e.record is not None]
         if records and self.sink is not None:
             lines = [encode(r) for r in records]
             if self._attempt("feedback log", lambda: self.sink.write(lines), len(lines)):

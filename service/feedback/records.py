@@ -73,7 +73,7 @@ def impression(request_id: str, user: str | None, model: str, kind: str, version
                fallback: str | None, history: Sequence[str], history_len: int, items: Sequence[str],
                scores: Any, arm: str = DEFAULT_ARM, shadow: bool = False, ts: float | None = None,
                excluded: Sequence[str] | None = None) -> dict:
-    """An impression record; `scores` may be a numpy array (the writer encodes it)."""
+    """An impression record; `scores` may be a numpy array, the lists `orjson.Fragment`s (encoded already)."""
     return {"type": "impression", "v": SCHEMA_VERSION, "ts": time.time() if ts is None else ts,
             "request_id": request_id, "user": user, "model": model, "kind": kind, "version": version, "arm": arm,
             "route": route, "fallback": fallback, "history": history, "history_len": history_len,
@@ -91,24 +91,7 @@ def added_item(model: str, item_id: str, title: str, category: str | None, ts: f
             "item_id": item_id, "title": title, "category": category}
 
 
-class LazyIds:
-    """Catalog rows whose ids are looked up when the record is encoded, in the recorder's writer thread (a
-    history window's ids cost ~0.25 us a row on the request path otherwise). Rows never change meaning within
-    a catalog: items added while serving only append."""
-
-    __slots__ = ("catalog", "rows")
-
-    def __init__(self, catalog, rows: Sequence[int]):
-        self.catalog, self.rows = catalog, rows
-
-
-def resolve(value):
-    """orjson's `default`: the ids of `LazyIds`; anything else it cannot encode is an error."""
-    if isinstance(value, LazyIds):
-        return value.catalog.ids_of(value.rows)
-    raise TypeError(f"cannot encode {type(value).__name__} in a feedback record")
-
 
 def encode(record: dict) -> bytes:
-    """A record as one JSON line: numpy scores as numbers, `LazyIds` as their ids."""
-    return orjson.dumps(record, default=resolve, option=orjson.OPT_SERIALIZE_NUMPY)
+    """A record as one JSON line: numpy scores as numbers, `orjson.Fragment`s (JSON made already) as they are."""
+    return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)

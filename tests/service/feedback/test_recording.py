@@ -84,9 +84,10 @@ def test_impressions_record_what_was_shown(make_client, models, tmp_path):
 
 
 def test_events_are_recorded_and_attributed_clicks_counted_by_position(make_client, tmp_path):
-    client = make_client(feedback_dir=tmp_path)
+    client = make_client(feedback_dir=tmp_path, feedback_flush_s=0.05)
     answer = client.post("/rank", json={"model": "nrms", "user_id": "u1", "candidates": ["N1", "N2", "N3"]}).json()
     shown = [r["item_id"] for r in answer["results"]]
+    wait_records(tmp_path, 1)  # the answer's summary is kept for attribution with the writer's batch
     labels = {"model": "nrms", "version": answer["version"], "arm": "default"}
     r = client.post("/users/u1/events", json={"model": "nrms", "items": [shown[1]],
                                               "request_id": answer["request_id"]})
@@ -168,10 +169,10 @@ def test_redis_sink_writes_batches_to_the_stream(make_client, redis_prefix, redi
 def test_a_click_on_another_replica_is_attributed(make_client, redis_prefix):
     """Answer on one app, click on another sharing the Redis: the second counts the click by the answer's
     model, version and position."""
-    settings = {"redis_url": REDIS_URL, "cache_prefix": redis_prefix}
+    settings = {"redis_url": REDIS_URL, "cache_prefix": redis_prefix, "feedback_flush_s": 0.05}
     one, two = make_client(**settings), make_client(**settings)
     answer = one.post("/recommend", json={"model": "bert4rec", "user_id": "u1", "k": 5}).json()
-    time.sleep(0.6)  # the summary goes with the writer's next batch
+    time.sleep(0.5)  # the summary goes with the writer's next batch
     third = answer["results"][2]["item_id"]
     two.post("/users/u1/events", json={"model": "bert4rec", "items": [third], "request_id": answer["request_id"]})
     labels = {"model": "bert4rec", "version": answer["version"], "arm": "default"}
