@@ -8,6 +8,8 @@ Each run is a real uvicorn server (one worker, Redis on for the cache and state)
 bodies). A row is /rank req/s over the /healthz req/s just before it. The configurations alternate, `--repeats`
 times, and the medians are compared:
 - before: `--before`, a commit that records nothing;
+- not recording: this tree with RECSERVE_FEEDBACK_SAMPLE=0 (request ids, no answer recorded or counted): what
+  the rest of the tree changed since `--before`, apart from recording;
 - redis: this tree, the feedback log on the Redis stream (the default with Redis);
 - files: this tree, the JSON Lines files sink;
 - sink down: this tree, the log's Redis (RECSERVE_FEEDBACK_REDIS_URL) a port where nothing listens.
@@ -59,7 +61,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(before), args.before], check=True)
-        configs = {"before": (before, {}), "redis": (ROOT, {}),
+        configs = {"before": (before, {}), "not recording": (ROOT, {"RECSERVE_FEEDBACK_SAMPLE": "0"}), "redis": (ROOT, {}),
                    "files": (ROOT, {"RECSERVE_FEEDBACK_SINK": "files", "RECSERVE_FEEDBACK_DIR": f"{tmp}/log"}),
                    "sink down": (ROOT, {"RECSERVE_FEEDBACK_REDIS_URL": dead})}
         try:

@@ -5,7 +5,9 @@ click attribution). Nothing here ever blocks or fails a request:
 - a full buffer drops the new record (`recserve_log_dropped_total{reason="buffer_full"}`);
 - a batch the sink refuses (Redis down, disk full) is dropped (`reason="sink_error"`), the error logged once
   per outage, and the writer waits `retry_s` before trying again, so a dead sink costs no busy loop; records
-  made meanwhile wait in the buffer up to its bound. Writing resumes by itself when the sink answers.
+  made meanwhile wait in the buffer up to its bound. While it fails, each try encodes only `PROBE` records
+  and drops the rest of the batch unencoded, so an outage costs the serving process less, not more. Writing
+  resumes by itself when the sink answers.
 
 The buffer's bound is the memory bound: records hold references to what the answer already built (ids, the
 scores array) and are encoded in the writer thread.
@@ -24,6 +26,7 @@ from service.feedback.sinks import Sink
 from service.metrics import Metrics
 
 log = logging.getLogger("recserve.feedback")
+PROBE = 10  # records tried first while the sink is failing
 
 
 class Pending(Protocol):
@@ -70,8 +73,17 @@ class Recorder:
             stopping = self._stopping
             while self._queue:
                 taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+                if self._failing:  # try a few first: while the sink is down, a batch is dropped unencoded
+                    probe, taken = taken[:PROBE], taken[PROBE:]
+                    if not self._write(probe):
+                        if taken:
+                            self.metrics.child(self.metrics.log_dropped, "sink_error").inc(len(taken))
+                        if stopping:
+                            continue
+                        time.sleep(self.retry_s)  # no busy loop; the buffer bounds what waits
+                        break
                 if not self._write(taken) and not stopping:
-                    time.sleep(self.retry_s)  # the sink is down: no busy loop; the buffer bounds what waits
+                    time.sleep(self.retry_s)
                     break
             if stopping:
                 return

@@ -64,3 +64,29 @@ def test_a_failing_sink_drops_counted_batches_and_retries_at_its_pace():
     assert sink.calls <= 3  # one batch per retry interval, not a busy loop
     recorder.close(timeout_s=2)
     assert dropped(metrics, "sink_error") == 12
+
+
+class Counted:
+    """A pending answer that counts how often the writer made its record."""
+
+    made = 0
+
+    def record(self):
+        Counted.made += 1
+        return {"n": 1}
+
+    def shown(self):
+        return None
+
+
+def test_while_the_sink_fails_a_batch_is_dropped_without_encoding_it():
+    sink, metrics = BrokenSink(), Metrics()
+    recorder = Recorder(sink, None, metrics, buffer=10_000, batch=1000, flush_s=0.01, retry_s=0.1)
+    recorder.add({"n": 0})
+    wait_for(lambda: dropped(metrics, "sink_error") == 1)  # the outage has begun
+    Counted.made = 0
+    for _ in range(1000):
+        recorder.add(Counted())
+    wait_for(lambda: dropped(metrics, "sink_error") == 1001)
+    recorder.close(timeout_s=2)
+    assert Counted.made == 10  # the probe alone
