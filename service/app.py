@@ -97,7 +97,8 @@ async def lifespan(app: FastAPI):
                            settings.state_copies_max_age_s)
     registry = Registry(settings, store, metrics, state)
     app.state.store, app.state.registry = store, registry
-    feedback = Feedback.start(settings, metrics, store)
+    feedback = Feedback.make(settings, metrics, store)
+    feedback.start()
     app.state.ranker = Ranker(store, settings, metrics, feedback)
     _single_blas_thread()
     _freeze_imports()
@@ -109,7 +110,7 @@ async def lifespan(app: FastAPI):
         sync.cancel()
     if hup:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-    await run_in_threadpool(feedback.close)  # what is buffered is written before the process goes
+    await feedback.close()  # what is buffered is written before the process goes
 
 
 def _open_to_all(app: FastAPI, settings: Settings) -> dict:

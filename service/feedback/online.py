@@ -42,8 +42,8 @@ class Feedback:
         self._counters: dict[tuple, tuple] = {}  # (model, version, arm, fallback) -> its counters
 
     @classmethod
-    def start(cls, settings: Settings, metrics: Metrics, store: Store) -> Feedback:
-        """The sink and attribution store the settings name, and the writer thread. `store`: the app's cache,
+    def make(cls, settings: Settings, metrics: Metrics, store: Store) -> Feedback:
+        """The sink and attribution store the settings name, and the recorder (started by `start`). `store`: the app's cache,
         whose Redis the click lookups share when the log has no Redis of its own."""
         url = settings.feedback_redis_url or settings.redis_url or None  # "" (an unset compose variable): none
         kind = settings.feedback_sink if settings.feedback_sink != "auto" else ("redis" if url else "files")
@@ -123,8 +123,12 @@ class Feedback:
             for item in items:
                 self.recorder.add(records.added_item(model, item["item_id"], item["title"], item.get("category")))
 
-    def close(self) -> None:
-        self.recorder.close()
+    def start(self) -> None:
+        """Begin writing, from the running event loop (the app's lifespan)."""
+        self.recorder.start()
+
+    async def close(self) -> None:
+        await self.recorder.close()
 
 
 class Answer(NamedTuple):

@@ -1,6 +1,7 @@
-"""Records written off the request path: a request appends to a bounded buffer and goes on; one writer thread
-per process takes batches from it, encodes them and hands them to the sink (and the answers' summaries to the
-click attribution). Nothing here ever blocks or fails a request:
+"""Records written off the request path: a request appends to a bounded buffer and goes on; a task on the
+event loop takes batches from it, makes and encodes the records in small chunks between requests, and hands
+each batch to one I/O thread that writes it to the sink (and the answers' summaries to the click
+attribution). Nothing here ever blocks or fails a request:
 
 - a full buffer drops the new record (`recserve_log_dropped_total{reason="buffer_full"}`);
 - a batch the sink refuses (Redis down, disk full) is dropped (`reason="sink_error"`), the error logged once
@@ -9,15 +10,20 @@ click attribution). Nothing here ever blocks or fails a request:
   and drops the rest of the batch unencoded, so an outage costs the serving process less, not more. Writing
   resumes by itself when the sink answers.
 
-The buffer's bound is the memory bound: records hold references to what the answer already built (ids, the
-scores array) and are encoded in the writer thread.
+Why the event loop and not a thread: encoding is pure Python, and a writer thread encoding beside the loop
+took the GIL from it at every I/O the loop made (the handoffs cost as much as the encoding: docs/benchmarks.md,
+"The feedback log"). On the loop, the work is done in chunks of `CHUNK` records (~1 ms), each followed by a
+yield to the requests waiting; only the sink's I/O, which releases the GIL, runs in the thread.
+
+The buffer's bound is the memory bound: queued answers hold references to what the request already built (the
+rows, the scores array).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
-import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from service.feedback.attribution import Shown, Summary
@@ -27,6 +33,7 @@ from service.metrics import Metrics
 
 log = logging.getLogger("recserve.feedback")
 PROBE = 10  # records tried first while the sink is failing
+CHUNK = 50  # records made and encoded between two yields to the requests (~1 ms)
 
 
 class Pending(Protocol):
@@ -46,64 +53,80 @@ class Recorder:
         self.sink, self.shown, self.metrics = sink, shown, metrics
         self.capacity, self.batch, self.flush_s, self.retry_s = buffer, batch, flush_s, retry_s
         self._queue: deque[dict | Pending] = deque()
-        self._wake = threading.Event()
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="recserve-feedback")
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
         self._stopping = False
         self._failing = False  # an outage is being logged: say once when it starts and once when it ends
         self._dropped = metrics.child(metrics.log_dropped, "buffer_full")
-        self._thread = threading.Thread(target=self._run, name="recserve-feedback", daemon=True)
-        self._thread.start()
+
+    def start(self) -> None:
+        """Begin writing, from the running event loop (the app's lifespan)."""
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="recserve-feedback")
 
     def add(self, item: dict | Pending) -> None:
-        """Queue a record, or an answer that makes its record later; never blocks. Called from the event
-        loop's thread."""
+        """Queue a record, or an answer that makes its record later; never blocks. Called on the event loop."""
         if len(self._queue) >= self.capacity:
             self._dropped.inc()
             return
         self._queue.append(item)
-        if len(self._queue) == self.batch:  # once, as the batch fills: setting an Event takes a lock
+        if len(self._queue) == self.batch and self._wake is not None:  # a full batch need not wait the flush
             self._wake.set()
 
     def pending(self) -> int:
         return len(self._queue)
 
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(self.flush_s)
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.flush_s)
+            except TimeoutError:
+                pass
             self._wake.clear()
-            stopping = self._stopping
-            while self._queue:
-                taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
-                if self._failing:  # try a few first: while the sink is down, a batch is dropped unencoded
-                    probe, taken = taken[:PROBE], taken[PROBE:]
-                    if not self._write(probe):
-                        if taken:
-                            self.metrics.child(self.metrics.log_dropped, "sink_error").inc(len(taken))
-                        if stopping:
-                            continue
-                        time.sleep(self.retry_s)  # no busy loop; the buffer bounds what waits
-                        break
-                if not self._write(taken) and not stopping:
-                    time.sleep(self.retry_s)
-                    break
-            if stopping:
+            await self._drain()
+        await self._drain()  # what came since: written (or, while the sink fails, counted as dropped)
+
+    async def _drain(self) -> None:
+        """Write what is queued, a batch at a time; after a failure, wait `retry_s` (unless stopping)."""
+        while self._queue:
+            taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+            if self._failing:  # try a few first: while the sink is down, a batch is dropped unencoded
+                probe, taken = taken[:PROBE], taken[PROBE:]
+                if not await self._write(probe):
+                    if taken:
+                        self.metrics.child(self.metrics.log_dropped, "sink_error").inc(len(taken))
+                    if self._stopping:
+                        continue
+                    await asyncio.sleep(self.retry_s)  # no busy loop; the buffer bounds what waits
+                    return
+            if not await self._write(taken) and not self._stopping:
+                await asyncio.sleep(self.retry_s)
                 return
 
-    def _write(self, entries: list[dict | Pending]) -> bool:
-        """Hand one batch to the attribution and the sink; False when either failed (the batch is dropped)."""
-        ok, records, shown = True, [], []
-        for item in entries:
-            if isinstance(item, dict):
-                records.append(item)
-                continue
-            record, summary = item.record(), item.shown()
-            if record is not None:
-                records.append(record)
-            if summary is not None:
-                shown.append(summary)
+    async def _write(self, entries: list[dict | Pending]) -> bool:
+        """Make and encode one batch's records and summaries here, in chunks; store them in the I/O thread.
+        False when the sink or the attribution failed (the batch is dropped)."""
+        lines, shown = [], []
+        for start in range(0, len(entries), CHUNK):
+            for item in entries[start:start + CHUNK]:
+                if isinstance(item, dict):
+                    lines.append(encode(item))
+                    continue
+                record, summary = item.record(), item.shown()
+                if record is not None:
+                    lines.append(encode(record))
+                if summary is not None:
+                    shown.append(summary)
+            await asyncio.sleep(0)  # the requests waiting go first
+        return await asyncio.get_running_loop().run_in_executor(self._io, self._store, lines, shown)
+
+    def _store(self, lines: list[bytes], shown: list) -> bool:
+        """In the I/O thread: the summaries to the attribution, the lines to the sink."""
+        ok = True
         if shown and self.shown is not None:
             ok = self._attempt("click attribution", lambda: self.shown.remember(shown), 0)
-        if records and self.sink is not None:
-            lines = [encode(r) for r in records]
+        if lines and self.sink is not None:
             if self._attempt("feedback log", lambda: self.sink.write(lines), len(lines)):
                 self.metrics.log_written.inc(len(lines))
             else:
@@ -126,10 +149,15 @@ class Recorder:
                 self._failing = True
             return False
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Write what is buffered (for at most `timeout_s`), then close the sink."""
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is queued (for at most `timeout_s`), then close the sink."""
         self._stopping = True
-        self._wake.set()
-        self._thread.join(timeout_s)
-        if self.sink is not None and not self._thread.is_alive():
-            self.sink.close()
+        if self._task is not None:
+            self._wake.set()
+            try:
+                await asyncio.wait_for(self._task, timeout_s)
+            except TimeoutError:
+                log.warning("feedback log: %d records not written at shutdown", len(self._queue))
+        if self.sink is not None:
+            await asyncio.get_running_loop().run_in_executor(self._io, self.sink.close)
+        self._io.shutdown(wait=False)

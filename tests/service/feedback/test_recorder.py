@@ -1,12 +1,12 @@
 """The recorder's bounds: a sink that is slow or down never holds a request, and what waits is bounded."""
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
-from service.feedback.recorder import Recorder
+from service.feedback.recorder import PROBE, Recorder
 from service.metrics import Metrics
-from tests.service.processes import wait_for
 
 
 class BlockedSink:
@@ -35,39 +35,8 @@ class BrokenSink:
         pass
 
 
-def dropped(metrics: Metrics, reason: str) -> float:
-    return metrics.registry.get_sample_value("recserve_log_dropped_total", {"reason": reason}) or 0.0
-
-
-def test_a_full_buffer_drops_new_records_without_waiting():
-    sink, metrics = BlockedSink(), Metrics()
-    recorder = Recorder(sink, None, metrics, buffer=100, batch=10, flush_s=0.01, retry_s=0.1)
-    recorder.add({"n": -1})
-    wait_for(lambda: recorder.pending() == 0)  # the writer holds that one, blocked in the sink
-    start = time.perf_counter()
-    for n in range(1000):
-        recorder.add({"n": n})
-    assert time.perf_counter() - start < 0.5  # never waits on the sink
-    assert recorder.pending() == 100 and dropped(metrics, "buffer_full") == 900
-    sink.release.set()
-    recorder.close()
-    assert [line for line in sink.lines] == [b'{"n":%d}' % n for n in range(-1, 100)]
-
-
-def test_a_failing_sink_drops_counted_batches_and_retries_at_its_pace():
-    sink, metrics = BrokenSink(), Metrics()
-    recorder = Recorder(sink, None, metrics, buffer=1000, batch=5, flush_s=0.01, retry_s=0.2)
-    for n in range(12):
-        recorder.add({"n": n})
-    wait_for(lambda: dropped(metrics, "sink_error") >= 5)
-    time.sleep(0.3)
-    assert sink.calls <= 3  # one batch per retry interval, not a busy loop
-    recorder.close(timeout_s=2)
-    assert dropped(metrics, "sink_error") == 12
-
-
 class Counted:
-    """A pending answer that counts how often the writer made its record."""
+    """A pending answer that counts how often the recorder made its record."""
 
     made = 0
 
@@ -79,14 +48,97 @@ class Counted:
         return None
 
 
+def dropped(metrics: Metrics, reason: str) -> float:
+    return metrics.registry.get_sample_value("recserve_log_dropped_total", {"reason": reason}) or 0.0
+
+
+async def until(check, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_a_full_buffer_drops_new_records_without_waiting():
+    sink, metrics = BlockedSink(), Metrics()
+
+    async def run():
+        recorder = Recorder(sink, None, metrics, buffer=100, batch=10, flush_s=0.01, retry_s=0.1)
+        recorder.start()
+        recorder.add({"n": -1})
+        await until(lambda: recorder.pending() == 0)  # taken: its batch waits in the blocked sink
+        start = time.perf_counter()
+        for n in range(1000):
+            recorder.add({"n": n})
+        assert time.perf_counter() - start < 0.5  # never waits on the sink
+        assert recorder.pending() == 100 and dropped(metrics, "buffer_full") == 900
+        sink.release.set()
+        await recorder.close()
+
+    asyncio.run(run())
+    assert sink.lines == [b'{"n":%d}' % n for n in range(-1, 100)]
+
+
+def test_a_failing_sink_drops_counted_batches_and_retries_at_its_pace():
+    sink, metrics = BrokenSink(), Metrics()
+
+    async def run():
+        recorder = Recorder(sink, None, metrics, buffer=1000, batch=5, flush_s=0.01, retry_s=0.2)
+        recorder.start()
+        for n in range(12):
+            recorder.add({"n": n})
+        await until(lambda: dropped(metrics, "sink_error") >= 5)
+        await asyncio.sleep(0.3)
+        assert sink.calls <= 3  # one batch per retry interval, not a busy loop
+        await recorder.close(timeout_s=2)
+
+    asyncio.run(run())
+    assert dropped(metrics, "sink_error") == 12
+
+
 def test_while_the_sink_fails_a_batch_is_dropped_without_encoding_it():
     sink, metrics = BrokenSink(), Metrics()
-    recorder = Recorder(sink, None, metrics, buffer=10_000, batch=1000, flush_s=0.01, retry_s=0.1)
-    recorder.add({"n": 0})
-    wait_for(lambda: dropped(metrics, "sink_error") == 1)  # the outage has begun
-    Counted.made = 0
-    for _ in range(1000):
-        recorder.add(Counted())
-    wait_for(lambda: dropped(metrics, "sink_error") == 1001)
-    recorder.close(timeout_s=2)
-    assert Counted.made == 10  # the probe alone
+
+    async def run():
+        recorder = Recorder(sink, None, metrics, buffer=10_000, batch=1000, flush_s=0.01, retry_s=0.1)
+        recorder.start()
+        recorder.add({"n": 0})
+        await until(lambda: dropped(metrics, "sink_error") == 1)  # the outage has begun
+        Counted.made = 0
+        for _ in range(1000):
+            recorder.add(Counted())
+        await until(lambda: dropped(metrics, "sink_error") == 1001)
+        await recorder.close(timeout_s=2)
+
+    asyncio.run(run())
+    assert Counted.made == PROBE
+
+
+def test_requests_run_between_the_chunks_of_a_batch():
+    """A batch is made in chunks, each followed by a yield to the event loop: a request arriving meanwhile
+    waits for one chunk, not for the batch."""
+    ticks, metrics = [], Metrics()
+
+    class Slow(Counted):
+        def record(self):
+            time.sleep(0.0005)
+            return {"n": 1}
+
+    async def run():
+        recorder = Recorder(BlockedSink(), None, metrics, buffer=10_000, batch=1000, flush_s=0.01, retry_s=0.1)
+        recorder.sink.release.set()
+        recorder.start()
+        for _ in range(1000):  # ~0.5 s of work
+            recorder.add(Slow())
+
+        async def request_loop():
+            while recorder.pending() or not recorder.sink.lines:
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(0)
+
+        await request_loop()
+        await recorder.close()
+
+    asyncio.run(run())
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert max(gaps) < 0.1  # a chunk (50 x 0.5 ms) at a time, never the whole half second
