@@ -14,6 +14,7 @@ from bundle.reader import discover, older_versions, read_latest, resolve_latest
 from service.cache import Store
 from service.config import Settings
 from service.events import SharedEvents, UserEvents
+from service.experiments.active import Experiments
 from service.metrics import Metrics
 from service.model import ServedModel, load_model
 from service.state import RedisState
@@ -26,6 +27,7 @@ class ReloadReport:
     loaded: dict[str, str] = field(default_factory=dict)
     unchanged: dict[str, str] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    experiments_refused: str | None = None  # why the experiments file was refused (the previous one serves)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Registry:
         self.no_models: str | None = None  # why the last load found no model folder at all
         self._events: dict[str, UserEvents] = {}
         self._added: dict[str, dict[str, dict[str, Any]]] = {}
+        self.experiments = Experiments(settings.experiments, settings.artifacts)
         self._lock = threading.Lock()
 
     def get(self, name: str) -> ServedModel | None:
@@ -94,6 +97,8 @@ class Registry:
             self.fallbacks = fallbacks
             self.failed = {n: e for n, e in report.refused.items() if n not in models}
             self.metrics.models_loaded.set(len(models))
+            # after the models: an arm at LATEST answers with the model just swapped in
+            report.experiments_refused = self.experiments.load(models, self._load_one)
             return report
 
     def _fall_back(self, name: str, folder: Path, refused: str, serving: str | None) -> ServedModel | None:

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from typing import NamedTuple
 
+from service.experiments.counters import ArmCounts
 from service.feedback.attribution import Shown, Summary
 from service.feedback.records import encode
 from service.feedback.sinks import Sink
@@ -33,8 +34,9 @@ class Entry(NamedTuple):
 
 class Recorder:
     def __init__(self, sink: Sink | None, shown: Shown | None, metrics: Metrics, buffer: int, batch: int,
-                 flush_s: float, retry_s: float):
+                 flush_s: float, retry_s: float, counts: ArmCounts | None = None):
         self.sink, self.shown, self.metrics = sink, shown, metrics
+        self.counts = counts if counts is not None else ArmCounts()  # experiments' per-arm counters
         self.capacity, self.batch, self.flush_s, self.retry_s = buffer, batch, flush_s, retry_s
         self._queue: deque[Entry] = deque()
         self._wake = threading.Event()
@@ -67,6 +69,7 @@ class Recorder:
                 if not self._write(taken) and not stopping:
                     time.sleep(self.retry_s)  # the sink is down: no busy loop; the buffer bounds what waits
                     break
+            self._attempt("experiment counters", self.counts.flush, 0)
             if stopping:
                 return
 
