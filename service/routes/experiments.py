@@ -1,7 +1,7 @@
 """GET /experiments/{name}: an experiment's arms and its readout from the per-arm counters (Redis when set)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import ServiceError, documented
@@ -12,8 +12,9 @@ from service.routes.deps import RegistryDep
 router = APIRouter(tags=["experiments"], responses=documented(401))
 
 
-@router.get("/experiments/{name}", response_class=FastJSON, responses=documented(404, 503))
-async def experiment(name: str, request: Request, registry: RegistryDep) -> FastJSON:
+@router.get("/experiments/{name}", response_class=FastJSON, responses=documented(404, 422, 503))
+async def experiment(request: Request, registry: RegistryDep,
+                     name: str = Path(min_length=1, max_length=64)) -> FastJSON:
     """Per arm: the model and version it serves, its weight, impressions, attributed clicks, CTR with a 95%
     Wilson interval, and the lift against the control arm (CTR ratio - 1) with its 95% interval. Counted
     since the experiment's counters began: with Redis by every worker and replica, else by this process."""
