@@ -8,9 +8,12 @@ from pathlib import Path
 
 
 def add_commands(sub) -> None:
-    """The service's commands on the `recserve` parser: serve, recommend."""
+    """The service's commands on the `recserve` parser: serve, recommend, experiments report."""
+    from service.experiments.cli import add_experiments_parser
+
     add_serve_parser(sub)
     add_recommend_parser(sub)
+    add_experiments_parser(sub)
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -18,8 +21,9 @@ def user_errors() -> tuple[type[Exception], ...]:
     from bundle.contract import BundleError
     from service.batch_io import BatchInputError
     from service.config import SettingsError
+    from service.experiments.config import ExperimentsError
 
-    return BundleError, FileNotFoundError, SettingsError, BatchInputError
+    return BundleError, FileNotFoundError, SettingsError, BatchInputError, ExperimentsError
 
 
 def add_serve_parser(sub) -> None:
