@@ -3,13 +3,19 @@ answer, the log and the metrics; pinned versions beside LATEST; reloads that ref
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
+import httpx
 import pytest
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 from service.experiments.readout import readout
 from tests.service.bundles import build
 from tests.service.feedback.test_recording import metric, wait_records
+from tests.service.processes import free_port, wait_for
 
 V1, V2 = "20260101T000000Z-00000001", "20260102T000000Z-00000002"
 USERS = [f"u{i}" for i in range(1, 13)] + [f"new{i}" for i in range(60)]
@@ -167,3 +173,27 @@ def test_readout_figures_match_statsmodels():
     assert b["lift_interval"] == pytest.approx([low - 1, high - 1])
     assert 0 < b["lift_interval"][0] < 0.2 < b["lift_interval"][1]  # hand check: B is better, the interval says so
     assert body["arms"]["C"]["ctr"] is None and body["arms"]["C"]["lift"] is None
+
+
+def test_a_server_process_rereads_the_file_on_sighup(artifacts, tmp_path):
+    path = config(tmp_path / "e.json", ("a", "gru4recf", "LATEST", 1, True), ("b", "bert4rec", "LATEST", 0, False))
+    port = free_port()
+    code = f"from service.server import serve; serve({str(artifacts)!r}, '127.0.0.1', {port}, 1)"
+    env = {**os.environ, "RECSERVE_REDIS_URL": "", "RECSERVE_LOG_LEVEL": "warning", "RECSERVE_EXPERIMENTS": str(path),
+           "RECSERVE_FEEDBACK_DIR": str(tmp_path / "log")}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/rank"
+
+    def arms() -> set[str]:
+        return {httpx.post(url, json={"model": "gru_ab", "user_id": u, "candidates": ["i1"]}).json()["arm"]
+                for u in USERS}
+
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200)
+        assert arms() == {"a"}
+        config(path, ("a", "gru4recf", "LATEST", 0, True), ("b", "bert4rec", "LATEST", 1, False))
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: arms() == {"b"})
+    finally:
+        proc.terminate()
+        proc.wait(10)
