@@ -1,4 +1,5 @@
-"""GET /experiments/{name}: an experiment's arms and its readout from the per-arm counters (Redis when set)."""
+"""GET /experiments: what is served and why the file was last refused; GET /experiments/{name}: an experiment's
+arms and its readout from the per-arm counters (Redis when set)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Path, Request
@@ -10,6 +11,22 @@ from service.responses import FastJSON
 from service.routes.deps import RegistryDep
 
 router = APIRouter(tags=["experiments"], responses=documented(401))
+
+
+@router.get("/experiments", response_class=FastJSON)
+async def experiments(registry: RegistryDep) -> FastJSON:
+    """The experiments served (RECSERVE_EXPERIMENTS), each arm with the model and version it answers with, its
+    weight and whether it is the control; `refused`: why the file was last refused (the previous configuration
+    then serves), else null."""
+    held = registry.experiments
+    return FastJSON({"file": str(held.path) if held.path else None, "refused": held.error,
+                     "experiments": {name: arms(served) for name, served in held.served.items()}})
+
+
+def arms(served) -> dict[str, dict]:
+    """Arm name -> the model and version serving it, the version the file pins (or LATEST), weight, control."""
+    return {arm.name: {"model": model.name, "version": model.version, "pinned": arm.version, "weight": arm.weight,
+                       "control": arm.control} for arm, model in zip(served.experiment.arms, served.models)}
 
 
 @router.get("/experiments/{name}", response_class=FastJSON, responses=documented(404, 422, 503))
@@ -29,9 +46,6 @@ async def experiment(request: Request, registry: RegistryDep,
         counts = await run_in_threadpool(feedback.counts.read, name)
     except Exception as exc:  # noqa: BLE001 - Redis down: say so rather than a 500
         raise ServiceError(503, f"cannot read the experiment's counters: {type(exc).__name__}: {exc}") from None
-    arms = served.experiment.arms
-    body = readout(name, served.experiment.control.name, [a.name for a in arms], counts)
-    for arm, model in zip(arms, served.models):
-        body["arms"][arm.name] = {"model": model.name, "version": model.version, "pinned": arm.version,
-                                  "weight": arm.weight, **body["arms"][arm.name]}
+    body = readout(name, served.experiment.control.name, [a.name for a in served.experiment.arms], counts)
+    body["arms"] = {arm: {**about, **body["arms"][arm]} for arm, about in arms(served).items()}
     return FastJSON(body)

@@ -111,11 +111,17 @@ def test_a_bad_configuration_is_refused_and_the_old_one_keeps_serving(make_clien
     refused = r.json()["experiments_refused"]
     assert r.status_code == 409 and "arm 'old': bundle " in refused and "20200101T000000Z-deadbeef" in refused
     assert "\n" not in refused and {u: rank(client, u).json()["arm"] for u in USERS} == before
+    listed = client.get("/experiments").json()  # what serves, and why the file was refused
+    assert listed["refused"] == refused and listed["file"] == str(pinned)
+    assert listed["experiments"]["gru_ab"]["old"] == {"model": "gru4recf", "version": V1, "pinned": V1,
+                                                      "weight": 50.0, "control": True}
+    assert listed["experiments"]["gru_ab"]["new"]["version"] == V2
     pinned.write_text("experiments: [")  # not JSON
     assert "not valid JSON" in client.post("/admin/reload").json()["experiments_refused"]
     pinned.write_text(good)
     r = client.post("/admin/reload")
     assert r.status_code == 200 and r.json()["experiments_refused"] is None
+    assert client.get("/experiments").json()["refused"] is None
 
 
 def test_a_bad_file_at_start_serves_no_experiment_and_says_why(make_client, artifacts, tmp_path):
