@@ -98,7 +98,7 @@ class Registry:
             self.failed = {n: e for n, e in report.refused.items() if n not in models}
             self.metrics.models_loaded.set(len(models))
             # after the models: an arm at LATEST answers with the model just swapped in
-            report.experiments_refused = self.experiments.load(models, self._load_one)
+            report.experiments_refused = self.experiments.load(models, self._load_beside)
             return report
 
     def _fall_back(self, name: str, folder: Path, refused: str, serving: str | None) -> ServedModel | None:
@@ -125,7 +125,9 @@ class Registry:
             log.error("%s: no older version under %s loads either: %s is not served", name, folder, name)
         return None
 
-    def _load_one(self, name: str, path) -> ServedModel:
+    def _load_one(self, name: str, path, beside: bool = False) -> ServedModel:
+        """Load one version of `name`. `beside`: a version an experiment pins next to the one served, which
+        keeps its own record of the added items it applied (service/sync.py brings it those it lacks)."""
         if name not in self._events:
             self._events[name] = (SharedEvents(self.state, name) if self.state is not None
                                   else UserEvents(self.settings.max_event_users))
@@ -133,6 +135,8 @@ class Registry:
         added = self._added.setdefault(name, {})
         if self.state is not None:  # what every replica added, re-encoded by this version's encoder below
             added.update(self.state.added_items(name))
+        if beside:
+            added = dict(added)
         model = load_model(path, self.settings, self.metrics, events, added)
         if added and model.tokenizer is not None:
             replay = [i for i in list(added) if i not in model.catalog]  # a copy: /items may add meanwhile
@@ -143,6 +147,10 @@ class Registry:
         log.info("serving %s %s (%d items, %s)", name, model.version, model.catalog.size,
                  model.graphs["user_encoder"].provider)
         return model
+
+
+    def _load_beside(self, name: str, path: Path) -> ServedModel:
+        return self._load_one(name, path, beside=True)
 
 
 def _why(folder: Path, exc: Exception) -> str:

@@ -203,3 +203,19 @@ def test_a_server_process_rereads_the_file_on_sighup(artifacts, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_with_redis_a_pinned_version_ranks_items_added_while_serving(make_client, artifacts, tmp_path, redis_prefix):
+    build(artifacts, "nrms", version=V2, seed=3)
+    path = config(tmp_path / "e.json", ("old", "nrms", V1, 1, True), ("new", "nrms", "LATEST", 0, False),
+                  name="news_ab")
+    client = make_client(artifacts=artifacts, experiments=path, redis_url="redis://127.0.0.1:6379/0",
+                         cache_prefix=redis_prefix, state_poll_s=0.05)
+    added = client.post("/items", json={"model": "nrms", "items": [{"item_id": "N-new", "title": "w1 w2 w3"}]})
+    assert added.status_code == 200 and added.json()["version"] == V2
+
+    def old_arm_ranks_it() -> bool:
+        body = client.post("/rank", json={"model": "news_ab", "user_id": "u1", "candidates": ["N-new", "N1"]}).json()
+        return body["version"] == V1 and body["unknown"] == []
+
+    wait_for(old_arm_ranks_it, timeout_s=10)
