@@ -50,7 +50,8 @@ def ranking_json(model: str, version: str, heads: Sequence[bytes], rows: list[in
     "rank"}, ...], "unknown"} with numpy scores ("request_id" only when given), plus "fallback" last when given
     (a fallback answer; a model's answer leaves it out), and "experiment" and "arm" after "request_id" when
     `arm` (service.experiments.active.Choice) is given; but put together from each row's result head made
-    once (`heads`, see `result_head`) and the scores encoded in one call, instead of a dict per result and then encoding those.
+    once (`heads`, see `result_head`) and the scores encoded in one call, instead of a dict per result and
+    then encoding those.
     orjson writes a float without a comma, so splitting the encoded array at commas gives each score. A float32
     score is written in float32's shortest form, which reads back as exactly the model's output. `scores` must
     be 1-D, C-contiguous and in native byte order, as orjson takes numpy arrays (fancy indexing gives that).
