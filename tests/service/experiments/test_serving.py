@@ -219,3 +219,20 @@ def test_with_redis_a_pinned_version_ranks_items_added_while_serving(make_client
         return body["version"] == V1 and body["unknown"] == []
 
     wait_for(old_arm_ranks_it, timeout_s=10)
+
+
+def test_the_arm_fields_are_what_orjson_writes_for_the_dict():
+    import numpy as np
+    import orjson
+
+    from service.catalog import Catalog
+    from service.experiments.active import Choice
+    from service.responses import ranking_json
+
+    catalog = Catalog.of(["a", 'b"'], np.zeros((2, 2), dtype=np.float32))
+    scores = np.array([0.5, 0.25], dtype=np.float32)
+    choice = Choice('ex"p', "arm-1", 'ex"p/arm-1', "r1")
+    body = ranking_json("m", "v", catalog.heads, [2, 1], scores, ["z"], None, "r1", choice)
+    assert body == orjson.dumps({"model": "m", "version": "v", "request_id": "r1", "experiment": 'ex"p', "arm": "arm-1",
+                                 "results": [{"item_id": 'b"', "score": 0.5, "rank": 1},
+                                             {"item_id": "a", "score": 0.25, "rank": 2}], "unknown": ["z"]})
