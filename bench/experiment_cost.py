@@ -7,7 +7,7 @@ Memory: VmRSS, RssAnon (private) and RssFile (mapped bundle files, shared by eve
 after loading LATEST's bundle, then after loading the pinned version beside it; and the bytes of each version's
 files that are memory-mapped (item vectors, index, external graph weights) against the rest (onnxruntime
 reads the graphs into private memory). Time: `Served.answer` (hash + pick) per request, against the plain
-model lookup (one dict get), and `ranking_json` with and without the arm's two fields.
+model lookup (one dict get), the per-arm counter's add, and `ranking_json` with and without the arm's two fields.
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def main() -> None:
     from service.experiments.active import Served
     from service.experiments.assign import bounds
     from service.experiments.config import Arm, Experiment
+    from service.experiments.counters import ArmCounts
     from service.metrics import Metrics
     from service.model import load_model
     from service.responses import ranking_json
@@ -60,6 +61,7 @@ def main() -> None:
     n = 200_000
     per = lambda stmt: round(min(timeit.repeat(stmt, number=n, repeat=5)) / n * 1e6, 3)  # noqa: E731
     _, choice = served.answer("user-1", "r")
+    counts = ArmCounts()
     heads, rows, scores = one.catalog.heads, list(range(1, 21)), np.linspace(1, 0, 20, dtype=np.float32)
     print(json.dumps({
         "memory_mib": {"start": start, "after_latest": after_latest, "after_pinned": after_pinned},
@@ -67,6 +69,7 @@ def main() -> None:
         "us_per_call": {
             "plain_lookup": per(lambda: models.get(args.model)),
             "experiment_answer": per(lambda: served.answer("user-123456", "req")),
+            "arm_counter_add": per(lambda: counts.add("e/a", "impressions")),
             "ranking_json_20": per(lambda: ranking_json("m", "v", heads, rows, scores, [], None, "r" * 32)),
             "ranking_json_20_arm": per(lambda: ranking_json("m", "v", heads, rows, scores, [], None, "r" * 32,
                                                             choice))}}, indent=1))
