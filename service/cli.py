@@ -12,12 +12,16 @@ PORT = Number(int, low=1, high=65535)
 
 
 def add_commands(sub) -> None:
-    """The service's commands on the `recserve` parser: serve, recommend, prune, logs export, evaluate."""
+    """The service's commands on the `recserve` parser: serve, recommend, prune, logs export, evaluate,
+    experiments report."""
+    from service.experiments.cli import add_experiments_parser
+
     add_serve_parser(sub)
     add_recommend_parser(sub)
     add_prune_parser(sub)
     add_logs_parser(sub)
     add_evaluate_parser(sub)
+    add_experiments_parser(sub)
 
 
 def add_prune_parser(sub) -> None:
@@ -51,10 +55,11 @@ def user_errors() -> tuple[type[Exception], ...]:
     from bundle.contract import BundleError
     from service.batch_io import BatchInputError
     from service.config import SettingsError
+    from service.experiments.config import ExperimentsError
     from service.feedback.export import ExportError
     from service.feedback.reader import LogError
 
-    return BundleError, FileNotFoundError, SettingsError, BatchInputError, LogError, ExportError
+    return BundleError, FileNotFoundError, SettingsError, BatchInputError, LogError, ExportError, ExperimentsError
 
 
 def add_serve_parser(sub) -> None:

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     attribution_items: int = Field(
         20, ge=1, le=1000, description="Positions of an answer kept for attributing clicks online (deeper clicks "
                                        "count as attributed at position +Inf); the log keeps every position")
+    experiments: Path | None = Field(
+        None, description="A YAML or JSON file of A/B experiments between model versions (docs/deploy.md, "
+                          "Experiments), re-read by /admin/reload and SIGHUP; a bad file is refused and the "
+                          "previous one keeps serving")
     access_log: bool = Field(
         False, description="One log line per request (method, path, status, milliseconds, request id)")
 

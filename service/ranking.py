@@ -10,7 +10,9 @@ from service import retrieval
 from service.cache import LocalStore, NearCache, Store, from_bytes, to_bytes
 from service.config import Settings
 from service.errors import unprocessable
+from service.experiments.active import Choice
 from service.feedback.online import Feedback
+from service.feedback.records import DEFAULT_ARM
 from service.metrics import Metrics
 from service.model import ServedModel
 from service.responses import ranking_json
@@ -141,7 +143,7 @@ class Ranker:
             self.store.delete([self.user_key(model, user_id, history[-model.max_history:])])
 
     def rank(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
-             candidates: Sequence[str], request_id: str = "") -> bytes:
+             candidates: Sequence[str], request_id: str = "", arm: Choice | None = None) -> bytes:
         """Score the known candidates, best first; unknown ones are listed, not scored. Returns the JSON body.
         A cold user gets the candidates in fallback order, flagged (service/fallback.py)."""
         user = self.user(model, user_id, history)
@@ -149,15 +151,17 @@ class Ranker:
         rows = np.asarray(indices, dtype=np.int64)
         if user.cold:
             rows, scores = model.fallback.rank(rows, model.catalog.size, self.settings.fallback_fresh_items)
-            return self._response(model, "rank", request_id, user, rows, scores, unknown, model.fallback.kind)
+            return self._response(model, "rank", request_id, arm, user, rows, scores, unknown,
+                                  model.fallback.kind)
         key = self.user_key(model, user.user_id, user.window)
         raw = self.scores(model, key, self.user_vector(model, user, key), rows)
         order = np.argsort(-raw, kind="stable")
-        return self._response(model, "rank", request_id, user, rows[order], model.reported_scores(raw[order]),
-                              unknown)
+        return self._response(model, "rank", request_id, arm, user, rows[order],
+                              model.reported_scores(raw[order]), unknown)
 
     async def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
-                        exclude_history: bool, exclude: Sequence[str], request_id: str = "") -> bytes:
+                        exclude_history: bool, exclude: Sequence[str], request_id: str = "",
+                        arm: Choice | None = None) -> bytes:
         """The k best items of the whole catalog, minus the history (optionally) and `exclude`, as a JSON body.
         A cold user gets the first k of the fallback order, flagged (service/fallback.py)."""
         user = self.user(model, user_id, history)
@@ -165,7 +169,7 @@ class Ranker:
         if user.cold:
             drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
             rows, scores = model.fallback.top(k, drop, model.catalog.size, self.settings.fallback_fresh_items)
-            return self._response(model, "recommend", request_id, user, rows, scores, unknown,
+            return self._response(model, "recommend", request_id, arm, user, rows, scores, unknown,
                                   model.fallback.kind, drop)
         key = self.user_key(model, user.user_id, user.window)
         vector = self.user_vector(model, user, key)
@@ -179,19 +183,20 @@ class Ranker:
             rows, raw = retrieval.indexed(model, vector, k, drop, pairwise, rerank, found)
         else:
             rows, raw = retrieval.exact(model, vector, k, drop, pairwise)
-        return self._response(model, "recommend", request_id, user, rows, model.reported_scores(raw), unknown,
+        return self._response(model, "recommend", request_id, arm, user, rows, model.reported_scores(raw), unknown,
                               excluded=drop)
 
-    def _response(self, model: ServedModel, route: str, request_id: str, user: User, rows: np.ndarray,
-                  scores: np.ndarray, unknown: list[str], fallback: str | None = None,
+    def _response(self, model: ServedModel, route: str, request_id: str, arm: Choice | None, user: User,
+                  rows: np.ndarray, scores: np.ndarray, unknown: list[str], fallback: str | None = None,
                   excluded: np.ndarray | Sequence[int] = ()) -> bytes:
-        """The answer's JSON body; the answer is recorded (service/feedback) when the ranker records. `rows`
-        stays an array for the record: a list of them would be a hundred int objects kept until written."""
+        """The answer's JSON body; the answer is recorded (service/feedback) when the ranker records, under
+        its experiment arm ("<experiment>/<arm>") when an experiment answered. `rows` stays an array for the
+        record: a list of them would be a hundred int objects kept until written."""
         if not np.isfinite(scores).all():  # a broken bundle; JSON has no NaN, and null would break clients
             raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
         body = ranking_json(model.name, model.version, model.catalog.heads, rows.tolist(), scores, unknown, fallback,
-                            request_id, user.unknown_history)
+                            request_id, user.unknown_history, arm)
         if self.feedback is not None:
             self.feedback.answered(model, route, request_id, user.user_id, user.window, len(user.seen),
-                                   rows, scores, fallback, excluded)
+                                   rows, scores, fallback, excluded, DEFAULT_ARM if arm is None else arm.label)
         return body

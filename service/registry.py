@@ -14,6 +14,7 @@ from bundle.reader import discover, older_versions, read_latest, resolve_latest
 from service.cache import Store
 from service.config import Settings
 from service.events import SharedEvents, UserEvents
+from service.experiments.active import Experiments
 from service.metrics import Metrics
 from service.model import ServedModel, load_model
 from service.state import RedisState
@@ -26,6 +27,7 @@ class ReloadReport:
     loaded: dict[str, str] = field(default_factory=dict)
     unchanged: dict[str, str] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    experiments_refused: str | None = None  # why the experiments file was refused (the previous one serves)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Registry:
         self.no_models: str | None = None  # why the last load found no model folder at all
         self._events: dict[str, UserEvents] = {}
         self._added: dict[str, dict[str, dict[str, Any]]] = {}
+        self.experiments = Experiments(settings.experiments, settings.artifacts)
         self._lock = threading.Lock()
 
     def get(self, name: str) -> ServedModel | None:
@@ -94,6 +97,8 @@ class Registry:
             self.fallbacks = fallbacks
             self.failed = {n: e for n, e in report.refused.items() if n not in models}
             self.metrics.models_loaded.set(len(models))
+            # after the models: an arm at LATEST answers with the model just swapped in
+            report.experiments_refused = self.experiments.load(models, self._load_beside)
             return report
 
     def _fall_back(self, name: str, folder: Path, refused: str, serving: str | None) -> ServedModel | None:
@@ -120,7 +125,9 @@ class Registry:
             log.error("%s: no older version under %s loads either: %s is not served", name, folder, name)
         return None
 
-    def _load_one(self, name: str, path) -> ServedModel:
+    def _load_one(self, name: str, path, beside: bool = False) -> ServedModel:
+        """Load one version of `name`. `beside`: a version an experiment pins next to the one served, which
+        keeps its own record of the added items it applied (service/sync.py brings it those it lacks)."""
         if name not in self._events:
             self._events[name] = (SharedEvents(self.state, name) if self.state is not None
                                   else UserEvents(self.settings.max_event_users))
@@ -128,6 +135,8 @@ class Registry:
         added = self._added.setdefault(name, {})
         if self.state is not None:  # what every replica added, re-encoded by this version's encoder below
             added.update(self.state.added_items(name))
+        if beside:
+            added = dict(added)
         model = load_model(path, self.settings, self.metrics, events, added)
         if added and model.tokenizer is not None:
             replay = [i for i in list(added) if i not in model.catalog]  # a copy: /items may add meanwhile
@@ -138,6 +147,10 @@ class Registry:
         log.info("serving %s %s (%d items, %s)", name, model.version, model.catalog.size,
                  model.graphs["user_encoder"].provider)
         return model
+
+
+    def _load_beside(self, name: str, path: Path) -> ServedModel:
+        return self._load_one(name, path, beside=True)
 
 
 def _why(folder: Path, exc: Exception) -> str:

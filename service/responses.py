@@ -44,21 +44,26 @@ def result_head(item_id: str) -> bytes:
 
 def ranking_json(model: str, version: str, heads: Sequence[bytes], rows: list[int], scores: np.ndarray,
                  unknown: list[str], fallback: str | None = None, request_id: str = "",
-                 unknown_history: Sequence[str] = ()) -> bytes:
+                 unknown_history: Sequence[str] = (), arm=None) -> bytes:
     """The `RankResponse` of catalog `rows` (best first) with their `scores`, as JSON bytes.
 
     Byte for byte what orjson writes for {"model", "version", "request_id", "results": [{"item_id", "score",
-    "rank"}, ...], "unknown"} with numpy scores ("request_id" only when given), plus "fallback" (a fallback
-    answer) and "unknown_history" (history ids the model does not know) when given. It is put together from each
-    row's result head made once (`heads`, see `result_head`) and the scores encoded in one call, instead of a
-    dict per result and then encoding those.
+    "rank"}, ...], "unknown"} with numpy scores ("request_id" only when given), with "experiment" and "arm"
+    after "request_id" when `arm` (service.experiments.active.Choice) is given, plus "fallback" (a fallback
+    answer) and "unknown_history" (history ids the model does not know) when given. It is put together from
+    each row's result head made once (`heads`, see `result_head`) and the scores encoded in one call, instead
+    of a dict per result and then encoding those.
+
     orjson writes a float without a comma, so splitting the encoded array at commas gives each score. A float32
     score is written in float32's shortest form, which reads back as exactly the model's output. `scores` must
     be 1-D, C-contiguous and in native byte order, as orjson takes numpy arrays (fancy indexing gives that).
     """
     n = len(rows)
     head = orjson.dumps({"model": model, "version": version, "request_id": request_id} if request_id else
-                        {"model": model, "version": version})[:-1] + b',"results":['
+                        {"model": model, "version": version})[:-1]
+    if arm is not None:
+        head += b',"experiment":' + orjson.dumps(arm.experiment) + b',"arm":' + orjson.dumps(arm.arm)
+    head += b',"results":['
     tail = b'],"unknown":' + orjson.dumps(unknown)
     tail += b"" if fallback is None else b',"fallback":' + orjson.dumps(fallback)
     tail += (b',"unknown_history":' + orjson.dumps(list(unknown_history)) + b"}") if unknown_history else b"}"

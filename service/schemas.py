@@ -62,6 +62,11 @@ class RankResponse(BaseModel):
     request_id: str = Field(description="This answer's id, also sent as the X-Request-ID header (the client's "
                                         "own X-Request-ID when it sent one): post it with the clicks it brings "
                                         "(POST /users/{id}/events) to attribute them")
+    experiment: str | None = Field(
+        None, description="Present only when the request named an experiment as `model`: its name; `model` and "
+                          "`version` are then the arm's served model")
+    arm: str | None = Field(None, description="Present only with `experiment`: the arm that answered (sticky "
+                                              "per user, or per request without a user_id)")
     results: list[ScoredItem] = Field(description="Best first")
     unknown: list[str] = Field(description="Request ids the model does not know; they are not scored")
     fallback: Literal[FALLBACK_KINDS] | None = Field(
@@ -160,6 +165,9 @@ class ReloadResponse(BaseModel):
     loaded: dict[str, str]
     unchanged: dict[str, str]
     refused: dict[str, str]
+    experiments_refused: str | None = Field(
+        None, description="Why the experiments file (RECSERVE_EXPERIMENTS) was refused, naming the file and the "
+                          "field; the previous configuration keeps serving. null when it was read (or none is set)")
 
 
 class FieldError(BaseModel):

@@ -28,7 +28,8 @@ async def follow_added_items(registry: Registry, settings: Settings) -> None:
         await asyncio.sleep(settings.state_poll_s)
         if registry.state.copies is not None:  # keeps an idle worker's subscription read
             await anyio.to_thread.run_sync(registry.state.copies.drain)
-        for model in list(registry.models.values()):
+        # the versions experiments pin beside LATEST too: an arm must rank what the others can
+        for model in [*registry.models.values(), *registry.experiments.pinned.values()]:
             if model.tokenizer is None:
                 continue
             try:

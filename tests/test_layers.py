@@ -46,7 +46,7 @@ def test_the_serving_image_gets_the_service_commands_alone():
     code = ("import sys; sys.modules['training'] = sys.modules['models'] = None\n"
             "from recserve.cli import build_parser\n"
             "sub = build_parser()._subparsers._group_actions[0]\n"
-            "assert sorted(sub.choices) == ['evaluate', 'logs', 'prune', 'recommend', 'serve'], sorted(sub.choices)\n"
+            "assert sorted(sub.choices) == ['evaluate', 'experiments', 'logs', 'prune', 'recommend', 'serve'], sorted(sub.choices)\n"
             "assert 'torch' not in sys.modules\n"
             "assert 'ray' not in sys.modules and 'pyarrow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

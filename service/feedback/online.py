@@ -23,6 +23,7 @@ from orjson import Fragment
 
 from service.cache import RedisStore, Store
 from service.config import Settings, SettingsError
+from service.experiments.counters import ArmCounts
 from service.feedback import records
 from service.feedback.attribution import LocalShown, RedisShown, Summary
 from service.feedback.recorder import Recorder
@@ -36,6 +37,7 @@ WRITER_TIMEOUT_S = 2.0  # the writer thread's Redis timeout: off the request pat
 class Feedback:
     def __init__(self, settings: Settings, metrics: Metrics, recorder: Recorder, logging_on: bool):
         self.metrics, self.recorder, self.logging_on = metrics, recorder, logging_on
+        self.counts = recorder.counts
         self.sample = settings.feedback_sample
         self.salt = settings.feedback_user_salt.get_secret_value() if settings.feedback_user_salt else None
         self.positions = settings.attribution_items
@@ -64,15 +66,16 @@ class Feedback:
         else:
             where = "nowhere (RECSERVE_FEEDBACK_SINK=off)"
         if url is None:
-            shown = LocalShown(settings.attribution_window_s)
+            shown, counts = LocalShown(settings.attribution_window_s), ArmCounts()
         else:
             reader = store if isinstance(store, RedisStore) and not settings.feedback_redis_url else \
                 RedisStore(url, settings.redis_timeout_s, settings.redis_retry_s, lambda down: None)
             shown = RedisShown(writer, reader, settings.cache_prefix, settings.attribution_window_s)
+            counts = ArmCounts(writer, reader, settings.cache_prefix)
         log.info("feedback log: %s%s", where,
                  f", {settings.feedback_sample:.0%} of answers" if settings.feedback_sample < 1 else "")
         recorder = Recorder(sink, shown, metrics, settings.feedback_buffer, settings.feedback_batch,
-                            settings.feedback_flush_s, retry_s)
+                            settings.feedback_flush_s, retry_s, counts)
         return cls(settings, metrics, recorder, sink is not None)
 
     def answered(self, model, route: str, request_id: str, user_id: str | None, window: Sequence[int],
@@ -89,6 +92,8 @@ class Feedback:
             counters = self._counters[key] = self._children(model, arm, fallback)
         counters[0].inc()
         counters[1].inc(len(rows))
+        if arm != records.DEFAULT_ARM:  # an experiment's answer: its readout's counters
+            self.counts.add(arm, "impressions")
         self.recorder.add(Answer(self, model, route, request_id, user_id, window, history_len, rows, scores,
                                  fallback, excluded, arm, time.time()))
 
@@ -109,6 +114,8 @@ class Feedback:
             labels = (summary.model, summary.version, summary.arm)
             positions = {item: rank for rank, item in enumerate(summary.items, 1)}
             metrics.child(metrics.attributed_clicks, *labels).inc(len(items))
+            if summary.arm != records.DEFAULT_ARM:
+                self.counts.add(summary.arm, "clicks", len(items))
             histogram = metrics.child(metrics.clicked_position, *labels)
             for item in items:
                 histogram.observe(positions.get(item, float("inf")))

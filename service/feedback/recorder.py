@@ -26,6 +26,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from service.experiments.counters import ArmCounts
 from service.feedback.attribution import Shown, Summary
 from service.feedback.records import encode
 from service.feedback.sinks import Sink
@@ -49,8 +50,9 @@ class Pending(Protocol):
 
 class Recorder:
     def __init__(self, sink: Sink | None, shown: Shown | None, metrics: Metrics, buffer: int, batch: int,
-                 flush_s: float, retry_s: float):
+                 flush_s: float, retry_s: float, counts: ArmCounts | None = None):
         self.sink, self.shown, self.metrics = sink, shown, metrics
+        self.counts = counts if counts is not None else ArmCounts()  # experiments' per-arm counters
         self.capacity, self.batch, self.flush_s, self.retry_s = buffer, batch, flush_s, retry_s
         self._queue: deque[dict | Pending] = deque()
         self._io = ThreadPoolExecutor(1, thread_name_prefix="recserve-feedback")
@@ -85,7 +87,15 @@ class Recorder:
                 pass
             self._wake.clear()
             await self._drain()
+            await self._flush_counts()
         await self._drain()  # what came since: written (or, while the sink fails, counted as dropped)
+        await self._flush_counts()
+
+    async def _flush_counts(self) -> None:
+        """The experiments' per-arm counters to their store (Redis), in the I/O thread, when any moved."""
+        if self.counts.pending():
+            await asyncio.get_running_loop().run_in_executor(
+                self._io, self._attempt, "experiment counters", self.counts.flush, 0)
 
     async def _drain(self) -> None:
         """Write what is queued, a batch at a time; after a failure, wait `retry_s` (unless stopping)."""

@@ -9,7 +9,8 @@ impression: one answer of /rank or /recommend.
     user        the user id, a salted hash of it ("h:<hex>", RECSERVE_FEEDBACK_USER_SALT), or null
     model, kind, version, arm
                 the served model's name, its kind (bundle.contract KINDS: "nrms", "plm_nrms", "convncf", ...),
-                bundle version, and the experiment arm ("default" outside experiments)
+                bundle version, and the experiment arm as "<experiment>/<arm>" ("default" outside
+                experiments; docs/deploy.md, "Experiments")
     route       "rank" or "recommend"
     fallback    null, or the fallback ranking's kind when the user was cold
     history     the item ids of the history window the model saw, oldest first (empty when cold or for

@@ -20,9 +20,13 @@ router = APIRouter(tags=["admin"], responses=documented(401, 403, meanings=ADMIN
 async def reload(registry: RegistryDep) -> JSONResponse:
     """Load the LATEST bundle of every model again and swap them in atomically; requests in flight finish
     on the models they started with. A bundle that fails verification (hash mismatch, unreadable file) is
-    refused, the model keeps serving its previous version, and the answer is 409 naming the file."""
+    refused, the model keeps serving its previous version, and the answer is 409 naming the file. The
+    experiments file (RECSERVE_EXPERIMENTS) is read again too; a bad one is refused (409, the previous one
+    keeps serving)."""
     report = asdict(await run_in_threadpool(registry.load))
-    if report["refused"]:
-        detail = "; ".join(f"{name}: {error}" for name, error in report["refused"].items())
+    if report["refused"] or report["experiments_refused"]:
+        detail = "; ".join([*(f"{name}: {error}" for name, error in report["refused"].items()),
+                            *([f"experiments: {report['experiments_refused']}"] if report["experiments_refused"]
+                              else [])])
         return JSONResponse({"detail": f"refused: {detail}", "field": None, **report}, status_code=409)
     return JSONResponse(report)

@@ -1,6 +1,7 @@
 """Shared dependencies as `Annotated` aliases. All are `async def`: no thread-pool hop on the hot path."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -11,6 +12,7 @@ from starlette.requests import ClientDisconnect
 from service.cache import Store
 from service.config import Settings
 from service.errors import ServiceError
+from service.experiments.active import Choice
 from service.metrics import Metrics
 from service.model import ServedModel
 from service.ranking import Ranker
@@ -53,6 +55,22 @@ def served_model(request: Request, registry: Registry, name: str) -> ServedModel
     if not registry.models:
         raise ServiceError(503, "no model is loaded yet; see GET /readyz")
     raise ServiceError(404, f"unknown model {name!r}; served: {sorted(registry.models)}", "model")
+
+
+def ranking_model(request: Request, registry: Registry, name: str, user_id: str | None,
+                  answer_id: Callable[[Request], str]) -> tuple[ServedModel, Choice | None]:
+    """The model that answers /rank or /recommend for `name`: a served model (one dict lookup, as before), or
+    the arm of experiment `name` this user (else this request, whose id `answer_id` makes) is assigned to."""
+    model = registry.models.get(name)
+    if model is not None:
+        request.state.model = name
+        return model, None
+    served = registry.experiments.get(name)
+    if served is None:
+        return served_model(request, registry, name), None  # raises the 503 or the 404
+    model, choice = served.answer(user_id, answer_id(request))
+    request.state.model = model.name
+    return model, choice
 
 
 Body = TypeVar("Body", bound=BaseModel)

@@ -13,7 +13,7 @@ from service import request_ids
 from service.errors import documented, unprocessable
 from service.request_ids import HEADER
 from service.responses import EncodedJSON
-from service.routes.deps import documented_body, parse_body, served_model
+from service.routes.deps import documented_body, parse_body, ranking_model
 from service.schemas import RankRequest, RankResponse, RecommendRequest
 
 
@@ -34,14 +34,18 @@ async def rank(request: Request) -> EncodedJSON:
 
     Every answer has a `request_id` (also the X-Request-ID header; a client's own valid X-Request-ID is kept)
     and is recorded in the feedback log: post clicks with it to attribute them.
+
+    `model` may name an experiment (RECSERVE_EXPERIMENTS): the user's arm answers (sticky per user; without
+    a user_id, per request), and the answer names it in `experiment` and `arm`.
     """
     body, state = await parse_body(request, RankRequest), request.app.state
-    model, settings = served_model(request, state.registry, body.model), state.settings
+    model, arm = ranking_model(request, state.registry, body.model, body.user_id, answer_id)
+    settings = state.settings
     if len(body.candidates) > settings.max_candidates:
         raise unprocessable("candidates", f"{len(body.candidates)} candidates exceed the limit of "
                                           f"{settings.max_candidates}")
-    request_id = answer_id(request)
-    return EncodedJSON(state.ranker.rank(model, body.user_id, body.history, body.candidates, request_id),
+    request_id = answer_id(request) if arm is None else arm.request_id
+    return EncodedJSON(state.ranker.rank(model, body.user_id, body.history, body.candidates, request_id, arm),
                        headers={HEADER: request_id})
 
 
@@ -54,12 +58,13 @@ async def recommend(request: Request) -> EncodedJSON:
     Dot-product models score the catalog with one matrix product; ConvNCF runs its scorer in chunks.
     """
     body, state = await parse_body(request, RecommendRequest), request.app.state
-    model, settings = served_model(request, state.registry, body.model), state.settings
+    model, arm = ranking_model(request, state.registry, body.model, body.user_id, answer_id)
+    settings = state.settings
     if body.k > settings.max_k:
         raise unprocessable("k", f"{body.k} exceeds the limit of {settings.max_k}")
-    request_id = answer_id(request)
+    request_id = answer_id(request) if arm is None else arm.request_id
     return EncodedJSON(await state.ranker.recommend(model, body.user_id, body.history, body.k,
-                                                    body.exclude_history, body.exclude, request_id),
+                                                    body.exclude_history, body.exclude, request_id, arm),
                        headers={HEADER: request_id})
 
 

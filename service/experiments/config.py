@@ -1,0 +1,132 @@
+"""The experiments file (RECSERVE_EXPERIMENTS, YAML or JSON), parsed and validated into plain values.
+
+Every problem is a one-line `ExperimentsError` naming the file and the field, so a reload can refuse the whole
+file and keep serving the previous configuration."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+LATEST = "LATEST"
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # no "/": the log and metrics name an arm "<experiment>/<arm>"
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a folder name: no "/", no ".."
+
+
+class ExperimentsError(ValueError):
+    """An experiments file that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    model: str
+    version: str  # a bundle version folder, or LATEST
+    weight: float
+    control: bool
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    salt: str
+    arms: tuple[Arm, ...]  # in the file's order: assignment's ranges follow it (assign.py)
+
+    @property
+    def control(self) -> Arm:
+        return next(a for a in self.arms if a.control)
+
+
+def read(path: Path) -> dict[str, Experiment]:
+    """The experiments of `path` by name; ExperimentsError naming the file and field on any problem."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ExperimentsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - yaml and json raise their own types
+        raise ExperimentsError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                               f"{' '.join(str(exc).split())}") from None
+    return parse(data, str(path))
+
+
+def parse(data, where: str) -> dict[str, Experiment]:
+    """`{"experiments": [{"name", "salt", "arms": [{"name", "model", "version", "weight", "control"}]}]}`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict) or set(data) - {"experiments"}:
+        raise ExperimentsError(f"{where}: expected a mapping with one key, `experiments` (a list)")
+    items = data.get("experiments") or []
+    if not isinstance(items, list):
+        raise ExperimentsError(f"{where}: experiments: expected a list")
+    found: dict[str, Experiment] = {}
+    for i, item in enumerate(items):
+        experiment = _experiment(item, f"{where}: experiments[{i}]")
+        if experiment.name in found:
+            raise ExperimentsError(f"{where}: experiments[{i}].name: {experiment.name!r} is used twice")
+        found[experiment.name] = experiment
+    return found
+
+
+def _experiment(item, at: str) -> Experiment:
+    if not isinstance(item, dict):
+        raise ExperimentsError(f"{at}: expected a mapping")
+    _keys(item, {"name", "salt", "arms"}, {"name", "arms"}, at)
+    name = _name(item["name"], f"{at}.name")
+    at = f"{at} ({name})"
+    salt = item.get("salt", name)
+    if not isinstance(salt, str) or not salt:
+        raise ExperimentsError(f"{at}.salt: expected a non-empty string")
+    raw = item["arms"]
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise ExperimentsError(f"{at}.arms: expected a list of at least two arms")
+    arms = tuple(_arm(a, f"{at}.arms[{j}]") for j, a in enumerate(raw))
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names):
+        raise ExperimentsError(f"{at}.arms: arm names repeat ({', '.join(names)})")
+    if sum(a.control for a in arms) != 1:
+        raise ExperimentsError(f"{at}.arms: exactly one arm must have `control: true`")
+    if not sum(a.weight for a in arms) > 0:
+        raise ExperimentsError(f"{at}.arms: the weights sum to 0; give some arm a positive weight")
+    return Experiment(name, salt, arms)
+
+
+def _arm(item, at: str) -> Arm:
+    if not isinstance(item, dict):
+        raise ExperimentsError(f"{at}: expected a mapping")
+    _keys(item, {"name", "model", "version", "weight", "control"}, {"name", "model", "weight"}, at)
+    name = _name(item["name"], f"{at}.name")
+    model = _name(item["model"], f"{at}.model")
+    version = item.get("version", LATEST)
+    if not isinstance(version, str) or not VERSION.match(version):
+        raise ExperimentsError(f"{at}.version: expected LATEST or a bundle version folder name, got {version!r}")
+    weight = item["weight"]
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        raise ExperimentsError(f"{at}.weight: expected a number >= 0, got {weight!r}")
+    control = item.get("control", False)
+    if not isinstance(control, bool):
+        raise ExperimentsError(f"{at}.control: expected true or false, got {control!r}")
+    return Arm(name, model, version, float(weight), control)
+
+
+def _name(value, at: str) -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise ExperimentsError(f"{at}: expected 1-64 characters of letters, digits, '_', '.', '-', got {value!r}")
+    return value
+
+
+def _keys(item: dict, allowed: set[str], required: set[str], at: str) -> None:
+    unknown = sorted(set(item) - allowed)
+    if unknown:
+        raise ExperimentsError(f"{at}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    missing = sorted(required - set(item))
+    if missing:
+        raise ExperimentsError(f"{at}.{missing[0]}: missing")
