@@ -64,7 +64,7 @@ def test_every_numeric_option_refuses_out_of_range_values_in_one_line(path, acti
     (["recommend", "--k", "-5"], "--k: expected a whole number at least 1, got '-5'"),
     (["recommend", "--k", "0"], "got '0'"),
     (["train", "--epochs", "0"], "--epochs: expected a whole number at least 1, got '0'"),
-    (["train", "--lr", "0"], "--lr: expected a number above 0, got '0'"),
+    (["train", "--lr", "-1"], "--lr: expected a number at least 0, got '-1'"),
 ])
 def test_the_issues_cases(argv, words, capsys):
     with pytest.raises(SystemExit) as stop:

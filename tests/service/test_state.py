@@ -66,7 +66,7 @@ def test_an_unreachable_redis_refuses_writes_and_fails_reads_open():
 
 @pytest.mark.parametrize("env, words", [
     ({"RECSERVE_MAX_K": "abc"}, "RECSERVE_MAX_K='abc': Input should be a valid integer"),
-    ({"RECSERVE_REDIS_URL": "http://me:secret@h:1"}, "RECSERVE_REDIS_URL='http://me:***@h:1': RECSERVE_REDIS_URL must"),
+    ({"RECSERVE_REDIS_URL": "http://me:secret@h:1"}, "RECSERVE_REDIS_URL='http://me:***@h:1': a Redis URL must"),
     ({"RECSERVE_REDIS_URL": "redis://h:port"}, "RECSERVE_REDIS_URL='redis://h:port': Port could not be cast"),
     ({"RECSERVE_API_KEY": ""}, "RECSERVE_API_KEY=<hidden>: Value should have at least 1 item"),
     ({"RECSERVE_LOG_LEVEL": "loud"}, "RECSERVE_LOG_LEVEL='loud': expected one of critical, error, warning"),
