@@ -13,7 +13,8 @@ times, and the medians are compared:
 - redis: this tree, the feedback log on the Redis stream (the default with Redis);
 - files: this tree, the JSON Lines files sink;
 - sink down: this tree, the log's Redis (RECSERVE_FEEDBACK_REDIS_URL) a port where nothing listens.
-wrk fails the run on any non-2xx answer. `--soak S` then keeps /rank under load for S seconds with the sink
+`--sample 0.25` adds a row of the Redis sink recording a quarter of the answers. wrk fails the run on any non-2xx
+answer. `--soak S` then keeps /rank under load for S seconds with the sink
 down, sampling the worker's resident memory every 30 s, and reports the records dropped. Run it alone.
 """
 from __future__ import annotations
@@ -56,6 +57,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=int, default=5)
     p.add_argument("--soak", type=int, default=0, help="seconds of load with the sink down, memory sampled")
+    p.add_argument("--sample", type=float, nargs="*", default=[],
+                   help="also the Redis sink recording this share of answers (RECSERVE_FEEDBACK_SAMPLE), each a row")
+    p.add_argument("--configs", nargs="*", help="only these rows (names as printed; default: all)")
     args = p.parse_args()
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,7 +67,9 @@ def main() -> None:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(before), args.before], check=True)
         configs = {"before": (before, {}), "not recording": (ROOT, {"RECSERVE_FEEDBACK_SAMPLE": "0"}), "redis": (ROOT, {}),
                    "files": (ROOT, {"RECSERVE_FEEDBACK_SINK": "files", "RECSERVE_FEEDBACK_DIR": f"{tmp}/log"}),
-                   "sink down": (ROOT, {"RECSERVE_FEEDBACK_REDIS_URL": dead})}
+                   "sink down": (ROOT, {"RECSERVE_FEEDBACK_REDIS_URL": dead}),
+                   **{f"redis, {s:.0%} sampled": (ROOT, {"RECSERVE_FEEDBACK_SAMPLE": str(s)}) for s in args.sample}}
+        configs = {name: configs[name] for name in args.configs or configs}
         try:
             bodies = rank_bodies(args.artifacts, args.model, Path(tmp), "user_id")
             ratios: dict[str, list[float]] = {name: [] for name in configs}
