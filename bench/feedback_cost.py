@@ -6,7 +6,8 @@ nothing more and holds memory bounded, as ratios taken in one run.
 Each run is a real uvicorn server (one worker, Redis on for the cache and state), wrk at concurrency 16: GET
 /healthz, then warm POST /rank (50 known users named by `user_id`, 100 candidates each; bench/state_cost.py's
 bodies). A row is /rank req/s over the /healthz req/s just before it. The configurations alternate, `--repeats`
-times, and the medians are compared:
+times, and the medians are compared, with the worker's CPU time per /rank (from /proc: steadier than a
+throughput on a shared machine):
 - before: `--before`, a commit that records nothing;
 - not recording: this tree with RECSERVE_FEEDBACK_SAMPLE=0 (request ids, no answer recorded or counted): what
   the rest of the tree changed since `--before`, apart from recording;
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -39,6 +41,13 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used: what a request costs the worker, whatever else the
+    machine does meanwhile (its throughput moved by +-8% between runs of the same code here)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def dropped(url: str) -> float:
@@ -73,6 +82,7 @@ def main() -> None:
         try:
             bodies = rank_bodies(args.artifacts, args.model, Path(tmp), "user_id")
             ratios: dict[str, list[float]] = {name: [] for name in configs}
+            cpu: dict[str, list[float]] = {name: [] for name in configs}
             for _ in range(args.repeats):
                 for name, (tree, settings) in configs.items():
                     prefix = f"bench-{uuid.uuid4().hex[:8]}"
@@ -80,18 +90,24 @@ def main() -> None:
                     try:
                         wrk(f"{url}/rank", bodies, 2, "POST")  # warm: every user vector cached
                         healthz = wrk(f"{url}/healthz", None, args.seconds, "GET")
+                        before_cpu = cpu_s(proc.pid)
                         rank = wrk(f"{url}/rank", bodies, args.seconds, "POST")
+                        cpu_us = (cpu_s(proc.pid) - before_cpu) / (rank * args.seconds) * 1e6
                         lost = dropped(url) if tree == ROOT else 0
                     finally:
                         proc.terminate()
                         proc.wait(20)
                         forget(prefix)
                     ratios[name].append(rank / healthz)
+                    cpu[name].append(cpu_us)
                     print(f"{name}: /healthz {healthz:.0f} req/s, warm /rank {rank:.0f} req/s, ratio "
-                          f"{rank / healthz:.3f}, records dropped {lost:.0f}", flush=True)
+                          f"{rank / healthz:.3f}, worker CPU {cpu_us:.0f} us a /rank, records dropped {lost:.0f}",
+                          flush=True)
             med = {k: statistics.median(v) for k, v in ratios.items()}
-            print(json.dumps({"median_ratio": med, "over_before": {k: v / med["before"] for k, v in med.items()},
-                              "runs": ratios}), flush=True)
+            first = next(iter(configs))
+            cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+            print(json.dumps({"median_ratio": med, "over_first": {k: v / med[first] for k, v in med.items()},
+                              "cpu_us_median": cpu_med, "runs": ratios, "cpu_us": cpu}), flush=True)
             if args.soak:
                 soak(args, bodies, dead)
         finally:
