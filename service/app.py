@@ -99,18 +99,20 @@ async def lifespan(app: FastAPI):
     app.state.store, app.state.registry = store, registry
     feedback = Feedback.make(settings, metrics, store)
     feedback.start()
-    app.state.ranker = Ranker(store, settings, metrics, feedback)
-    _single_blas_thread()
-    _freeze_imports()
-    await run_in_threadpool(registry.load)
-    hup = _watch_sighup(registry)
-    sync = asyncio.create_task(follow_added_items(registry, settings)) if state is not None else None
-    yield
-    if sync is not None:
-        sync.cancel()
-    if hup:
-        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-    await feedback.close()  # what is buffered is written before the process goes
+    try:
+        app.state.ranker = Ranker(store, settings, metrics, feedback)
+        _single_blas_thread()
+        _freeze_imports()
+        await run_in_threadpool(registry.load)
+        hup = _watch_sighup(registry)
+        sync = asyncio.create_task(follow_added_items(registry, settings)) if state is not None else None
+        yield
+        if sync is not None:
+            sync.cancel()
+        if hup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+    finally:  # also when start-up fails: the recorder's task and thread end with the app
+        await feedback.close()  # what is buffered is written before the process goes
 
 
 def _open_to_all(app: FastAPI, settings: Settings) -> dict:

@@ -89,7 +89,7 @@ class Catalog:
     def ids_json(self, rows: Sequence[int]) -> bytes:
         """The ids of catalog rows as a JSON array, from each row's id encoded once and kept (at most HEADS_KEPT):
         the feedback log writes every answer's items and history window, and this joins them in C, where
-        encoding the strings again cost the writer thread more than the rest of the record."""
+        encoding the strings again cost the recorder more than the rest of the record."""
         kept = self._ids_json
         rows = rows.tolist() if isinstance(rows, np.ndarray) else rows
         try:

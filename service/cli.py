@@ -203,15 +203,15 @@ def log_time(text: str) -> float:
 def log_source(args):
     """The Reader of --source, or of the log the service would write with this environment's settings (whose
     attribution window is also --window's default)."""
-    from service.config import Settings
+    from service.config import load_settings
     from service.feedback.reader import Reader
 
-    settings = Settings()
+    settings = load_settings()  # a bad RECSERVE_ value: one line, not pydantic's traceback
     if args.window is None:
         args.window = float(settings.attribution_window_s)
     source = args.source
     if source is None and settings.feedback_sink != "files":
-        source = settings.feedback_redis_url or settings.redis_url
+        source = settings.feedback_redis_url or settings.redis_url or None  # "": an unset compose variable
     if source is None:
         source = str(settings.feedback_dir or Path(settings.artifacts).absolute().parent / "feedback")
     return Reader(source, args.prefix or settings.cache_prefix)

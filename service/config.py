@@ -107,13 +107,13 @@ class Settings(BaseSettings):
                                   "(recserve_log_dropped_total), never waited for")
     feedback_batch: int = Field(2000, ge=1, description="Most records written at once (one XADD or file write)")
     feedback_flush_s: float = Field(
-        1.0, gt=0, le=10, description="Longest a record waits to be written; the writer thread wakes this often "
+        1.0, gt=0, le=10, description="Longest a record waits to be written; the recorder wakes this often "
                                       "(fewer, larger batches cost the serving thread less: docs/benchmarks.md)")
     feedback_max_entries: int = Field(
         200_000, ge=1, description="Redis sink: the stream is trimmed to about this many entries, each a batch of "
                                    "up to feedback_batch records (XADD MAXLEN ~)")
     feedback_retention_s: int = Field(
-        7 * 86_400, ge=60, description="Records older than this are dropped: from the stream (XADD MINID ~) or, "
+        7 * 86_400, ge=60, description="Records older than this are dropped: from the stream (XTRIM MINID ~) or, "
                                        "with the files sink, as whole files")
     feedback_file_bytes: int = Field(
         64 * 1_048_576, ge=4096, description="Files sink: a file is closed and a new one begun past this size")

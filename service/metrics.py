@@ -47,10 +47,11 @@ class Metrics:
                               registry=self.registry)
         self.log_written = Counter("recserve_log_written", "Feedback-log records written to the sink",
                                    registry=self.registry)
-        self.log_dropped = Counter("recserve_log_dropped", "Feedback-log records dropped: the buffer was full or "
-                                   "the sink refused them", ["reason"], registry=self.registry)
+        self.log_dropped = Counter("recserve_log_dropped", "Feedback-log records dropped: the buffer was full, "
+                                   "the sink refused them, or one could not be encoded", ["reason"], registry=self.registry)
         self._children: dict = {}
-        for reason in ("buffer_full", "sink_error"):  # listed from the start: a dashboard's query finds them
+        # listed from the start, so a dashboard's query finds them
+        for reason in ("buffer_full", "sink_error", "encode_error"):
             self.child(self.log_dropped, reason)
 
     def child(self, metric, *labels: str):

@@ -4,7 +4,8 @@ against control (relative: CTR / control's CTR - 1) with the interval of that ra
 CTR here is attributed clicks per impression; an impression clicked twice counts two clicks, so the binomial
 intervals assume clicks are rare next to impressions (clicks are capped at impressions for the intervals).
 The same function reads the Redis counters (GET /experiments/NAME) and the log (`recserve experiments
-report`), so the two agree on equal counts."""
+report`); their counts differ where clicks name items the answer did not show or come from another user
+(docs/deploy.md, "Experiments")."""
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -102,4 +102,7 @@ class RedisShown:
             return next((raw for raw in pipe.execute() if raw is not None), None)
 
         found = self.reader.call(lookup, None)
-        return Summary.decode(found) if found is not None else None
+        try:
+            return Summary.decode(found) if found is not None else None
+        except (ValueError, TypeError):  # not a summary this version wrote: unattributed, never a 500
+            return None

@@ -38,12 +38,12 @@ def evaluate(records: Iterable[dict], bundle: Path, model_name: str | None = Non
     {"impressions", "served": metrics, "candidate": metrics}} for the routes that had impressions."""
     from service.batch import load_for_batch
     from service.cache import LocalStore
-    from service.config import Settings
+    from service.config import load_settings
     from service.metrics import Metrics
     from service.ranking import Ranker
 
     model = load_for_batch(bundle)
-    settings = Settings()
+    settings = load_settings()
     ranker = Ranker(LocalStore(10_000), settings, Metrics())
     return asyncio.run(_replay(records, model, ranker, settings, model_name or model.name, window_s, click_types))
 

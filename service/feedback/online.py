@@ -1,7 +1,7 @@
 """What the service records of its traffic and counts online: each answer (an impression), each click (an
 event, attributed to its answer by request id), each item added. The routes call `Feedback`; it builds the
 records (service/feedback/records.py), updates the Prometheus counters and queues the records for the
-writer thread (service/feedback/recorder.py), so a request pays for a few dict and counter operations only.
+recorder (service/feedback/recorder.py), so a request pays for a few dict and counter operations only.
 
 Online metrics, per model, version and arm: recserve_impressions_total (with `fallback`),
 recserve_items_shown_total, recserve_attributed_clicks_total and recserve_clicked_position; CTR per version
@@ -31,7 +31,7 @@ from service.feedback.sinks import FileSink, RedisStreamSink, Sink
 from service.metrics import Metrics
 
 log = logging.getLogger("recserve.feedback")
-WRITER_TIMEOUT_S = 2.0  # the writer thread's Redis timeout: off the request path, so it may wait for a busy Redis
+WRITER_TIMEOUT_S = 2.0  # the recorder's Redis timeout: its I/O thread, off the request path, may wait for Redis
 
 
 class Feedback:
@@ -52,7 +52,7 @@ class Feedback:
         if kind == "redis" and url is None:
             raise SettingsError("RECSERVE_FEEDBACK_SINK=redis needs RECSERVE_FEEDBACK_REDIS_URL or RECSERVE_REDIS_URL")
         retry_s = max(settings.redis_retry_s, 0.1)
-        # the writer thread's own client: off the request path, it may wait longer for a busy Redis
+        # the recorder's own client (its I/O thread): off the request path, it may wait longer for a busy Redis
         writer = RedisStore(url, WRITER_TIMEOUT_S, retry_s, lambda down: None) if url else None
         sink: Sink | None = None
         if kind == "redis":
@@ -61,8 +61,13 @@ class Feedback:
                                           settings.feedback_retention_s), f"Redis stream {key}"
         elif kind == "files":
             folder = settings.feedback_dir or Path(settings.artifacts).absolute().parent / "feedback"
-            sink, where = FileSink(folder, settings.feedback_file_bytes, settings.feedback_retention_s), \
-                f"files under {folder}"
+            try:
+                sink, where = FileSink(folder, settings.feedback_file_bytes, settings.feedback_retention_s), \
+                    f"files under {folder}"
+            except OSError as exc:  # a read-only mount: serve all the same, say it once and loudly
+                log.error("feedback log: cannot write under %s (%s); nothing is recorded (set "
+                          "RECSERVE_FEEDBACK_DIR, or RECSERVE_FEEDBACK_SINK=off to silence this)", folder, exc)
+                where = f"nowhere ({folder} cannot be written)"
         else:
             where = "nowhere (RECSERVE_FEEDBACK_SINK=off)"
         if url is None:
@@ -82,7 +87,7 @@ class Feedback:
                  history_len: int, rows: Sequence[int], scores: np.ndarray, fallback: str | None,
                  excluded: Sequence[int] = (), arm: str = records.DEFAULT_ARM) -> None:
         """An answer of catalog `rows` was sent: count it and queue it as it is (`Answer`, a tuple); its record
-        and its summary for click attribution are made in the writer thread. What a request pays here is what
+        and its summary for click attribution are made by the recorder, off the request. What a request pays here is what
         its recording costs the warm /rank path (docs/benchmarks.md, "The feedback log")."""
         if self.sample < 1.0 and random.random() >= self.sample:
             return
@@ -140,7 +145,7 @@ class Feedback:
 
 class Answer(NamedTuple):
     """An answer as the request left it (rows, not ids; scores as computed): a tuple, the cheapest thing a
-    request can queue. The writer thread makes its log record and its attribution summary
+    request can queue. The recorder makes its log record and its attribution summary
     (service/feedback/recorder.py, `Pending`)."""
 
     feedback: Feedback

@@ -34,18 +34,19 @@ from service.metrics import Metrics
 
 log = logging.getLogger("recserve.feedback")
 PROBE = 10  # records tried first while the sink is failing
+LOG, ATTRIBUTION, COUNTERS = "feedback log", "click attribution", "experiment counters"  # what can fail
 CHUNK = 50  # records made and encoded between two yields to the requests (~1 ms)
 
 
 class Pending(Protocol):
-    """What a request queues that is not a finished record: an answer, whose record and summary the writer
-    thread makes (service/feedback/online.py, `Answer`), so the request pays for neither."""
+    """What a request queues that is not a finished record: an answer, whose record and summary the recorder
+    makes (service/feedback/online.py, `Answer`), so the request pays for neither."""
 
     def record(self) -> dict | None:
         """The log record, None when the log is off."""
 
     def shown(self) -> tuple[str, float, Summary] | None:
-        """(request id, time, summary) for click attribution, None when attribution took it already."""
+        """(request id, time, summary) for click attribution."""
 
 
 class Recorder:
@@ -59,13 +60,17 @@ class Recorder:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
-        self._failing = False  # an outage is being logged: say once when it starts and once when it ends
+        # the targets failing now ("feedback log", "click attribution", "experiment counters"): each outage is
+        # logged once when it starts and once when it ends; only the log's own switches on the probes
+        self._failing: set[str] = set()
+        self._bad_logged = False
         self._dropped = metrics.child(metrics.log_dropped, "buffer_full")
 
     def start(self) -> None:
         """Begin writing, from the running event loop (the app's lifespan)."""
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="recserve-feedback")
+        self._task.add_done_callback(_log_failure)
 
     def add(self, item: dict | Pending) -> None:
         """Queue a record, or an answer that makes its record later; never blocks. Called on the event loop."""
@@ -95,13 +100,13 @@ class Recorder:
         """The experiments' per-arm counters to their store (Redis), in the I/O thread, when any moved."""
         if self.counts.pending():
             await asyncio.get_running_loop().run_in_executor(
-                self._io, self._attempt, "experiment counters", self.counts.flush, 0)
+                self._io, self._attempt, COUNTERS, self.counts.flush, 0)
 
     async def _drain(self) -> None:
         """Write what is queued, a batch at a time; after a failure, wait `retry_s` (unless stopping)."""
         while self._queue:
             taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
-            if self._failing:  # try a few first: while the sink is down, a batch is dropped unencoded
+            if LOG in self._failing:  # try a few first: while the sink is down, a batch is dropped unencoded
                 probe, taken = taken[:PROBE], taken[PROBE:]
                 if not await self._write(probe):
                     if taken:
@@ -116,48 +121,57 @@ class Recorder:
 
     async def _write(self, entries: list[dict | Pending]) -> bool:
         """Make and encode one batch's records and summaries here, in chunks; store them in the I/O thread.
-        False when the sink or the attribution failed (the batch is dropped)."""
+        False when the sink failed (the batch's records are dropped). A record that cannot be made is dropped
+        and counted alone (`reason="encode_error"`, logged the first time): it never stops the others."""
         lines, shown = [], []
         for start in range(0, len(entries), CHUNK):
             for item in entries[start:start + CHUNK]:
-                if isinstance(item, dict):
-                    lines.append(encode(item))
-                    continue
-                record, summary = item.record(), item.shown()
-                if record is not None:
-                    lines.append(encode(record))
-                if summary is not None:
-                    shown.append(summary)
+                try:
+                    if isinstance(item, dict):
+                        lines.append(encode(item))
+                        continue
+                    record, summary = item.record(), item.shown()
+                    if record is not None:
+                        lines.append(encode(record))
+                    if summary is not None:
+                        shown.append(summary)
+                except Exception:  # a bug or a value the encoder refuses: this record only
+                    self.metrics.child(self.metrics.log_dropped, "encode_error").inc()
+                    if not self._bad_logged:
+                        log.exception("feedback log: a record could not be made; dropped (and counted, "
+                                      "recserve_log_dropped_total{reason=\"encode_error\"}, without more lines)")
+                        self._bad_logged = True
             await asyncio.sleep(0)  # the requests waiting go first
         return await asyncio.get_running_loop().run_in_executor(self._io, self._store, lines, shown)
 
     def _store(self, lines: list[bytes], shown: list) -> bool:
-        """In the I/O thread: the summaries to the attribution, the lines to the sink."""
-        ok = True
+        """In the I/O thread: the summaries to the attribution, the lines to the sink. False when the sink
+        failed; the attribution failing (its Redis down while the log goes to files) loses summaries only."""
         if shown and self.shown is not None:
-            ok = self._attempt("click attribution", lambda: self.shown.remember(shown), 0)
-        if lines and self.sink is not None:
-            if self._attempt("feedback log", lambda: self.sink.write(lines), len(lines)):
-                self.metrics.log_written.inc(len(lines))
-            else:
-                ok = False
-        if ok and self._failing:
-            log.warning("feedback log: writing again")
-            self._failing = False
-        return ok
+            self._attempt(ATTRIBUTION, lambda: self.shown.remember(shown), 0)
+        if not lines or self.sink is None:
+            return True
+        if self._attempt(LOG, lambda: self.sink.write(lines), len(lines)):
+            self.metrics.log_written.inc(len(lines))
+            return True
+        return False
 
     def _attempt(self, what: str, write, records: int) -> bool:
+        """`write()`; a failure is counted (`records` dropped) and logged once per outage of `what`."""
         try:
             write()
-            return True
         except Exception as exc:  # any sink's failure: counted and logged, never raised into a request
             if records:
                 self.metrics.child(self.metrics.log_dropped, "sink_error").inc(records)
-            if not self._failing:
-                log.error("%s: cannot write (%s: %s); dropping records and retrying every %.1fs", what,
-                          type(exc).__name__, exc, self.retry_s)
-                self._failing = True
+            if what not in self._failing:
+                log.error("%s: cannot write (%s: %s); %sretrying every %.1fs", what, type(exc).__name__, exc,
+                          "dropping records and " if records else "", self.retry_s)
+                self._failing.add(what)
             return False
+        if what in self._failing:
+            log.warning("%s: writing again", what)
+            self._failing.discard(what)
+        return True
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """Write what is queued (for at most `timeout_s`), then close the sink."""
@@ -168,6 +182,14 @@ class Recorder:
                 await asyncio.wait_for(self._task, timeout_s)
             except TimeoutError:
                 log.warning("feedback log: %d records not written at shutdown", len(self._queue))
+            except Exception:  # the task died earlier: `_log_failure` said why; the sink still closes
+                pass
         if self.sink is not None:
             await asyncio.get_running_loop().run_in_executor(self._io, self.sink.close)
         self._io.shutdown(wait=False)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    """The recorder's task ended by an exception (a bug): say so, or records would only pile up unnoticed."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("feedback log: the recorder stopped: %r; records are no longer written", task.exception())

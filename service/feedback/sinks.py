@@ -1,5 +1,5 @@
 """Where the feedback log's records go: one small interface (`Sink`), so that a Kafka or NATS sink can be added
-without touching the routes or the recorder. A sink is called from the recorder's one writer thread only.
+without touching the routes or the recorder. A sink is called from the recorder's one I/O thread only.
 
 - `RedisStreamSink`: one XADD per batch to the stream of `records.stream_key`, trimmed by length and age.
 - `FileSink`: JSON Lines files in a folder, one series per process, rotated by size, old files removed.

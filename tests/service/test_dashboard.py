@@ -29,7 +29,7 @@ def test_every_dashboard_query_names_a_metric_the_app_exposes(make_client, tmp_p
     client = make_client(feedback_dir=tmp_path, feedback_flush_s=0.05)
     answer = client.post("/rank", json={"model": "nrms", "user_id": "u1", "candidates": ["N1", "N2"]}).json()
     client.post("/recommend", json={"model": "bert4rec", "user_id": "stranger", "k": 2})
-    time.sleep(0.5)  # the answer is kept for attribution with the writer's next batch
+    time.sleep(0.5)  # the answer is kept for attribution with the recorder's next batch
     client.post("/users/u1/events", json={"items": ["N1"], "request_id": answer["request_id"]})
     names = queried_metrics()
     assert {"recserve_attributed_clicks_total", "recserve_impressions_total", "recserve_request_seconds_bucket",

@@ -142,3 +142,57 @@ def test_requests_run_between_the_chunks_of_a_batch():
     asyncio.run(run())
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     assert max(gaps) < 0.1  # a chunk (50 x 0.5 ms) at a time, never the whole half second
+
+
+class ListSink(BlockedSink):
+    def __init__(self):
+        super().__init__()
+        self.release.set()
+
+
+class BrokenAttribution:
+    def remember(self, entries):
+        raise ConnectionError("attribution's Redis down")
+
+
+class Answered(Counted):
+    def shown(self):
+        return ("r", 0.0, None)
+
+
+class Broken(Counted):
+    def record(self):
+        raise ValueError("a bug")
+
+
+def test_attribution_failing_loses_no_log_line():
+    """The log goes to files while the attribution's Redis is down: every record is still written."""
+    sink, metrics = ListSink(), Metrics()
+
+    async def run():
+        recorder = Recorder(sink, BrokenAttribution(), metrics, buffer=10_000, batch=100, flush_s=0.01,
+                            retry_s=0.1)
+        recorder.start()
+        for _ in range(500):
+            recorder.add(Answered())
+        await until(lambda: len(sink.lines) == 500)
+        await recorder.close()
+
+    asyncio.run(run())
+    assert dropped(metrics, "sink_error") == 0
+
+
+def test_a_record_that_cannot_be_made_is_dropped_alone():
+    sink, metrics = ListSink(), Metrics()
+
+    async def run():
+        recorder = Recorder(sink, None, metrics, buffer=100, batch=10, flush_s=0.01, retry_s=0.1)
+        recorder.start()
+        for n in range(20):
+            recorder.add(Broken() if n % 5 == 0 else {"n": n})
+        await until(lambda: len(sink.lines) == 16)
+        await recorder.close()
+
+    asyncio.run(run())
+    assert dropped(metrics, "encode_error") == 4
+    assert sink.lines == [b'{"n":%d}' % n for n in range(20) if n % 5]

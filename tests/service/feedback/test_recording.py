@@ -87,7 +87,7 @@ def test_events_are_recorded_and_attributed_clicks_counted_by_position(make_clie
     client = make_client(feedback_dir=tmp_path, feedback_flush_s=0.05)
     answer = client.post("/rank", json={"model": "nrms", "user_id": "u1", "candidates": ["N1", "N2", "N3"]}).json()
     shown = [r["item_id"] for r in answer["results"]]
-    wait_records(tmp_path, 1)  # the answer's summary is kept for attribution with the writer's batch
+    wait_records(tmp_path, 1)  # the answer's summary is kept for attribution with the recorder's batch
     labels = {"model": "nrms", "version": answer["version"], "arm": "default"}
     r = client.post("/users/u1/events", json={"model": "nrms", "items": [shown[1]],
                                               "request_id": answer["request_id"]})
@@ -132,18 +132,20 @@ def test_added_items_are_recorded_with_their_raw_inputs(make_client, tmp_path):
 
 
 def test_sampling_records_a_share_of_answers(make_client, tmp_path):
-    client = make_client(feedback_dir=tmp_path, feedback_sample=0.25)
+    client = make_client(feedback_dir=tmp_path, feedback_sample=0.25, feedback_flush_s=0.05)
     for _ in range(400):
         client.post("/rank", json={"model": "nrms", "user_id": "u1", "candidates": ["N1"]})
-    time.sleep(0.5)
-    count = len(logged(tmp_path))
-    assert 50 <= count <= 150  # 100 expected; 5 standard deviations either side
-    assert metric(client, "recserve_impressions_total", model="nrms", version=client.get("/models").json()[-1][
-        "version"], arm="default", fallback="false") == count
+    version = client.get("/models").json()[-1]["version"]
+    counted = metric(client, "recserve_impressions_total", model="nrms", version=version, arm="default",
+                     fallback="false")
+    assert 50 <= counted <= 150  # 100 expected; 5 standard deviations either side
+    wait_records(tmp_path, int(counted))  # every answer counted is recorded, once written
+    time.sleep(0.2)
+    assert len(logged(tmp_path)) == counted
 
 
 def test_off_records_nothing_but_still_counts(make_client, tmp_path):
-    client = make_client(feedback_dir=tmp_path, feedback_sink="off")
+    client = make_client(feedback_dir=tmp_path, feedback_sink="off", feedback_flush_s=0.05)
     answer = client.post("/rank", json={"model": "nrms", "user_id": "u1", "candidates": ["N1"]})
     assert answer.status_code == 200 and answer.json()["request_id"]
     time.sleep(0.5)
@@ -172,7 +174,7 @@ def test_a_click_on_another_replica_is_attributed(make_client, redis_prefix):
     settings = {"redis_url": REDIS_URL, "cache_prefix": redis_prefix, "feedback_flush_s": 0.05}
     one, two = make_client(**settings), make_client(**settings)
     answer = one.post("/recommend", json={"model": "bert4rec", "user_id": "u1", "k": 5}).json()
-    time.sleep(0.5)  # the summary goes with the writer's next batch
+    time.sleep(0.5)  # the summary goes with the recorder's next batch
     third = answer["results"][2]["item_id"]
     two.post("/users/u1/events", json={"model": "bert4rec", "items": [third], "request_id": answer["request_id"]})
     labels = {"model": "bert4rec", "version": answer["version"], "arm": "default"}
@@ -247,3 +249,13 @@ def test_a_malformed_feedback_redis_url_is_a_settings_error_naming_it(monkeypatc
     monkeypatch.setenv("RECSERVE_FEEDBACK_REDIS_URL", "http://nope")
     with pytest.raises(SettingsError, match="RECSERVE_FEEDBACK_REDIS_URL='http://nope': a Redis URL must look like"):
         load_settings()
+
+
+def test_a_feedback_folder_that_cannot_be_written_leaves_the_service_serving(make_client, tmp_path, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    with caplog.at_level(logging.ERROR, logger="recserve.feedback"):
+        client = make_client(feedback_dir=blocker / "log")
+    answer = client.post("/rank", json={"model": "nrms", "user_id": "u1", "candidates": ["N1"]})
+    assert answer.status_code == 200 and answer.json()["request_id"]
+    assert any("cannot write under" in r.getMessage() for r in caplog.records)
