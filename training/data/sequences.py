@@ -29,14 +29,9 @@ def left_aligned(items_csr_indptr: np.ndarray, items: np.ndarray, max_len: int) 
     return _windows(items, indptr[1:], seq_len, max_len), seq_len
 
 
-def prefix_samples(train_user: np.ndarray, train_item: np.ndarray, max_len: int = 50) -> dict[str, np.ndarray]:
-    """RecBole's sequential augmentation: one sample per prefix of each user's training sequence.
-
-    For every position i >= 1 of a user's time-ordered training items: ``item_seq`` = the items before i (the
-    last ``max_len`` of them, left-aligned), ``seq_len``, ``target`` = the item at i, ``user``. Rows of the same
-    user must be in time order; users need not be contiguous (a stable sort groups them). Samples come out
-    grouped by user (ascending), positions ascending. All arrays int64.
-    """
+def _runs(train_user: np.ndarray, train_item: np.ndarray, max_len: int) -> tuple[np.ndarray, ...]:
+    """The rows grouped by user, time order kept (a stable sort): (user, item, each user's first row, each
+    user's row count), all int64; the inputs checked."""
     if max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {max_len}")
     train_user = np.asarray(train_user, dtype=np.int64)
@@ -46,9 +41,19 @@ def prefix_samples(train_user: np.ndarray, train_item: np.ndarray, max_len: int 
                          f"and {train_item.shape}")
     order = np.argsort(train_user, kind="stable")
     user, item = train_user[order], train_item[order]
-
     starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if len(user) else np.zeros(0, np.int64)
-    sizes = np.diff(np.r_[starts, len(user)])
+    return user, item, starts, np.diff(np.r_[starts, len(user)])
+
+
+def prefix_samples(train_user: np.ndarray, train_item: np.ndarray, max_len: int = 50) -> dict[str, np.ndarray]:
+    """RecBole's sequential augmentation: one sample per prefix of each user's training sequence.
+
+    For every position i >= 1 of a user's time-ordered training items: ``item_seq`` = the items before i (the
+    last ``max_len`` of them, left-aligned), ``seq_len``, ``target`` = the item at i, ``user``. Rows of the same
+    user must be in time order; users need not be contiguous (a stable sort groups them). Samples come out
+    grouped by user (ascending), positions ascending. All arrays int64.
+    """
+    user, item, starts, sizes = _runs(train_user, train_item, max_len)
     position = np.arange(len(user)) - np.repeat(starts, sizes)
     sample = np.flatnonzero(position >= 1)     # each sample's target row; its history ends just before it
     seq_len = np.minimum(position[sample], max_len)
@@ -73,17 +78,7 @@ def window_samples(train_user: np.ndarray, train_item: np.ndarray, max_len: int 
     ``item_seq`` [R, max_len + 1] left-aligned, ``seq_len`` (items in the window), ``targets``, ``user``; all
     int64, grouped by user (ascending), the latest window of a user first.
     """
-    if max_len < 1:
-        raise ValueError(f"max_len must be >= 1, got {max_len}")
-    train_user = np.asarray(train_user, dtype=np.int64)
-    train_item = np.asarray(train_item, dtype=np.int64)
-    if train_user.shape != train_item.shape or train_user.ndim != 1:
-        raise ValueError(f"train_user and train_item must be 1-d of one length, got {train_user.shape} "
-                         f"and {train_item.shape}")
-    order = np.argsort(train_user, kind="stable")
-    user, item = train_user[order], train_item[order]
-    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if len(user) else np.zeros(0, np.int64)
-    sizes = np.diff(np.r_[starts, len(user)])
+    user, item, starts, sizes = _runs(train_user, train_item, max_len)
     windows = np.where(sizes >= 2, -(-(sizes - 1) // max_len), 0)
     owner = np.repeat(np.arange(len(starts)), windows)                      # each window's user (its run)
     from_end = np.arange(len(owner)) - np.repeat(np.cumsum(windows) - windows, windows)
