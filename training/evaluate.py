@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bundle.metrics import auc, mrr, ndcg  # noqa: F401 (auc, mrr and ndcg are also imported from here)
+
 
 def target_ranks(scores: Tensor, targets: Tensor, exclude_rows: Tensor, exclude_items: Tensor) -> Tensor:
     """0-based rank of each row's target among its row's scores after excluding (row, item) pairs.
@@ -62,29 +64,6 @@ def popularity_metrics(train_item: np.ndarray, n_items: int, part, ks: Sequence[
     rows, items = csr_pairs(part.history_indptr, part.history_items, slice(0, len(part.user)))
     ranks = target_ranks(counts.expand(len(part.user), -1), torch.from_numpy(part.target.astype(np.int64)), rows, items)
     return rank_metrics(ranks.numpy(), ks)
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) formula, ties counted half."""
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
-
-
-def mrr(labels: np.ndarray, scores: np.ndarray) -> float:
-    ordered = labels[np.argsort(-scores, kind="stable")]
-    return float((ordered / np.arange(1, len(ordered) + 1)).sum() / ordered.sum())
-
-
-def dcg(labels_in_order: np.ndarray, k: int) -> float:
-    gains = 2.0 ** labels_in_order[:k] - 1
-    return float((gains / np.log2(np.arange(len(gains)) + 2)).sum())
-
-
-def ndcg(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
-    best = dcg(np.sort(labels)[::-1], k)
-    return dcg(labels[np.argsort(-scores, kind="stable")], k) / best
 
 
 def impression_metrics(labels: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> dict[str, float]:

@@ -1,5 +1,5 @@
 """Ranking metrics in numpy, for `recserve evaluate` (service/ imports no torch). The impression metrics are
-MIND's, defined exactly as training/evaluate.py's (tests/service/feedback/test_metrics.py holds them equal):
+MIND's, from bundle/metrics.py as training/evaluate.py's (tests/service/feedback/test_metrics.py holds them equal):
 per impression group AUC, MRR, nDCG@5, nDCG@10, averaged; impressions with one label class are left out of
 AUC. A list's metrics (/recommend): hit@k and nDCG@k of the clicked items in the k shown, binary gains."""
 from __future__ import annotations
@@ -8,28 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) formula, ties counted half."""
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    greater = (pos[:, None] > neg[None, :]).sum()
-    ties = (pos[:, None] == neg[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
-
-
-def mrr(labels: np.ndarray, scores: np.ndarray) -> float:
-    ordered = labels[np.argsort(-scores, kind="stable")]
-    return float((ordered / np.arange(1, len(ordered) + 1)).sum() / ordered.sum())
-
-
-def dcg(labels_in_order: np.ndarray, k: int) -> float:
-    gains = 2.0 ** labels_in_order[:k] - 1
-    return float((gains / np.log2(np.arange(len(gains)) + 2)).sum())
-
-
-def ndcg(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
-    best = dcg(np.sort(labels)[::-1], k)
-    return dcg(labels[np.argsort(-scores, kind="stable")], k) / best
+from bundle.metrics import auc, dcg, mrr, ndcg
 
 
 def impression_figures(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
