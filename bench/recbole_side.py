@@ -79,8 +79,12 @@ def config_dict(args, work_dir: Path) -> dict:
     if args.model in SEQUENTIAL:
         cfg.update({"train_neg_sample_args": None, "loss_type": "CE"})
     if args.model == "GRU4RecF":
-        cfg["load_col"]["item"] = ["item_id", "class"]
-        cfg.update({"selected_features": ["class"], "pooling_mode": "sum"})
+        cfg["load_col"]["item"] = ["item_id", args.feature]
+        cfg.update({"selected_features": [args.feature], "pooling_mode": "sum"})
+    if args.min_rating is not None:  # the ml-1m protocol of issue #31: rating >= 3, then 10-core
+        cfg["val_interval"] = {"rating": f"[{args.min_rating},inf)"}
+    if args.k_core:  # RecBole filters users and items alike, iteratively (as `recserve train --k-core`)
+        cfg.update({"user_inter_num_interval": f"[{args.k_core},inf)", "item_inter_num_interval": f"[{args.k_core},inf)"})
     return cfg
 
 
@@ -117,6 +121,9 @@ def main() -> None:
                         help="checkpoints and tensorboard logs (default: a temporary folder, removed after)")
     parser.add_argument("--weights-dir", type=Path, default=None,
                         help="train only (no RecBole evaluation) and save the weights after every epoch here")
+    parser.add_argument("--min-rating", type=float, default=None, help="keep interactions rated at least this")
+    parser.add_argument("--k-core", type=int, default=0, help="drop users and items with fewer interactions")
+    parser.add_argument("--feature", default="class", help="GRU4RecF's item feature (ml-100k: class; ml-1m: genre)")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     args.data_path = args.data_path.resolve()
