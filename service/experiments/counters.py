@@ -25,7 +25,7 @@ class ArmCounts:
     def key(self, experiment: str) -> str:
         return f"{self.prefix}:{{exp}}:{experiment}"
 
-    def add(self, label: str, field: str, n: int = 1) -> None:
+    def add(self, label: str, field: str, n: int | float = 1) -> None:
         """Count `n` for arm `label` ("<experiment>/<arm>"); called on the request path."""
         with self._lock:
             self._pending[(label, field)] += n
@@ -49,7 +49,10 @@ class ArmCounts:
             pipe = self.writer.client.pipeline(transaction=False)
             for (label, field), n in pending.items():
                 experiment, arm = label.split("/", 1)
-                pipe.hincrby(self.key(experiment), f"{arm}:{field}", n)
+                if isinstance(n, float):  # a shadow arm's sums (shadow.py)
+                    pipe.hincrbyfloat(self.key(experiment), f"{arm}:{field}", n)
+                else:
+                    pipe.hincrby(self.key(experiment), f"{arm}:{field}", n)
             pipe.execute()
         except Exception:
             with self._lock:  # kept for the next flush: a handful of keys, never a growing queue
@@ -57,8 +60,8 @@ class ArmCounts:
                     self._pending[key] += n
             raise
 
-    def read(self, experiment: str) -> dict[str, dict[str, int]]:
-        """arm -> {"impressions", "clicks"} as flushed so far (Redis: every replica's)."""
+    def read(self, experiment: str) -> dict[str, dict[str, int | float]]:
+        """arm -> {"impressions", "clicks", and a shadow arm's fields} as flushed so far (Redis: every replica's)."""
         found: dict[str, dict[str, int]] = {}
         if self.reader is None:
             with self._lock:
@@ -66,7 +69,15 @@ class ArmCounts:
                          if label.split("/", 1)[0] == experiment]
         else:
             raw = self.reader.client.hgetall(self.key(experiment))
-            items = [(*k.decode().rsplit(":", 1), int(v)) for k, v in raw.items()]
+            items = [(*k.decode().rsplit(":", 1), _number(v)) for k, v in raw.items()]
         for arm, field, n in items:
             found.setdefault(arm, dict.fromkeys(FIELDS, 0))[field] = n
         return found
+
+
+def _number(raw: bytes) -> int | float:
+    """A counter as Redis keeps it: an integer (HINCRBY), or a float's digits (HINCRBYFLOAT: a shadow arm's sums)."""
+    try:
+        return int(raw)
+    except ValueError:
+        return float(raw)
