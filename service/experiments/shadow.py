@@ -58,6 +58,7 @@ class Shadows:
         self._task: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="recserve-shadow") if thread else None
         self._failed: set[str] = set()  # arms whose failure was logged
+        self._scoring = False
 
     def start(self) -> None:
         """Begin scoring, from the running event loop (the app's lifespan)."""
@@ -85,12 +86,20 @@ class Shadows:
     def pending(self) -> int:
         return len(self._queue)
 
+    def idle(self) -> bool:
+        """Nothing queued and nothing being scored."""
+        return not self._queue and not self._scoring
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                await self.score(self._queue.popleft())
+                self._scoring = True
+                try:
+                    await self.score(self._queue.popleft())
+                finally:
+                    self._scoring = False
                 await asyncio.sleep(0)  # the requests waiting go first
 
     async def score(self, job: Job) -> None:
