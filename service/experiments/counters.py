@@ -3,7 +3,8 @@
 A request adds to an in-process dict (under a lock: ~0.2 us); the feedback recorder flushes it (in its I/O
 thread) every RECSERVE_FEEDBACK_FLUSH_S, so the request path never waits for Redis. With Redis the totals live
 in one hash per experiment, `<prefix>:{exp}:<experiment>`, fields `<arm>:impressions` and `<arm>:clicks` (HINCRBY), shared by
-every worker and replica and kept across restarts; a flush Redis refuses is kept and retried with the next.
+every worker and replica and kept across restarts; a flush Redis refuses is kept and retried with the next. A
+shadow arm's fields (shadow.py) are counts too, and sums (floats, HINCRBYFLOAT).
 Without Redis this process keeps the totals (one process serves then)."""
 from __future__ import annotations
 

@@ -8,8 +8,9 @@ Nothing here can delay or fail a live answer: the queue is bounded (RECSERVE_SHA
 job that finds it full is dropped and counted (`recserve_shadow_dropped_total`, the arm's `shadow_dropped`),
 never waited for; a shadow model that raises is counted (`recserve_shadow_jobs_total{outcome="error"}`, the
 arm's `shadow_errors`) and logged once per arm. The cost that remains is CPU: a scored job runs on the loop
-between requests (or, with RECSERVE_SHADOW_THREAD, a /rank job's scoring runs in a thread of its own, where
-onnxruntime releases the GIL); size `sample` for it (docs/benchmarks.md, "Shadow arms").
+between requests (or, with RECSERVE_SHADOW_THREAD, a /rank job's scoring and its comparison with the live
+answer run in a thread of their own, where onnxruntime releases the GIL); size `sample` for it
+(bench/shadow_cost.py measures both).
 
 Each scored job becomes a shadow impression in the log (`shadow: true`, the live request_id, the arm
 "<experiment>/<arm>", `shadow_ms` and `live_ms`), never counted as the arm's impressions nor given clicks
@@ -106,20 +107,17 @@ class Shadows:
         """Score one job with its shadow arm; record and count what came of it. Never raises."""
         model, label = job.served.models[job.arm], job.served.labels[job.arm]
         experiment, arm = label.split("/", 1)
-        started = time.perf_counter()
+        ranking, took = None, 0.0
         try:
-            if job.route == "recommend":
+            if job.route == "recommend":  # its index search is batched on the loop (service/index_searches.py)
+                started = time.perf_counter()
                 ranking = await self.ranker.recommended(model, *job.inputs)
-            elif self._pool is not None:
-                ranking = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, self.ranker.ranked, model, *job.inputs)
+                took = time.perf_counter() - started
+            if self._pool is not None:
+                ranking, took, items, overlap, tau = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, self._compare, job, model, ranking, took)
             else:
-                ranking = self.ranker.ranked(model, *job.inputs)
-            took = time.perf_counter() - started
-            if not np.isfinite(ranking.scores).all():
-                raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
-            items = model.catalog.ids_of(ranking.rows)
-            live = [r["item_id"] for r in orjson.loads(job.live)["results"]]
+                ranking, took, items, overlap, tau = self._compare(job, model, ranking, took)
         except Exception as exc:  # the shadow's failure is the shadow's: counted, logged once, never raised
             self.metrics.child(self.metrics.shadow_jobs, experiment, arm, "error").inc()
             self.feedback.counts.add(label, "shadow_errors")
@@ -130,7 +128,6 @@ class Shadows:
             return
         self.metrics.child(self.metrics.shadow_jobs, experiment, arm, "scored").inc()
         self.metrics.child(self.metrics.shadow_seconds, experiment, arm).observe(took)
-        overlap, tau = agreement(live, items)
         shadow_ms, live_ms = took * 1000, job.live_s * 1000
         add = self.feedback.counts.add
         add(label, "shadow_jobs")
@@ -143,6 +140,19 @@ class Shadows:
             add(label, bucket_field(timed, bucket(ms)))
         if self.feedback.logging_on:
             self.feedback.recorder.add(self._record(job, model, label, ranking, items, shadow_ms, live_ms))
+
+    def _compare(self, job: Job, model, ranking, took: float) -> tuple:
+        """(ranking, scoring seconds, its item ids, overlap@10, tau against the live answer); /rank's ranking is
+        made (and timed) here. In the shadow's thread when there is one: scipy's tau alone costs ~0.15 ms a job."""
+        if ranking is None:
+            started = time.perf_counter()
+            ranking = self.ranker.ranked(model, *job.inputs)
+            took = time.perf_counter() - started
+        if not np.isfinite(ranking.scores).all():
+            raise RuntimeError(f"model {model.name!r} {model.version} produced non-finite scores")
+        items = model.catalog.ids_of(ranking.rows)
+        live = [r["item_id"] for r in orjson.loads(job.live)["results"]]
+        return ranking, took, items, *agreement(live, items)
 
     def _record(self, job: Job, model, label: str, ranking, items: list[str], shadow_ms: float,
                 live_ms: float) -> dict[str, Any]:

@@ -212,3 +212,17 @@ def test_shadow_impressions_stay_out_of_training_exports_and_ctr(make_client, ar
     behaviors = (tmp_path / "out" / "nrms" / "behaviors.tsv").read_text().splitlines()
     assert sorted(line.split("\t")[0] for line in behaviors) == sorted(a["request_id"] for a in answers[:4])
     assert main(["experiments", "report", "news_ab", "--source", str(folder), "--control", "a"]) == 0
+
+
+def test_the_shadow_readout_is_summed_through_redis(make_client, tmp_path, redis_prefix):
+    path = config(tmp_path / "e.json", {"model": "gru4recf", "sample": 1})
+    settings = {"experiments": path, "redis_url": "redis://127.0.0.1:6379/0", "cache_prefix": redis_prefix}
+    one, two = make_client(**settings), make_client(**settings)
+    for client, users in ((one, USERS[:5]), (two, USERS[5:])):
+        for user in users:
+            rank(client, user)
+        wait_idle(client)
+        client.app.state.ranker.feedback.counts.flush()
+    shadow = one.get("/experiments/gru_ab").json()["arms"]["s"]["shadow_readout"]
+    assert shadow["jobs"] == len(USERS) and shadow["overlap"] == pytest.approx(1.0)  # a float sum, HINCRBYFLOAT
+    assert shadow["rank_correlation"] == pytest.approx(1.0) and shadow["latency_ms"]["shadow"]["mean"] > 0
