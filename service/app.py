@@ -17,6 +17,7 @@ from service.access import AccessControl
 from service.body_limit import BodyLimit
 from service.cache import RedisStore, make_store
 from service.config import Settings, SettingsError, load_settings
+from service.experiments.shadow import Shadows
 from service.feedback.online import Feedback
 from service.hot_routes import HotRoutes, accept, served_routes
 from service.metrics import Metrics
@@ -99,8 +100,12 @@ async def lifespan(app: FastAPI):
     app.state.store, app.state.registry = store, registry
     feedback = Feedback.make(settings, metrics, store)
     feedback.start()
+    shadows = None
     try:
-        app.state.ranker = Ranker(store, settings, metrics, feedback)
+        app.state.ranker = ranker = Ranker(store, settings, metrics, feedback)
+        shadows = Shadows(registry, ranker, metrics, settings.shadow_queue, settings.shadow_thread)
+        app.state.shadows = shadows
+        shadows.start()
         _single_blas_thread()
         _freeze_imports()
         await run_in_threadpool(registry.load)
@@ -112,6 +117,8 @@ async def lifespan(app: FastAPI):
         if hup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     finally:  # also when start-up fails: the recorder's task and thread end with the app
+        if shadows is not None:
+            await shadows.close()  # first: its last jobs may still queue records
         await feedback.close()  # what is buffered is written before the process goes
 
 

@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         None, description="A YAML or JSON file of A/B experiments between model versions (docs/deploy.md, "
                           "Experiments), re-read by /admin/reload and SIGHUP; a bad file is refused and the "
                           "previous one keeps serving")
+    shadow_queue: int = Field(
+        1000, ge=1, description="Shadow-arm jobs waiting to be scored, per process; past it new ones are dropped "
+                                "(recserve_shadow_dropped_total), never waited for")
+    shadow_thread: bool = Field(
+        False, description="Score a shadow arm's /rank jobs in a thread of their own (onnxruntime releases the "
+                           "GIL) rather than on the event loop between requests (docs/deploy.md, Experiments)")
     access_log: bool = Field(
         False, description="One log line per request (method, path, status, milliseconds, request id)")
 

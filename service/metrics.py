@@ -49,6 +49,14 @@ class Metrics:
                                    registry=self.registry)
         self.log_dropped = Counter("recserve_log_dropped", "Feedback-log records dropped: the buffer was full, "
                                    "the sink refused them, or one could not be encoded", ["reason"], registry=self.registry)
+        # Shadow arms (service/experiments/shadow.py): work done after the answer, never in its way.
+        shadow = ["experiment", "arm"]
+        self.shadow_jobs = Counter("recserve_shadow_jobs", "Shadow-arm scorings of live requests, by outcome "
+                                   "(scored, error)", [*shadow, "outcome"], registry=self.registry)
+        self.shadow_dropped = Counter("recserve_shadow_dropped", "Shadow-arm jobs dropped because the shadow "
+                                      "queue was full (RECSERVE_SHADOW_QUEUE)", shadow, registry=self.registry)
+        self.shadow_seconds = Histogram("recserve_shadow_seconds", "Shadow-arm scoring time", shadow,
+                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self._children: dict = {}
         # listed from the start, so a dashboard's query finds them
         for reason in ("buffer_full", "sink_error", "encode_error"):

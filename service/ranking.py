@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -72,6 +73,17 @@ def cold_user(model: ServedModel, user_id: str | None, seen: list[int], unknown:
     if model.fallback is None:
         raise unprocessable(field, problem)
     return User(user_id, seen, [], cold=True, unknown_history=unknown)
+
+
+class Ranking(NamedTuple):
+    """A ranking before it becomes an answer: catalog `rows`, best first, and their reported `scores`."""
+
+    user: User
+    rows: np.ndarray
+    scores: np.ndarray
+    unknown: list[str]
+    fallback: str | None = None  # the fallback ranking's kind when the user was cold
+    excluded: np.ndarray | Sequence[int] = ()  # /recommend: the rows it left out
 
 
 class Ranker:
@@ -146,31 +158,39 @@ class Ranker:
              candidates: Sequence[str], request_id: str = "", arm: Choice | None = None) -> bytes:
         """Score the known candidates, best first; unknown ones are listed, not scored. Returns the JSON body.
         A cold user gets the candidates in fallback order, flagged (service/fallback.py)."""
+        return self._response(model, "rank", request_id, arm, *self.ranked(model, user_id, history, candidates))
+
+    def ranked(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
+               candidates: Sequence[str]) -> Ranking:
+        """`rank`'s ranking before it becomes an answer (a shadow arm's scoring stops here: shadow.py)."""
         user = self.user(model, user_id, history)
         indices, unknown = model.catalog.lookup(dict.fromkeys(candidates))
         rows = np.asarray(indices, dtype=np.int64)
         if user.cold:
             rows, scores = model.fallback.rank(rows, model.catalog.size, self.settings.fallback_fresh_items)
-            return self._response(model, "rank", request_id, arm, user, rows, scores, unknown,
-                                  model.fallback.kind)
+            return Ranking(user, rows, scores, unknown, model.fallback.kind)
         key = self.user_key(model, user.user_id, user.window)
         raw = self.scores(model, key, self.user_vector(model, user, key), rows)
         order = np.argsort(-raw, kind="stable")
-        return self._response(model, "rank", request_id, arm, user, rows[order],
-                              model.reported_scores(raw[order]), unknown)
+        return Ranking(user, rows[order], model.reported_scores(raw[order]), unknown)
 
     async def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
                         exclude_history: bool, exclude: Sequence[str], request_id: str = "",
                         arm: Choice | None = None) -> bytes:
         """The k best items of the whole catalog, minus the history (optionally) and `exclude`, as a JSON body.
         A cold user gets the first k of the fallback order, flagged (service/fallback.py)."""
+        return self._response(model, "recommend", request_id, arm,
+                              *await self.recommended(model, user_id, history, k, exclude_history, exclude))
+
+    async def recommended(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
+                          exclude_history: bool, exclude: Sequence[str]) -> Ranking:
+        """`recommend`'s ranking before it becomes an answer (a shadow arm's scoring stops here: shadow.py)."""
         user = self.user(model, user_id, history)
         excluded, unknown = model.catalog.lookup(exclude)
         if user.cold:
             drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
             rows, scores = model.fallback.top(k, drop, model.catalog.size, self.settings.fallback_fresh_items)
-            return self._response(model, "recommend", request_id, arm, user, rows, scores, unknown,
-                                  model.fallback.kind, drop)
+            return Ranking(user, rows, scores, unknown, model.fallback.kind, drop)
         key = self.user_key(model, user.user_id, user.window)
         vector = self.user_vector(model, user, key)
         drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
@@ -183,8 +203,7 @@ class Ranker:
             rows, raw = retrieval.indexed(model, vector, k, drop, pairwise, rerank, found)
         else:
             rows, raw = retrieval.exact(model, vector, k, drop, pairwise)
-        return self._response(model, "recommend", request_id, arm, user, rows, model.reported_scores(raw), unknown,
-                              excluded=drop)
+        return Ranking(user, rows, model.reported_scores(raw), unknown, None, drop)
 
     def _response(self, model: ServedModel, route: str, request_id: str, arm: Choice | None, user: User,
                   rows: np.ndarray, scores: np.ndarray, unknown: list[str], fallback: str | None = None,

@@ -40,6 +40,7 @@ class Served:
     models: tuple[ServedModel, ...]
     upper: list[float]
     labels: tuple[str, ...]  # "<experiment>/<arm>": the arm as the log and the metrics name it
+    shadows: tuple[int, ...] = ()  # the shadow arms (indices): they score sampled answers after the fact
 
     def choose(self, user_id: str | None, request_id: str) -> int:
         """The arm (index) of this user, or of this request when it names no user."""
@@ -97,7 +98,8 @@ class Experiments:
                                        "name the experiment differently")
             bound = tuple(self._model(name, arm, models, pinned, load_one) for arm in experiment.arms)
             served[name] = Served(experiment, bound, assign.bounds([a.weight for a in experiment.arms]),
-                                  tuple(f"{name}/{a.name}" for a in experiment.arms))
+                                  tuple(f"{name}/{a.name}" for a in experiment.arms),
+                                  tuple(i for i, a in enumerate(experiment.arms) if a.shadow))
         return served, pinned
 
     def _model(self, experiment: str, arm: Arm, models: dict[str, ServedModel],
@@ -123,6 +125,7 @@ class Experiments:
 
 
 def _describe(served: Served) -> str:
-    arms = ", ".join(f"{a.name}={m.name}@{m.version} w{a.weight:g}{' (control)' if a.control else ''}"
+    arms = ", ".join(f"{a.name}={m.name}@{m.version} {f'shadow of {a.sample:.0%}' if a.shadow else f'w{a.weight:g}'}"
+                     f"{' (control)' if a.control else ''}"
                      for a, m in zip(served.experiment.arms, served.models))
     return f"{served.experiment.name}: {arms}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LATEST = "LATEST"
+DEFAULT_SAMPLE = 0.1  # a shadow arm's share of the live answers, unless its `sample` says otherwise
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # no "/": the log and metrics name an arm "<experiment>/<arm>"
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a folder name: no "/", no ".."
 
@@ -26,6 +27,8 @@ class Arm:
     version: str  # a bundle version folder, or LATEST
     weight: float
     control: bool
+    shadow: bool = False  # scores a sample of the live answers after they are sent; answers none (shadow.py)
+    sample: float = 0.0  # a shadow arm: the share of its experiment's live answers it scores
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ def read(path: Path) -> dict[str, Experiment]:
 
 
 def parse(data, where: str) -> dict[str, Experiment]:
-    """`{"experiments": [{"name", "salt", "arms": [{"name", "model", "version", "weight", "control"}]}]}`."""
+    """`{"experiments": [{"name", "salt", "arms": [{"name", "model", "version", "weight", "control"}]}]}`; a
+    shadow arm is `{"name", "model", "version", "shadow": true, "sample"}` (weight 0 or absent)."""
     if data is None:
         data = {}
     if not isinstance(data, dict) or set(data) - {"experiments"}:
@@ -102,7 +106,12 @@ def _experiment(item, at: str) -> Experiment:
 def _arm(item, at: str) -> Arm:
     if not isinstance(item, dict):
         raise ExperimentsError(f"{at}: expected a mapping")
-    _keys(item, {"name", "model", "version", "weight", "control"}, {"name", "model", "weight"}, at)
+    shadow = item.get("shadow", False)
+    if not isinstance(shadow, bool):
+        raise ExperimentsError(f"{at}.shadow: expected true or false, got {shadow!r}")
+    if shadow:
+        return _shadow_arm(item, at)
+    _keys(item, {"name", "model", "version", "weight", "control", "shadow"}, {"name", "model", "weight"}, at)
     name = _name(item["name"], f"{at}.name")
     model = _name(item["model"], f"{at}.model")
     version = item.get("version", LATEST)
@@ -115,6 +124,21 @@ def _arm(item, at: str) -> Arm:
     if not isinstance(control, bool):
         raise ExperimentsError(f"{at}.control: expected true or false, got {control!r}")
     return Arm(name, model, version, float(weight), control)
+
+
+def _shadow_arm(item: dict, at: str) -> Arm:
+    """A shadow arm: it never answers, so it takes no share of assignment (weight 0) and is not the control."""
+    _keys(item, {"name", "model", "version", "weight", "control", "shadow", "sample"}, {"name", "model"}, at)
+    if item.get("weight", 0) != 0 or isinstance(item.get("weight", 0), bool):
+        raise ExperimentsError(f"{at}.weight: a shadow arm answers no request: leave weight out or 0, "
+                               f"got {item['weight']!r}")
+    if item.get("control", False) is not False:
+        raise ExperimentsError(f"{at}.control: a shadow arm cannot be the control (it answers no request)")
+    sample = item.get("sample", DEFAULT_SAMPLE)
+    if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0 < sample <= 1:
+        raise ExperimentsError(f"{at}.sample: expected a share of requests in (0, 1], got {sample!r}")
+    live = _arm({**{k: v for k, v in item.items() if k not in ("shadow", "sample")}, "weight": 0}, at)
+    return Arm(live.name, live.model, live.version, 0.0, False, True, float(sample))
 
 
 def _name(value, at: str) -> str:

@@ -3,7 +3,8 @@
 A request adds to an in-process dict (under a lock: ~0.2 us); the feedback recorder flushes it (in its I/O
 thread) every RECSERVE_FEEDBACK_FLUSH_S, so the request path never waits for Redis. With Redis the totals live
 in one hash per experiment, `<prefix>:{exp}:<experiment>`, fields `<arm>:impressions` and `<arm>:clicks` (HINCRBY), shared by
-every worker and replica and kept across restarts; a flush Redis refuses is kept and retried with the next.
+every worker and replica and kept across restarts; a flush Redis refuses is kept and retried with the next. A
+shadow arm's fields (shadow.py) are counts too, and sums (floats, HINCRBYFLOAT).
 Without Redis this process keeps the totals (one process serves then)."""
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class ArmCounts:
     def key(self, experiment: str) -> str:
         return f"{self.prefix}:{{exp}}:{experiment}"
 
-    def add(self, label: str, field: str, n: int = 1) -> None:
+    def add(self, label: str, field: str, n: int | float = 1) -> None:
         """Count `n` for arm `label` ("<experiment>/<arm>"); called on the request path."""
         with self._lock:
             self._pending[(label, field)] += n
@@ -49,7 +50,10 @@ class ArmCounts:
             pipe = self.writer.client.pipeline(transaction=False)
             for (label, field), n in pending.items():
                 experiment, arm = label.split("/", 1)
-                pipe.hincrby(self.key(experiment), f"{arm}:{field}", n)
+                if isinstance(n, float):  # a shadow arm's sums (shadow.py)
+                    pipe.hincrbyfloat(self.key(experiment), f"{arm}:{field}", n)
+                else:
+                    pipe.hincrby(self.key(experiment), f"{arm}:{field}", n)
             pipe.execute()
         except Exception:
             with self._lock:  # kept for the next flush: a handful of keys, never a growing queue
@@ -57,8 +61,8 @@ class ArmCounts:
                     self._pending[key] += n
             raise
 
-    def read(self, experiment: str) -> dict[str, dict[str, int]]:
-        """arm -> {"impressions", "clicks"} as flushed so far (Redis: every replica's)."""
+    def read(self, experiment: str) -> dict[str, dict[str, int | float]]:
+        """arm -> {"impressions", "clicks", and a shadow arm's fields} as flushed so far (Redis: every replica's)."""
         found: dict[str, dict[str, int]] = {}
         if self.reader is None:
             with self._lock:
@@ -66,7 +70,15 @@ class ArmCounts:
                          if label.split("/", 1)[0] == experiment]
         else:
             raw = self.reader.client.hgetall(self.key(experiment))
-            items = [(*k.decode().rsplit(":", 1), int(v)) for k, v in raw.items()]
+            items = [(*k.decode().rsplit(":", 1), _number(v)) for k, v in raw.items()]
         for arm, field, n in items:
             found.setdefault(arm, dict.fromkeys(FIELDS, 0))[field] = n
         return found
+
+
+def _number(raw: bytes) -> int | float:
+    """A counter as Redis keeps it: an integer (HINCRBY), or a float's digits (HINCRBYFLOAT: a shadow arm's sums)."""
+    try:
+        return int(raw)
+    except ValueError:
+        return float(raw)

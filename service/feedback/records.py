@@ -22,7 +22,10 @@ impression: one answer of /rank or /recommend.
     excluded    /recommend: the items it was told to leave out (the history, unless exclude_history was false,
                 and `exclude`), so a replay can leave out the same; /rank: empty; null: not recorded (a
                 record made by hand, or before the field existed)
-    shadow      true for a shadow arm's ranking, which no user saw
+    shadow      true for a shadow arm's ranking, which no user saw (service/experiments/shadow.py): it has the
+                live answer's request_id, and two more fields:
+    shadow_ms   shadow records only: how long the shadow arm's scoring took, milliseconds
+    live_ms     shadow records only: how long the live answer's ranking took (its JSON included), milliseconds
 event: a POST /users/{id}/events.
     user        as in impressions (hashed the same way, so they join)
     model       the model the client named, or null (every model that keeps histories)

@@ -7,6 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.errors import ServiceError, documented
 from service.experiments.readout import readout
+from service.experiments.shadow_readout import from_counts
 from service.responses import FastJSON
 from service.routes.deps import RegistryDep
 
@@ -24,9 +25,11 @@ async def experiments(registry: RegistryDep) -> FastJSON:
 
 
 def arms(served) -> dict[str, dict]:
-    """Arm name -> the model and version serving it, the version the file pins (or LATEST), weight, control."""
+    """Arm name -> the model and version serving it, the version the file pins (or LATEST), weight, control;
+    a shadow arm adds `shadow` (true) and its `sample`."""
     return {arm.name: {"model": model.name, "version": model.version, "pinned": arm.version, "weight": arm.weight,
-                       "control": arm.control} for arm, model in zip(served.experiment.arms, served.models)}
+                       "control": arm.control, **({"shadow": True, "sample": arm.sample} if arm.shadow else {})}
+            for arm, model in zip(served.experiment.arms, served.models)}
 
 
 @router.get("/experiments/{name}", response_class=FastJSON, responses=documented(404, 422, 503))
@@ -34,7 +37,10 @@ async def experiment(request: Request, registry: RegistryDep,
                      name: str = Path(min_length=1, max_length=64)) -> FastJSON:
     """Per arm: the model and version it serves, its weight, impressions, attributed clicks, CTR with a 95%
     Wilson interval, and the lift against the control arm (CTR ratio - 1) with its 95% interval. Counted
-    since the experiment's counters began: with Redis by every worker and replica, else by this process."""
+    since the experiment's counters began: with Redis by every worker and replica, else by this process. A
+    shadow arm (no impressions: it answers nobody) has `shadow_readout`: its jobs scored, errors, jobs
+    dropped, mean overlap@10 and Kendall tau against the live answers, and latency (ms) of its scoring and of
+    the live ranking of the same requests."""
     served = registry.experiments.get(name)
     if served is None:
         raise ServiceError(404, f"unknown experiment {name!r}; served: {sorted(registry.experiments.served)}",
@@ -48,4 +54,7 @@ async def experiment(request: Request, registry: RegistryDep,
         raise ServiceError(503, f"cannot read the experiment's counters: {type(exc).__name__}: {exc}") from None
     body = readout(name, served.experiment.control.name, [a.name for a in served.experiment.arms], counts)
     body["arms"] = {arm: {**about, **body["arms"][arm]} for arm, about in arms(served).items()}
+    for arm in served.experiment.arms:
+        if arm.shadow:  # its rankings against the live ones: overlap, rank correlation, latency
+            body["arms"][arm.name]["shadow_readout"] = from_counts(counts.get(arm.name, {}), arm.sample)
     return FastJSON(body)

@@ -7,6 +7,8 @@ size are checked before them (`service.access`, `service.body_limit`). The route
 document: body schema, error statuses and the response model."""
 from __future__ import annotations
 
+from time import perf_counter
+
 from fastapi import APIRouter, Request
 
 from service import request_ids
@@ -45,8 +47,12 @@ async def rank(request: Request) -> EncodedJSON:
         raise unprocessable("candidates", f"{len(body.candidates)} candidates exceed the limit of "
                                           f"{settings.max_candidates}")
     request_id = answer_id(request) if arm is None else arm.request_id
-    return EncodedJSON(state.ranker.rank(model, body.user_id, body.history, body.candidates, request_id, arm),
-                       headers={HEADER: request_id})
+    started = perf_counter()
+    answer = state.ranker.rank(model, body.user_id, body.history, body.candidates, request_id, arm)
+    if arm is not None:  # the experiment's shadow arms, if any, score it later (service/experiments/shadow.py)
+        state.shadows.offer(arm, "rank", (body.user_id, body.history, body.candidates), answer,
+                            perf_counter() - started)
+    return EncodedJSON(answer, headers={HEADER: request_id})
 
 
 @router.post("/recommend", response_model=RankResponse, response_class=EncodedJSON,
@@ -63,9 +69,13 @@ async def recommend(request: Request) -> EncodedJSON:
     if body.k > settings.max_k:
         raise unprocessable("k", f"{body.k} exceeds the limit of {settings.max_k}")
     request_id = answer_id(request) if arm is None else arm.request_id
-    return EncodedJSON(await state.ranker.recommend(model, body.user_id, body.history, body.k,
-                                                    body.exclude_history, body.exclude, request_id, arm),
-                       headers={HEADER: request_id})
+    started = perf_counter()
+    answer = await state.ranker.recommend(model, body.user_id, body.history, body.k, body.exclude_history,
+                                          body.exclude, request_id, arm)
+    if arm is not None:  # the experiment's shadow arms, if any, score it later (service/experiments/shadow.py)
+        state.shadows.offer(arm, "recommend", (body.user_id, body.history, body.k, body.exclude_history,
+                                               body.exclude), answer, perf_counter() - started)
+    return EncodedJSON(answer, headers={HEADER: request_id})
 
 
 def answer_id(request: Request) -> str:

@@ -35,6 +35,7 @@ def test_the_report_of_a_hand_made_log(tmp_path, capsys):
     write_log(tmp_path / "log", rows[::-1])  # clicks before their impressions: order does not matter
     assert main(["experiments", "report", "exp", "--source", str(tmp_path / "log"), "--control", "A"]) == 0
     got = json.loads(capsys.readouterr().out)
+    assert got["arms"]["B"].pop("shadow_readout")["jobs"] == 1  # s1: read out apart, never an impression
     want = readout("exp", "A", ["A", "B"], {"A": {"impressions": 40, "clicks": 4},
                                             "B": {"impressions": 50, "clicks": 10}})
     assert got == json.loads(orjson.dumps(want))
