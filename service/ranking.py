@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -10,6 +11,7 @@ from service import retrieval
 from service.cache import LocalStore, NearCache, Store, from_bytes, to_bytes
 from service.config import Settings
 from service.errors import unprocessable
+from service.experiments import interleaved
 from service.experiments.active import Choice
 from service.feedback.online import Feedback
 from service.feedback.records import DEFAULT_ARM
@@ -72,6 +74,17 @@ def cold_user(model: ServedModel, user_id: str | None, seen: list[int], unknown:
     if model.fallback is None:
         raise unprocessable(field, problem)
     return User(user_id, seen, [], cold=True, unknown_history=unknown)
+
+
+class Ranked(NamedTuple):
+    """One model's ranking for a request, in `Ranker._response`'s argument order (after the user)."""
+
+    user: User
+    rows: np.ndarray  # catalog rows, best first
+    scores: np.ndarray  # as answered (reported scores), same order
+    unknown: list[str]  # the request's ids the model does not know
+    fallback: str | None = None  # the fallback ranking's kind when the user was cold
+    excluded: np.ndarray | Sequence[int] = ()  # /recommend: the rows it left out
 
 
 class Ranker:
@@ -145,32 +158,46 @@ class Ranker:
     def rank(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
              candidates: Sequence[str], request_id: str = "", arm: Choice | None = None) -> bytes:
         """Score the known candidates, best first; unknown ones are listed, not scored. Returns the JSON body.
-        A cold user gets the candidates in fallback order, flagged (service/fallback.py)."""
+        A cold user gets the candidates in fallback order, flagged (service/fallback.py). An interleaved
+        experiment's arms both rank them, merged by team draft (service/experiments/interleaved.py)."""
+        if arm is not None and arm.interleaved is not None:
+            return interleaved.rank(self, arm, user_id, history, candidates)
+        return self._response(model, "rank", request_id, arm, *self.ranked(model, user_id, history, candidates))
+
+    def ranked(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
+               candidates: Sequence[str]) -> Ranked:
+        """/rank's ranking by one model, before it becomes an answer."""
         user = self.user(model, user_id, history)
         indices, unknown = model.catalog.lookup(dict.fromkeys(candidates))
         rows = np.asarray(indices, dtype=np.int64)
         if user.cold:
             rows, scores = model.fallback.rank(rows, model.catalog.size, self.settings.fallback_fresh_items)
-            return self._response(model, "rank", request_id, arm, user, rows, scores, unknown,
-                                  model.fallback.kind)
+            return Ranked(user, rows, scores, unknown, model.fallback.kind)
         key = self.user_key(model, user.user_id, user.window)
         raw = self.scores(model, key, self.user_vector(model, user, key), rows)
         order = np.argsort(-raw, kind="stable")
-        return self._response(model, "rank", request_id, arm, user, rows[order],
-                              model.reported_scores(raw[order]), unknown)
+        return Ranked(user, rows[order], model.reported_scores(raw[order]), unknown)
 
     async def recommend(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
                         exclude_history: bool, exclude: Sequence[str], request_id: str = "",
                         arm: Choice | None = None) -> bytes:
         """The k best items of the whole catalog, minus the history (optionally) and `exclude`, as a JSON body.
-        A cold user gets the first k of the fallback order, flagged (service/fallback.py)."""
+        A cold user gets the first k of the fallback order, flagged (service/fallback.py). An interleaved
+        experiment's arms both recommend k, merged by team draft into k (service/experiments/interleaved.py)."""
+        if arm is not None and arm.interleaved is not None:
+            return await interleaved.recommend(self, arm, user_id, history, k, exclude_history, exclude)
+        return self._response(model, "recommend", request_id, arm,
+                              *await self.recommended(model, user_id, history, k, exclude_history, exclude))
+
+    async def recommended(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None, k: int,
+                          exclude_history: bool, exclude: Sequence[str]) -> Ranked:
+        """/recommend's k items by one model, before they become an answer."""
         user = self.user(model, user_id, history)
         excluded, unknown = model.catalog.lookup(exclude)
         if user.cold:
             drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
             rows, scores = model.fallback.top(k, drop, model.catalog.size, self.settings.fallback_fresh_items)
-            return self._response(model, "recommend", request_id, arm, user, rows, scores, unknown,
-                                  model.fallback.kind, drop)
+            return Ranked(user, rows, scores, unknown, model.fallback.kind, drop)
         key = self.user_key(model, user.user_id, user.window)
         vector = self.user_vector(model, user, key)
         drop = np.asarray([*excluded, *(user.seen if exclude_history else ())], dtype=np.int64)
@@ -183,8 +210,7 @@ class Ranker:
             rows, raw = retrieval.indexed(model, vector, k, drop, pairwise, rerank, found)
         else:
             rows, raw = retrieval.exact(model, vector, k, drop, pairwise)
-        return self._response(model, "recommend", request_id, arm, user, rows, model.reported_scores(raw), unknown,
-                              excluded=drop)
+        return Ranked(user, rows, model.reported_scores(raw), unknown, None, drop)
 
     def _response(self, model: ServedModel, route: str, request_id: str, arm: Choice | None, user: User,
                   rows: np.ndarray, scores: np.ndarray, unknown: list[str], fallback: str | None = None,
