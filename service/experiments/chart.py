@@ -52,7 +52,7 @@ def _ctr(ax, arms: dict, control: str) -> None:
     for i, a in enumerate(names):
         ax.annotate(f"n={arms[a]['impressions']}", (i, 0), textcoords="offset points", xytext=(0, 3), ha="center",
                     fontsize=8, color="white")
-    ax.set_ylabel("CTR (attributed clicks per impression), 95% interval")
+    ax.set_ylabel("CTR (clicks per impression), 95% interval")
     ax.set_title("A/B: CTR per arm (gray: control)")
 
 
