@@ -11,6 +11,7 @@ from service import retrieval
 from service.cache import LocalStore, NearCache, Store, from_bytes, to_bytes
 from service.config import Settings
 from service.errors import unprocessable
+from service.experiments import interleaved
 from service.experiments.active import Choice
 from service.feedback.online import Feedback
 from service.feedback.records import DEFAULT_ARM
@@ -157,12 +158,15 @@ class Ranker:
     def rank(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
              candidates: Sequence[str], request_id: str = "", arm: Choice | None = None) -> bytes:
         """Score the known candidates, best first; unknown ones are listed, not scored. Returns the JSON body.
-        A cold user gets the candidates in fallback order, flagged (service/fallback.py)."""
+        A cold user gets the candidates in fallback order, flagged (service/fallback.py). An interleaved
+        experiment's arms both rank them, merged by team draft (service/experiments/interleaved.py)."""
+        if arm is not None and arm.interleaved is not None:
+            return interleaved.rank(self, arm, user_id, history, candidates)
         return self._response(model, "rank", request_id, arm, *self.ranked(model, user_id, history, candidates))
 
     def ranked(self, model: ServedModel, user_id: str | None, history: Sequence[str] | None,
                candidates: Sequence[str]) -> Ranking:
-        """`rank`'s ranking before it becomes an answer (a shadow arm's scoring stops here: shadow.py)."""
+        """/rank's ranking by one model, before it becomes an answer."""
         user = self.user(model, user_id, history)
         indices, unknown = model.catalog.lookup(dict.fromkeys(candidates))
         rows = np.asarray(indices, dtype=np.int64)
@@ -178,7 +182,10 @@ class Ranker:
                         exclude_history: bool, exclude: Sequence[str], request_id: str = "",
                         arm: Choice | None = None) -> bytes:
         """The k best items of the whole catalog, minus the history (optionally) and `exclude`, as a JSON body.
-        A cold user gets the first k of the fallback order, flagged (service/fallback.py)."""
+        A cold user gets the first k of the fallback order, flagged (service/fallback.py). An interleaved
+        experiment's arms both recommend k, merged by team draft into k (service/experiments/interleaved.py)."""
+        if arm is not None and arm.interleaved is not None:
+            return await interleaved.recommend(self, arm, user_id, history, k, exclude_history, exclude)
         return self._response(model, "recommend", request_id, arm,
                               *await self.recommended(model, user_id, history, k, exclude_history, exclude))
 

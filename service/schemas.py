@@ -66,7 +66,14 @@ class RankResponse(BaseModel):
         None, description="Present only when the request named an experiment as `model`: its name; `model` and "
                           "`version` are then the arm's served model")
     arm: str | None = Field(None, description="Present only with `experiment`: the arm that answered (sticky "
-                                              "per user, or per request without a user_id)")
+                                              "per user, or per request without a user_id); "
+                                              "`interleaved` for an interleaved experiment, whose arms both "
+                                              "answered (see `teams`)")
+    teams: list[str] | None = Field(
+        None, description="Present only in an interleaved experiment's answer (`arm` is `interleaved`): the arm that "
+                          "placed each result, in `results` order (team-draft interleaving). Each result's `score` "
+                          "is then its own arm's score, so scores need not decrease down the list; `model` and "
+                          "`version` name both arms' (joined by `+` where they differ)")
     results: list[ScoredItem] = Field(description="Best first")
     unknown: list[str] = Field(description="Request ids the model does not know; they are not scored")
     fallback: Literal[FALLBACK_KINDS] | None = Field(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from service.experiments import assign
-from service.experiments.config import LATEST, Arm, Experiment, ExperimentsError, read
+from service.experiments.config import INTERLEAVED, LATEST, Arm, Experiment, ExperimentsError, read
 from service.model import ServedModel
 
 log = logging.getLogger("recserve.experiments")
@@ -30,6 +30,9 @@ class Choice(NamedTuple):
     arm: str
     label: str  # "<experiment>/<arm>", as the log and the metrics name it
     request_id: str  # the answer's id (assignment's key when the request names no user)
+    # an interleaved experiment: every request is answered by both of its arms, as arm INTERLEAVED
+    # (service/experiments/interleaved.py)
+    interleaved: Served | None = None
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,13 @@ class Served:
         return assign.pick(self.upper, assign.point(self.experiment.salt, key))
 
     def answer(self, user_id: str | None, request_id: str) -> tuple[ServedModel, Choice]:
-        """The model that answers this request, and the choice the answer and the log name."""
+        """The model that answers this request, and the choice the answer and the log name. An interleaved
+        experiment answers with both arms: the control's model, and the choice naming both."""
+        experiment = self.experiment
+        if experiment.interleave:
+            control = next(i for i, a in enumerate(experiment.arms) if a.control)
+            return self.models[control], Choice(experiment.name, INTERLEAVED, f"{experiment.name}/{INTERLEAVED}",
+                                                request_id, self)
         i = self.choose(user_id, request_id)
         return self.models[i], Choice(self.experiment.name, self.experiment.arms[i].name, self.labels[i], request_id)
 

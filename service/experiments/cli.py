@@ -1,4 +1,5 @@
-"""`recserve experiments report`: an experiment's readout from the feedback log (report.py), as JSON."""
+"""`recserve experiments report`: an experiment's readout from the feedback log (report.py), as JSON; `--png`
+draws it (chart.py)."""
 from __future__ import annotations
 
 import os
@@ -21,6 +22,9 @@ def add_experiments_parser(sub) -> None:
                    help="the control arm; default: the one the experiments file (--config) marks")
     p.add_argument("--config", type=Path, default=os.environ.get("RECSERVE_EXPERIMENTS") or None,
                    help="the experiments file (default: $RECSERVE_EXPERIMENTS)")
+    p.add_argument("--png", type=Path, default=None, metavar="FILE",
+                   help="also draw the readout into FILE, a PNG: CTR per arm with 95%% intervals, and an "
+                        "interleaved experiment's wins, losses and ties (needs matplotlib: the charts extra)")
     p.set_defaults(func=cmd_report)
 
 
@@ -31,15 +35,19 @@ def cmd_report(args) -> int:
     from service.cli import log_source
     from service.experiments.report import report
 
-    control = args.control
+    control, arms = args.control, ()
     if control is None:
         if args.config is None:
             raise ExperimentsError("--control: give the control arm, or --config naming the experiments file")
         experiment = read(args.config).get(args.name)
         if experiment is None:
             raise ExperimentsError(f"{args.config}: no experiment {args.name!r}")
-        control = experiment.control.name
+        control, arms = experiment.control.name, [a.name for a in experiment.arms]
     reader = log_source(args)
-    found = report(args.name, control, reader.records(args.since, args.until), args.window, args.event_types)
+    found = report(args.name, control, reader.records(args.since, args.until), args.window, args.event_types, arms)
     print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
+    if args.png is not None:
+        from service.experiments.chart import write_png
+
+        write_png(found, args.png)
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 LATEST = "LATEST"
 DEFAULT_SAMPLE = 0.1  # a shadow arm's share of the live answers, unless its `sample` says otherwise
+INTERLEAVED = "interleaved"  # the arm an interleaved experiment's answers name ("<experiment>/interleaved")
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # no "/": the log and metrics name an arm "<experiment>/<arm>"
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a folder name: no "/", no ".."
 
@@ -36,6 +37,7 @@ class Experiment:
     name: str
     salt: str
     arms: tuple[Arm, ...]  # in the file's order: assignment's ranges follow it (assign.py)
+    interleave: bool = False  # both arms answer every request, team-draft interleaved (team_draft.py)
 
     @property
     def control(self) -> Arm:
@@ -63,7 +65,8 @@ def read(path: Path) -> dict[str, Experiment]:
 
 def parse(data, where: str) -> dict[str, Experiment]:
     """`{"experiments": [{"name", "salt", "arms": [{"name", "model", "version", "weight", "control"}]}]}`; a
-    shadow arm is `{"name", "model", "version", "shadow": true, "sample"}` (weight 0 or absent)."""
+    shadow arm is `{"name", "model", "version", "shadow": true, "sample"}` (weight 0 or absent). With
+    `"interleave": true` (two live arms, weights unused) every request is answered by both arms."""
     if data is None:
         data = {}
     if not isinstance(data, dict) or set(data) - {"experiments"}:
@@ -83,7 +86,7 @@ def parse(data, where: str) -> dict[str, Experiment]:
 def _experiment(item, at: str) -> Experiment:
     if not isinstance(item, dict):
         raise ExperimentsError(f"{at}: expected a mapping")
-    _keys(item, {"name", "salt", "arms"}, {"name", "arms"}, at)
+    _keys(item, {"name", "salt", "arms", "interleave"}, {"name", "arms"}, at)
     name = _name(item["name"], f"{at}.name")
     at = f"{at} ({name})"
     salt = item.get("salt", name)
@@ -100,7 +103,16 @@ def _experiment(item, at: str) -> Experiment:
         raise ExperimentsError(f"{at}.arms: exactly one arm must have `control: true`")
     if not sum(a.weight for a in arms) > 0:
         raise ExperimentsError(f"{at}.arms: the weights sum to 0; give some arm a positive weight")
-    return Experiment(name, salt, arms)
+    interleave = item.get("interleave", False)
+    if not isinstance(interleave, bool):
+        raise ExperimentsError(f"{at}.interleave: expected true or false, got {interleave!r}")
+    if interleave and len(arms) != 2:
+        raise ExperimentsError(f"{at}.arms: an interleaved experiment has exactly two arms, got {len(arms)}")
+    if interleave and any(a.shadow for a in arms):
+        raise ExperimentsError(f"{at}.arms: both arms of an interleaved experiment answer; a shadow arm cannot be one")
+    if interleave and INTERLEAVED in names:
+        raise ExperimentsError(f"{at}.arms: {INTERLEAVED!r} names the interleaved answers; name the arm differently")
+    return Experiment(name, salt, arms, interleave)
 
 
 def _arm(item, at: str) -> Arm:

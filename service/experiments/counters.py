@@ -5,20 +5,24 @@ thread) every RECSERVE_FEEDBACK_FLUSH_S, so the request path never waits for Red
 in one hash per experiment, `<prefix>:{exp}:<experiment>`, fields `<arm>:impressions` and `<arm>:clicks` (HINCRBY), shared by
 every worker and replica and kept across restarts; a flush Redis refuses is kept and retried with the next. A
 shadow arm's fields (shadow.py) are counts too, and sums (floats, HINCRBYFLOAT).
-Without Redis this process keeps the totals (one process serves then)."""
+Without Redis this process keeps the totals (one process serves then). An interleaved experiment's wins, losses
+and ties are kept by `wins` (wins.py), flushed with these."""
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
 
 from service.cache import RedisStore
+from service.experiments.wins import Wins
 
 FIELDS = ("impressions", "clicks")
 
 
 class ArmCounts:
-    def __init__(self, writer: RedisStore | None = None, reader: RedisStore | None = None, prefix: str = ""):
+    def __init__(self, writer: RedisStore | None = None, reader: RedisStore | None = None, prefix: str = "",
+                 window_s: float = 3600.0):
         self.writer, self.reader, self.prefix = writer, reader, prefix
+        self.wins = Wins(writer, reader, prefix, window_s)  # interleaved experiments' outcomes
         self._pending: dict[tuple[str, str], int] = defaultdict(int)  # (label, field) -> count
         self._totals: dict[tuple[str, str], int] = defaultdict(int)  # without Redis: everything so far
         self._lock = threading.Lock()
@@ -33,10 +37,17 @@ class ArmCounts:
 
     def pending(self) -> bool:
         """Whether anything was counted since the last flush."""
-        return bool(self._pending)
+        return bool(self._pending) or self.wins.pending()
 
     def flush(self) -> None:
         """Move what was counted to Redis (or the process's totals); raises when Redis refuses (kept)."""
+        try:
+            self._flush()
+        finally:  # the outcomes too, whether or not the counts went
+            if self.wins.pending():
+                self.wins.flush()
+
+    def _flush(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, defaultdict(int)
         if not pending:

@@ -29,9 +29,11 @@ class Summary(NamedTuple):
     version: str
     arm: str
     items: list[str]  # the first positions shown, best first
+    teams: list[str] | None = None  # an interleaved answer's: the arm that placed each of `items`
 
     def encode(self) -> bytes:
-        return orjson.dumps(list(self))
+        # four fields when not interleaved: what a process of the previous version reads, during a rollout
+        return orjson.dumps(list(self) if self.teams is not None else list(self[:4]))
 
     @classmethod
     def decode(cls, raw: bytes) -> Summary:

@@ -2,7 +2,8 @@
 was served, on the impressions of the log that got a click.
 
 Replay, through the service's own code (service/batch.py loads the bundle, service/ranking.py's `Ranker`
-ranks), of each impression of the model a user saw (shadow arms left out) with at least one attributed click:
+ranks), of each impression of the model a user saw (shadow arms left out, and interleaved answers, which no
+one model served) with at least one attributed click:
 - /rank: the logged items, reranked by the candidate for the logged history window (or, for an empty window,
   the logged user, as the service resolves them); metrics of MIND: group AUC, MRR, nDCG@5, nDCG@10 of the
   clicked items. Items the candidate does not know rank last.
@@ -64,7 +65,8 @@ async def _replay(records, model, ranker, settings, name: str, window_s: float, 
                                          "category": r.get("category")}], settings)
             except ServiceError as err:  # past RECSERVE_MAX_ADDED_ITEMS, say: as the service would refuse it
                 skipped[f"added item: {err.message}"] = skipped.get(f"added item: {err.message}", 0) + 1
-        if joined.type != "impression" or r.get("model") != name or r.get("shadow") or not joined.shown.clicked:
+        if (joined.type != "impression" or r.get("model") != name or r.get("shadow") or r.get("teams") is not None
+                or not joined.shown.clicked):
             continue
         route = r.get("route")
         if route not in ROUTES:

@@ -26,7 +26,7 @@ from service.config import Settings, SettingsError
 from service.experiments.counters import ArmCounts
 from service.feedback import records
 from service.feedback.attribution import LocalShown, RedisShown, Summary
-from service.feedback.recorder import Recorder
+from service.feedback.recorder import Pending, Recorder
 from service.feedback.sinks import FileSink, RedisStreamSink, Sink
 from service.metrics import Metrics
 
@@ -76,7 +76,7 @@ class Feedback:
             reader = store if isinstance(store, RedisStore) and not settings.feedback_redis_url else \
                 RedisStore(url, settings.redis_timeout_s, settings.redis_retry_s, lambda down: None)
             shown = RedisShown(writer, reader, settings.cache_prefix, settings.attribution_window_s)
-            counts = ArmCounts(writer, reader, settings.cache_prefix)
+            counts = ArmCounts(writer, reader, settings.cache_prefix, settings.attribution_window_s)
         log.info("feedback log: %s%s", where,
                  f", {settings.feedback_sample:.0%} of answers" if settings.feedback_sample < 1 else "")
         recorder = Recorder(sink, shown, metrics, settings.feedback_buffer, settings.feedback_batch,
@@ -94,7 +94,7 @@ class Feedback:
         key = (model.name, model.version, arm, fallback)
         counters = self._counters.get(key)
         if counters is None:
-            counters = self._counters[key] = self._children(model, arm, fallback)
+            counters = self._counters[key] = self._children(model.name, model.version, arm, fallback)
         counters[0].inc()
         counters[1].inc(len(rows))
         if arm != records.DEFAULT_ARM:  # an experiment's answer: its readout's counters
@@ -102,13 +102,28 @@ class Feedback:
         self.recorder.add(Answer(self, model, route, request_id, user_id, window, history_len, rows, scores,
                                  fallback, excluded, arm, time.time()))
 
-    def _children(self, model, arm: str, fallback: str | None) -> tuple:
+    def answered_by(self, name: str, version: str, arm: str, fallback: str | None, shown: int,
+                    answer: Pending) -> None:
+        """An answer that makes its own record and summary (an interleaved one: service/experiments/
+        interleaved.py), under the model `name` and `version` it names: counted as `answered` counts, queued."""
+        if self.sample < 1.0 and random.random() >= self.sample:
+            return
+        key = (name, version, arm, fallback)
+        counters = self._counters.get(key)
+        if counters is None:
+            counters = self._counters[key] = self._children(name, version, arm, fallback)
+        counters[0].inc()
+        counters[1].inc(shown)
+        self.counts.add(arm, "impressions")
+        self.recorder.add(answer)
+
+    def _children(self, name: str, version: str, arm: str, fallback: str | None) -> tuple:
         """The impression and items-shown counters of (model version, arm, fallback or not), made once."""
         if len(self._counters) > 10_000:  # reloads, arms: a bound, never reached in practice
             self._counters.clear()
         m = self.metrics
-        return (m.child(m.impressions, model.name, model.version, arm, "true" if fallback else "false"),
-                m.child(m.items_shown, model.name, model.version, arm))
+        return (m.child(m.impressions, name, version, arm, "true" if fallback else "false"),
+                m.child(m.items_shown, name, version, arm))
 
     def clicked(self, user_id: str, model: str | None, event: str, items: Sequence[str],
                 request_id: str | None) -> None:
@@ -121,6 +136,10 @@ class Feedback:
             metrics.child(metrics.attributed_clicks, *labels).inc(len(items))
             if summary.arm != records.DEFAULT_ARM:
                 self.counts.add(summary.arm, "clicks", len(items))
+            if summary.teams is not None:  # interleaved: each clicked item credits the arm that placed it
+                credited = {item: summary.teams[positions[item] - 1] for item in items if item in positions}
+                if credited:
+                    self.counts.wins.clicked(summary.arm.split("/", 1)[0], request_id, credited)
             histogram = metrics.child(metrics.clicked_position, *labels)
             for item in items:
                 histogram.observe(positions.get(item, float("inf")))

@@ -26,6 +26,11 @@ impression: one answer of /rank or /recommend.
                 live answer's request_id, and two more fields:
     shadow_ms   shadow records only: how long the shadow arm's scoring took, milliseconds
     live_ms     shadow records only: how long the live answer's ranking took (its JSON included), milliseconds
+    teams       only in an interleaved experiment's impressions (arm "<experiment>/interleaved"): the arm that
+                placed each item, aligned with `items` (arm names, not "<experiment>/<arm>"); `model` and
+                `version` then name both arms' (joined by "+" where they differ), `scores` are each item's
+                score by its own arm, `history` is the control arm's window. Absent elsewhere (and in records
+                made before the field existed): readers take a missing `teams` as not interleaved
 event: a POST /users/{id}/events.
     user        as in impressions (hashed the same way, so they join)
     model       the model the client named, or null (every model that keeps histories)
@@ -76,12 +81,15 @@ def hashed_user(user_id: str | None, salt: str | None) -> str | None:
 def impression(request_id: str, user: str | None, model: str, kind: str, version: str, route: str,
                fallback: str | None, history: Sequence[str], history_len: int, items: Sequence[str],
                scores: Any, arm: str = DEFAULT_ARM, shadow: bool = False, ts: float | None = None,
-               excluded: Sequence[str] | None = None) -> dict:
+               excluded: Sequence[str] | None = None, teams: Sequence[str] | None = None) -> dict:
     """An impression record; `scores` may be a numpy array, the lists `orjson.Fragment`s (encoded already)."""
-    return {"type": "impression", "v": SCHEMA_VERSION, "ts": time.time() if ts is None else ts,
-            "request_id": request_id, "user": user, "model": model, "kind": kind, "version": version, "arm": arm,
-            "route": route, "fallback": fallback, "history": history, "history_len": history_len,
-            "items": items, "scores": scores, "excluded": excluded, "shadow": shadow}
+    record = {"type": "impression", "v": SCHEMA_VERSION, "ts": time.time() if ts is None else ts,
+              "request_id": request_id, "user": user, "model": model, "kind": kind, "version": version, "arm": arm,
+              "route": route, "fallback": fallback, "history": history, "history_len": history_len,
+              "items": items, "scores": scores, "excluded": excluded, "shadow": shadow}
+    if teams is not None:
+        record["teams"] = teams
+    return record
 
 
 def event(user: str, model: str | None, items: Sequence[str], request_id: str | None, kind: str = "click",

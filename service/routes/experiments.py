@@ -8,6 +8,8 @@ from starlette.concurrency import run_in_threadpool
 from service.errors import ServiceError, documented
 from service.experiments.readout import readout
 from service.experiments.shadow_readout import from_counts
+from service.experiments.config import INTERLEAVED
+from service.experiments.readout import interleaving, readout
 from service.responses import FastJSON
 from service.routes.deps import RegistryDep
 
@@ -40,7 +42,11 @@ async def experiment(request: Request, registry: RegistryDep,
     since the experiment's counters began: with Redis by every worker and replica, else by this process. A
     shadow arm (no impressions: it answers nobody) has `shadow_readout`: its jobs scored, errors, jobs
     dropped, mean overlap@10 and Kendall tau against the live answers, and latency (ms) of its scoring and of
-    the live ranking of the same requests."""
+    the live ranking of the same requests.
+
+    An interleaved experiment adds `interleaving`: its impressions; per arm the clicked items it placed and the
+    impressions it won; for the non-control arm (`arm`) its wins, losses and ties against the control, the share
+    of wins among decided impressions with its 95% interval, and the two-sided sign test's p-value."""
     served = registry.experiments.get(name)
     if served is None:
         raise ServiceError(404, f"unknown experiment {name!r}; served: {sorted(registry.experiments.served)}",
@@ -48,13 +54,19 @@ async def experiment(request: Request, registry: RegistryDep,
     feedback = request.app.state.ranker.feedback
     if feedback is None:
         raise ServiceError(503, "no feedback recorder: experiments are not counted")
+    interleave = served.experiment.interleave
     try:
         counts = await run_in_threadpool(feedback.counts.read, name)
+        outcomes = await run_in_threadpool(feedback.counts.wins.read, name) if interleave else None
     except Exception as exc:  # noqa: BLE001 - Redis down: say so rather than a 500
         raise ServiceError(503, f"cannot read the experiment's counters: {type(exc).__name__}: {exc}") from None
-    body = readout(name, served.experiment.control.name, [a.name for a in served.experiment.arms], counts)
+    names, control = [a.name for a in served.experiment.arms], served.experiment.control.name
+    body = readout(name, control, names, counts)
     body["arms"] = {arm: {**about, **body["arms"][arm]} for arm, about in arms(served).items()}
     for arm in served.experiment.arms:
         if arm.shadow:  # its rankings against the live ones: overlap, rank correlation, latency
             body["arms"][arm.name]["shadow_readout"] = from_counts(counts.get(arm.name, {}), arm.sample)
+    if interleave:
+        shown = counts.get(INTERLEAVED, {}).get("impressions", 0)
+        body["interleaving"] = interleaving(control, names, shown, outcomes)
     return FastJSON(body)
