@@ -17,6 +17,7 @@ from service.access import AccessControl
 from service.body_limit import BodyLimit
 from service.cache import RedisStore, make_store
 from service.config import Settings, SettingsError, load_settings
+from service.experiments.canary import Canaries
 from service.experiments.shadow import Shadows
 from service.feedback.online import Feedback
 from service.hot_routes import HotRoutes, accept, served_routes
@@ -100,12 +101,16 @@ async def lifespan(app: FastAPI):
     app.state.store, app.state.registry = store, registry
     feedback = Feedback.make(settings, metrics, store)
     feedback.start()
-    shadows = None
+    shadows = canaries = None
     try:
         app.state.ranker = ranker = Ranker(store, settings, metrics, feedback)
         shadows = Shadows(registry, ranker, metrics, settings.shadow_queue, settings.shadow_thread)
         app.state.shadows = shadows
         shadows.start()
+        redis = store if isinstance(store, RedisStore) else None
+        app.state.canaries = canaries = Canaries(registry.experiments, metrics, redis, settings.cache_prefix,
+                                                 settings.canary_check_s, feedback.counts)
+        canaries.start()
         _single_blas_thread()
         _freeze_imports()
         await run_in_threadpool(registry.load)
@@ -117,6 +122,8 @@ async def lifespan(app: FastAPI):
         if hup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     finally:  # also when start-up fails: the recorder's task and thread end with the app
+        if canaries is not None:
+            await canaries.close()
         if shadows is not None:
             await shadows.close()  # first: its last jobs may still queue records
         await feedback.close()  # what is buffered is written before the process goes

@@ -129,6 +129,8 @@ class Settings(BaseSettings):
         None, description="A YAML or JSON file of A/B experiments between model versions (docs/deploy.md, "
                           "Experiments), re-read by /admin/reload and SIGHUP; a bad file is refused and the "
                           "previous one keeps serving")
+    canary_check_s: float = Field(1.0, gt=0, description="How often each worker judges the canary arms and "
+                                  "reads the rollbacks (service/experiments/canary.py)")
     shadow_queue: int = Field(
         1000, ge=1, description="Shadow-arm jobs waiting to be scored, per process; past it new ones are dropped "
                                 "(recserve_shadow_dropped_total), never waited for")

@@ -57,6 +57,11 @@ class Metrics:
                                       "queue was full (RECSERVE_SHADOW_QUEUE)", shadow, registry=self.registry)
         self.shadow_seconds = Histogram("recserve_shadow_seconds", "Shadow-arm scoring time", shadow,
                                         buckets=LATENCY_BUCKETS, registry=self.registry)
+        # Canary arms (service/experiments/canary.py)
+        self.rollbacks = Counter("recserve_experiment_rollbacks", "Canary arms this process rolled back on a "
+                                 "guardrail breach", shadow, registry=self.registry)
+        self.rolled_back = Gauge("recserve_experiment_rolled_back", "1 while a canary arm is rolled back (weight 0 "
+                                 "on every replica)", shadow, registry=self.registry)
         self._children: dict = {}
         # listed from the start, so a dashboard's query finds them
         for reason in ("buffer_full", "sink_error", "encode_error"):

@@ -166,6 +166,9 @@ class ModelInfo(BaseModel):
     retrieval: Retrieval | None = None
     fallback: str | None = Field(None, description="The fallback ranking users it cannot score get (see "
                                                    "RankResponse.fallback); null: they get a 422")
+    rolled_back: dict[str, str] = Field(
+        default_factory=dict, description="Canary arms answering with this model that a guardrail rolled back "
+                                          "(weight 0 on every replica): \"<experiment>/<arm>\" -> why")
 
 
 class ReloadResponse(BaseModel):
@@ -217,3 +220,7 @@ class Readiness(BaseModel):
                                                  "the artifacts folder, which bundles were refused, which models "
                                                  "serve an older version, a Redis that does not answer, named by "
                                                  "its URL without password)")
+    rollbacks: dict[str, str] = Field(
+        default_factory=dict, description="Canary arms rolled back by a guardrail, \"<experiment>/<arm>\" -> why "
+                                          "(the replica is ready: their users are served by the other arms)")
+

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -45,6 +45,11 @@ class Served:
     labels: tuple[str, ...]  # "<experiment>/<arm>": the arm as the log and the metrics name it
     shadows: tuple[int, ...] = ()  # the shadow arms (indices): they score sampled answers after the fact
 
+    def weight(self, i: int) -> float:
+        """Arm `i`'s share of assignment as served now (0 for a rolled-back canary)."""
+        upper = [*self.upper, 1.0]
+        return upper[i] - (upper[i - 1] if i else 0.0)
+
     def choose(self, user_id: str | None, request_id: str) -> int:
         """The arm (index) of this user, or of this request when it names no user."""
         key = "u:" + user_id if user_id is not None else "r:" + request_id
@@ -72,6 +77,7 @@ class Experiments:
         self.config: dict[str, Experiment] = {}
         self.pinned: dict[tuple[str, str], ServedModel] = {}
         self.error: str | None = None  # why the last read was refused (the previous configuration serves)
+        self.rollbacks: dict[str, set[str]] = {}  # experiment -> canary arms rolled back (weight 0; canary.py)
 
     def get(self, name: str) -> Served | None:
         return self.served.get(name)
@@ -106,10 +112,29 @@ class Experiments:
                 raise ExperimentsError(f"{self.path}: experiment {name!r}: a model is served under that name; "
                                        "name the experiment differently")
             bound = tuple(self._model(name, arm, models, pinned, load_one) for arm in experiment.arms)
-            served[name] = Served(experiment, bound, assign.bounds([a.weight for a in experiment.arms]),
+            served[name] = Served(experiment, bound, self._bounds(experiment),
                                   tuple(f"{name}/{a.name}" for a in experiment.arms),
                                   tuple(i for i, a in enumerate(experiment.arms) if a.shadow))
         return served, pinned
+
+    def _bounds(self, experiment: Experiment) -> list[float]:
+        """Assignment's bounds: the file's weights, a rolled-back canary's at 0."""
+        off = self.rollbacks.get(experiment.name, set())
+        weights = [0.0 if a.name in off else a.weight for a in experiment.arms]
+        if not sum(weights):  # every arm with weight rolled back: the control answers
+            weights = [1.0 if a.control else 0.0 for a in experiment.arms]
+        return assign.bounds(weights)
+
+    def set_rollbacks(self, rollbacks: dict[str, set[str]]) -> None:
+        """Serve each experiment with the canary arms `rollbacks` names at weight 0 (others at their own);
+        swapped in one assignment per experiment, as `load` swaps the whole dict."""
+        self.rollbacks = rollbacks
+        served = dict(self.served)
+        for name, one in served.items():
+            upper = self._bounds(one.experiment)
+            if upper != one.upper:
+                served[name] = replace(one, upper=upper)
+        self.served = served
 
     def _model(self, experiment: str, arm: Arm, models: dict[str, ServedModel],
                pinned: dict[tuple[str, str], ServedModel], load_one: LoadOne) -> ServedModel:

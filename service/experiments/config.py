@@ -30,6 +30,19 @@ class Arm:
     control: bool
     shadow: bool = False  # scores a sample of the live answers after they are sent; answers none (shadow.py)
     sample: float = 0.0  # a shadow arm: the share of its experiment's live answers it scores
+    canary: Guardrails | None = None  # a canary arm: its limits against the control (canary.py)
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """A canary arm's limits, relative to the control arm over the last `window_s` seconds (canary.py)."""
+
+    window_s: float = 60.0
+    min_requests: int = 200  # each of canary and control, in the window, before errors or latency are judged
+    max_error_share: float = 0.02  # canary's share of failed answers minus control's
+    max_p99_ratio: float = 2.0  # canary's p99 latency over control's
+    max_ctr_drop: float | None = None  # relative: canary CTR below control's x (1 - this) rolls back; off if null
+    min_impressions: int = 2000  # each, in the window, before CTR is judged
 
 
 @dataclass(frozen=True)
@@ -108,8 +121,9 @@ def _experiment(item, at: str) -> Experiment:
         raise ExperimentsError(f"{at}.interleave: expected true or false, got {interleave!r}")
     if interleave and len(arms) != 2:
         raise ExperimentsError(f"{at}.arms: an interleaved experiment has exactly two arms, got {len(arms)}")
-    if interleave and any(a.shadow for a in arms):
-        raise ExperimentsError(f"{at}.arms: both arms of an interleaved experiment answer; a shadow arm cannot be one")
+    if interleave and any(a.shadow or a.canary for a in arms):
+        raise ExperimentsError(f"{at}.arms: both arms of an interleaved experiment answer every request; neither "
+                               "can be a shadow or a canary arm")
     if interleave and INTERLEAVED in names:
         raise ExperimentsError(f"{at}.arms: {INTERLEAVED!r} names the interleaved answers; name the arm differently")
     return Experiment(name, salt, arms, interleave)
@@ -123,7 +137,7 @@ def _arm(item, at: str) -> Arm:
         raise ExperimentsError(f"{at}.shadow: expected true or false, got {shadow!r}")
     if shadow:
         return _shadow_arm(item, at)
-    _keys(item, {"name", "model", "version", "weight", "control", "shadow"}, {"name", "model", "weight"}, at)
+    _keys(item, {"name", "model", "version", "weight", "control", "shadow", "canary"}, {"name", "model", "weight"}, at)
     name = _name(item["name"], f"{at}.name")
     model = _name(item["model"], f"{at}.model")
     version = item.get("version", LATEST)
@@ -135,7 +149,36 @@ def _arm(item, at: str) -> Arm:
     control = item.get("control", False)
     if not isinstance(control, bool):
         raise ExperimentsError(f"{at}.control: expected true or false, got {control!r}")
-    return Arm(name, model, version, float(weight), control)
+    canary = _guardrails(item["canary"], f"{at}.canary") if "canary" in item else None
+    if canary is not None and control:
+        raise ExperimentsError(f"{at}.canary: the control arm is what a canary is judged against; it cannot be one")
+    return Arm(name, model, version, float(weight), control, canary=canary)
+
+
+def _guardrails(item, at: str) -> Guardrails:
+    """`canary: {}` (the defaults) or a mapping of Guardrails' fields, each checked."""
+    if item is None:
+        item = {}
+    if not isinstance(item, dict):
+        raise ExperimentsError(f"{at}: expected a mapping of limits (or {{}} for the defaults)")
+    fields = Guardrails.__dataclass_fields__
+    _keys(item, set(fields), set(), at)
+    values = {}
+    for key, value in item.items():
+        if key == "max_ctr_drop" and value is None:
+            values[key] = None
+            continue
+        whole = key in ("min_requests", "min_impressions")
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not math.isfinite(value):
+            raise ExperimentsError(f"{at}.{key}: expected {'a whole number' if whole else 'a number'}, got {value!r}")
+        low_ok = {"window_s": value > 0, "min_requests": value >= 1, "min_impressions": value >= 1,
+                  "max_error_share": 0 <= value <= 1, "max_p99_ratio": value >= 1, "max_ctr_drop": 0 < value < 1}[key]
+        if not low_ok:
+            allowed = {"window_s": "> 0", "min_requests": ">= 1", "min_impressions": ">= 1",
+                       "max_error_share": "in [0, 1]", "max_p99_ratio": ">= 1", "max_ctr_drop": "in (0, 1)"}[key]
+            raise ExperimentsError(f"{at}.{key}: expected a value {allowed}, got {value!r}")
+        values[key] = value if whole else float(value)
+    return Guardrails(**values)
 
 
 def _shadow_arm(item: dict, at: str) -> Arm:

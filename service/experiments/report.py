@@ -79,8 +79,8 @@ def report(name: str, control: str, log: Iterable[dict], window_s: float = DEFAU
     outcomes: dict = {"wins": {}, "ties": 0, "clicks": {}, "arms": set()}
     found = counts(name, log, window_s, click_types, shadows, outcomes)
     interleaved = found.pop(INTERLEAVED, None)
-    live = (set(found) | set(arms) | outcomes["arms"]) - {control} - set(shadows)
-    listed = [control, *sorted(live), *sorted(a for a in shadows if a not in found)]
+    live = (set(found) | outcomes["arms"] | (set(arms) - set(shadows))) - {control}
+    listed = [control, *sorted(live), *sorted(a for a in shadows if a not in live and a != control)]
     body = readout(name, control, listed, found)
     for arm, shadow in shadows.items():
         body["arms"][arm]["shadow_readout"] = shadow.readout()

@@ -2,14 +2,15 @@
 arms and its readout from the per-arm counters (Redis when set)."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import ServiceError, documented
-from service.experiments.readout import readout
-from service.experiments.shadow_readout import from_counts
 from service.experiments.config import INTERLEAVED
 from service.experiments.readout import interleaving, readout
+from service.experiments.shadow_readout import from_counts
 from service.responses import FastJSON
 from service.routes.deps import RegistryDep
 
@@ -28,10 +29,12 @@ async def experiments(registry: RegistryDep) -> FastJSON:
 
 def arms(served) -> dict[str, dict]:
     """Arm name -> the model and version serving it, the version the file pins (or LATEST), weight, control;
-    a shadow arm adds `shadow` (true) and its `sample`."""
+    a shadow arm adds `shadow` (true) and its `sample`, a canary arm its limits (`canary`) and
+    `serving_weight`, its share of assignment now (0 once rolled back)."""
     return {arm.name: {"model": model.name, "version": model.version, "pinned": arm.version, "weight": arm.weight,
-                       "control": arm.control, **({"shadow": True, "sample": arm.sample} if arm.shadow else {})}
-            for arm, model in zip(served.experiment.arms, served.models)}
+                       "control": arm.control, **({"shadow": True, "sample": arm.sample} if arm.shadow else {}),
+                       **({"canary": asdict(arm.canary), "serving_weight": served.weight(i)} if arm.canary else {})}
+            for i, (arm, model) in enumerate(zip(served.experiment.arms, served.models))}
 
 
 @router.get("/experiments/{name}", response_class=FastJSON, responses=documented(404, 422, 503))

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, PlainTextResponse
 
 from service.cache import RedisStore, Store
 from service.registry import Registry
 from service.routes.deps import RegistryDep, SettingsDep, StoreDep
+from service.routes.models import rollbacks
 from service.schemas import Readiness
 
 router = APIRouter(tags=["health"])
@@ -23,19 +24,23 @@ async def healthz() -> PlainTextResponse:
 
 @router.get("/readyz", response_model=Readiness,
             responses={503: {"model": Readiness, "description": "Not ready: `reason` says why"}})
-async def readyz(registry: RegistryDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
+async def readyz(request: Request, registry: RegistryDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
     """200 when every model found under the artifacts folder is loaded, else 503 with a `reason` (no model
     folder found, or which bundles were refused). A model serving an older version because the one LATEST
     names was refused at start-up (`fallbacks`) still serves: 200, but `status` "degraded" with a `reason`.
     `cache` is "up", "degraded" (Redis unreachable: answers are computed, not fetched, and clicks are refused)
     or "in-process" (no Redis configured). A configured Redis that has not answered since start-up keeps the
     replica not ready (503) while RECSERVE_WAIT_FOR_REDIS is true (the default); one that stopped answering
-    later leaves it ready, "degraded", with the reason."""
+    later leaves it ready, "degraded", with the reason. `rollbacks`: canary arms a guardrail rolled back (the
+    replica stays ready: the other arms serve their users)."""
     cache = await run_in_threadpool(store.check)
     served = registry.models
     models = {name: model.version for name, model in served.items()}
     fallbacks = {name: asdict(f) for name, f in registry.fallbacks.items() if name in served}
     body = {"status": "ready", "models": models, "failed": registry.failed, "fallbacks": fallbacks, "cache": cache}
+    rolled = {label: why for label, (_, why) in rollbacks(request.app.state, registry).items()}
+    if rolled:  # only then, so a body without experiments stays what it was
+        body["rollbacks"] = rolled
     older = "; ".join(f"{name} serves {f['serving']}: LATEST's {f['latest'] or '(unreadable)'} was refused: "
                       f"{f['reason']}" for name, f in fallbacks.items())
     cache_reason, holds = _cache_problem(store, settings.wait_for_redis)

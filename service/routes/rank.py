@@ -7,9 +7,11 @@ size are checked before them (`service.access`, `service.body_limit`). The route
 document: body schema, error statuses and the response model."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from time import perf_counter
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 
 from service import request_ids
 from service.errors import documented, unprocessable
@@ -17,6 +19,21 @@ from service.request_ids import HEADER
 from service.responses import EncodedJSON
 from service.routes.deps import documented_body, parse_body, ranking_model
 from service.schemas import RankRequest, RankResponse, RecommendRequest
+
+
+@contextmanager
+def guarded(canaries, arm, started: float):
+    """Count an experiment's answer, or its failure (a 5xx: an exception that is not the client's fault), for
+    its canary guardrails."""
+    try:
+        yield
+    except Exception as exc:
+        client = isinstance(exc, RequestValidationError) or \
+            (getattr(exc, "status", None) or getattr(exc, "status_code", None) or 500) < 500
+        if not client:
+            canaries.record(arm.experiment, arm.arm, perf_counter() - started, True)
+        raise
+    canaries.record(arm.experiment, arm.arm, perf_counter() - started, False)
 
 
 # 401 too: `service.access.AccessControl` checks the API key in front of every route, these included.
@@ -48,7 +65,11 @@ async def rank(request: Request) -> EncodedJSON:
                                           f"{settings.max_candidates}")
     request_id = answer_id(request) if arm is None else arm.request_id
     started = perf_counter()
-    answer = state.ranker.rank(model, body.user_id, body.history, body.candidates, request_id, arm)
+    if arm is None:
+        answer = state.ranker.rank(model, body.user_id, body.history, body.candidates, request_id, arm)
+    else:  # the arm's outcome and latency feed its experiment's canary guardrails (canary.py)
+        with guarded(state.canaries, arm, started):
+            answer = state.ranker.rank(model, body.user_id, body.history, body.candidates, request_id, arm)
     if arm is not None:  # the experiment's shadow arms, if any, score it later (service/experiments/shadow.py)
         state.shadows.offer(arm, "rank", (body.user_id, body.history, body.candidates), answer,
                             perf_counter() - started)
@@ -70,8 +91,13 @@ async def recommend(request: Request) -> EncodedJSON:
         raise unprocessable("k", f"{body.k} exceeds the limit of {settings.max_k}")
     request_id = answer_id(request) if arm is None else arm.request_id
     started = perf_counter()
-    answer = await state.ranker.recommend(model, body.user_id, body.history, body.k, body.exclude_history,
-                                          body.exclude, request_id, arm)
+    if arm is None:
+        answer = await state.ranker.recommend(model, body.user_id, body.history, body.k, body.exclude_history,
+                                              body.exclude, request_id, arm)
+    else:
+        with guarded(state.canaries, arm, started):
+            answer = await state.ranker.recommend(model, body.user_id, body.history, body.k, body.exclude_history,
+                                                  body.exclude, request_id, arm)
     if arm is not None:  # the experiment's shadow arms, if any, score it later (service/experiments/shadow.py)
         state.shadows.offer(arm, "recommend", (body.user_id, body.history, body.k, body.exclude_history,
                                                body.exclude), answer, perf_counter() - started)
