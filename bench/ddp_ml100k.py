@@ -39,7 +39,8 @@ SETUPS = {"single": ["--threads", "2", "--device", "cpu"], "ddp": ["--nproc", "2
 def train_once(setup: str, args, seed: int, out: Path) -> dict:
     cmd = [sys.executable, "-m", "recserve", "train", "--model", args.model, "--data", str(args.data),
            "--out", str(out), "--epochs", str(args.epochs), "--patience", str(args.epochs),
-           "--batch-size", str(args.batch_size), "--seed", str(seed), "--no-progress", *SETUPS[setup]]
+           "--batch-size", str(args.batch_size), "--seed", str(seed), "--no-progress", *SETUPS[setup],
+           "--set", "train_mode=prefix"]  # the recipe of its recorded figures (the default became window mode)
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -78,7 +79,8 @@ def model_size(args) -> dict:
     """Parameter count and what one all-reduce moves (fp32 gradients), from the model built on this data."""
     from training.train import DataOptions, prepare
 
-    model, task, _ = prepare(args.model, args.data, DataOptions(features=["class"]), seed=0)  # the features of its recorded figures
+    model, task, _ = prepare(args.model, args.data, DataOptions(features=["class"]), seed=0,  # as its recorded figures
+                             model_settings={"train_mode": "prefix"})
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"parameters": params, "allreduce_bytes_per_step": 4 * params,
             "steps_per_epoch": task.num_batches(args.batch_size), "train_samples": task.size}

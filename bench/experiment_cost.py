@@ -8,6 +8,12 @@ after loading LATEST's bundle, then after loading the pinned version beside it; 
 files that are memory-mapped (item vectors, index, external graph weights) against the rest (onnxruntime
 reads the graphs into private memory). Time: `Served.answer` (hash + pick) per request, against the plain
 model lookup (one dict get), the per-arm counter's add, and `ranking_json` with and without the arm's two fields.
+
+`--http` measures instead what assignment costs the warm /rank path of a real server (issue #30's budget: at
+most 5%): one uvicorn worker, Redis on, wrk at concurrency 16 on /rank of 50 known users (100 candidates),
+the same bodies naming the model, then an experiment of two arms at LATEST (50/50: the same bundle, so only
+the assignment, the answer's two fields and the per-arm counter differ); rows alternate `--repeats` times;
+/rank req/s and the worker's CPU per /rank (from /proc) are compared by their medians.
 """
 from __future__ import annotations
 
@@ -30,12 +36,64 @@ def file_bytes(folder: Path) -> dict[str, int]:
             "other": sum(p.stat().st_size for p in folder.iterdir() if p not in mapped)}
 
 
+def http_cost(args) -> None:
+    import statistics
+    import sys
+    import tempfile
+    import uuid
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from feedback_cost import cpu_s
+    from state_cost import ROOT, forget, rank_bodies, serve, wrk
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        plain = rank_bodies(args.artifacts, args.model, folder, "user_id")
+        via = folder / "experiment.jsonl"
+        via.write_text("".join(json.dumps({**json.loads(line), "model": "exp"}) + "\n"
+                               for line in plain.read_text().splitlines()))
+        config = folder / "experiments.json"
+        config.write_text(json.dumps({"experiments": [{"name": "exp", "arms": [
+            {"name": "a", "model": args.model, "weight": 50, "control": True},
+            {"name": "b", "model": args.model, "weight": 50}]}]}))
+        rows = {"model": plain, "experiment": via}
+        rps: dict[str, list[float]] = {k: [] for k in rows}
+        cpu: dict[str, list[float]] = {k: [] for k in rows}
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        for _ in range(args.repeats):
+            for name, bodies in rows.items():
+                proc, url = serve(ROOT, args.artifacts, prefix, {"RECSERVE_EXPERIMENTS": str(config)})
+                try:
+                    wrk(f"{url}/rank", bodies, 2, "POST")
+                    before = cpu_s(proc.pid)
+                    rate = wrk(f"{url}/rank", bodies, args.seconds, "POST")
+                    cpu[name].append((cpu_s(proc.pid) - before) / (rate * args.seconds) * 1e6)
+                    rps[name].append(rate)
+                finally:
+                    proc.terminate()
+                    proc.wait(20)
+                    forget(prefix)
+                print(f"{name}: /rank {rate:.0f} req/s, worker CPU {cpu[name][-1]:.0f} us a /rank", flush=True)
+        med = {k: statistics.median(v) for k, v in rps.items()}
+        cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+        print(json.dumps({"rps": rps, "cpu_us": cpu, "rps_median": med, "cpu_us_median": cpu_med,
+                          "experiment_over_model": {"rps": med["experiment"] / med["model"],
+                                                    "cpu": cpu_med["experiment"] / cpu_med["model"]}}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--pinned", required=True, help="a version folder other than LATEST's")
+    parser.add_argument("--pinned", help="a version folder other than LATEST's (in-process figures)")
+    parser.add_argument("--http", action="store_true", help="the warm /rank path of a real server instead")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=6)
     args = parser.parse_args()
+    if args.http:
+        return http_cost(args)
+    if args.pinned is None:
+        parser.error("--pinned is needed for the in-process figures")
     from service.config import Settings
     from service.events import UserEvents
     from service.experiments.active import Served

@@ -17,6 +17,12 @@ clicks an examined item when the log says they clicked it; the clicks are posted
 arm's lift interval (95%) excludes zero; for `il`, whether the sign test's p-value is under 0.05. A pass is the
 day once; users keep their arm across passes (sticky assignment), the click draws are new. The figure is the
 number of impressions after which the answer is right and stays right to the end; `--seeds` repeats it.
+
+Then a canary run on a second server: experiment `cn`, the good version as control (90%) and the bad one as a
+canary (10%, limits `--canary-limits`), the canary's rankings made to fail for `--fault-share` of requests by
+bench/fault/sitecustomize.py (an injected fault: the service has no such switch). The day is replayed until the
+canary is rolled back; the figures are how many requests the canary answered and failed before, and how long
+after its first failure every request of its users was answered by the control.
 """
 from __future__ import annotations
 
@@ -57,7 +63,7 @@ def impressions(behaviors: Path, day: str) -> list[tuple[str, list[str], list[st
 
 def experiments_file(folder: Path, model: str, good: str, bad: str) -> Path:
     arms = [{"name": "good", "model": model, "version": good, "weight": 50, "control": True},
-            {"name": "bad", "model": model, "version": bad, "weight": 50}]
+            {"name": "bad", "model": model, "version": bad, "weight": 50}]  # interleaved: weights unused
     path = folder / "experiments.json"
     path.write_text(json.dumps({"experiments": [{"name": "ab", "arms": arms},
                                                 {"name": "il", "interleave": True, "arms": arms}]}))
@@ -69,8 +75,8 @@ def decided(name: str, body: dict) -> bool:
     if name == "ab":
         interval = body["arms"]["bad"].get("lift_interval")
         return interval is not None and interval[1] < 0
-    il = body["interleaving"]
-    return il["p_value"] is not None and il["p_value"] < 0.05 and il["wins"]["good"] > il["wins"]["bad"]
+    il = body["interleaving"]  # the non-control arm ("bad") against the control ("good")
+    return il["p_value"] is not None and il["p_value"] < 0.05 and il["wins"] < il["losses"]
 
 
 async def replay(client: httpx.AsyncClient, name: str, day: list, passes: int, check_every: int, seed: int,
@@ -128,6 +134,46 @@ async def run(args, url: str) -> list[dict]:
     return results
 
 
+async def canary_run(url: str, day: list, concurrency: int) -> dict:
+    """Replay until the canary arm is rolled back (GET /readyz names it), counting its answers and failures."""
+    tag = uuid.uuid4().hex[:6]
+    answered = failed = control = 0
+    first_failure = rolled_at = None
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        async def one(user, history, candidates, _clicked):
+            nonlocal answered, failed, control, first_failure
+            async with limit:
+                r = await client.post("/rank", json={"model": "cn", "user_id": f"{user}-{tag}", "history": history,
+                                                     "candidates": candidates})
+            if r.status_code == 500:
+                failed += 1
+                first_failure = first_failure or time.monotonic()
+            elif r.json()["arm"] == "canary":
+                answered += 1
+            else:
+                control += 1
+
+        start = time.monotonic()
+        for chunk in range(0, 10 * len(day), 50):
+            await asyncio.gather(*(one(*day[i % len(day)]) for i in range(chunk, chunk + 50)))
+            ready = (await client.get("/readyz")).json()
+            if "cn/canary" in ready.get("rollbacks", {}):
+                rolled_at = time.monotonic()
+                reason = ready["rollbacks"]["cn/canary"]
+                break
+        else:
+            reason = None
+        after = {"failed": 0, "canary": 0, "control": 0}
+        for user, history, candidates, _ in day[:200]:  # the canary's users now: all answered by the control
+            r = await client.post("/rank", json={"model": "cn", "user_id": f"{user}-{tag}", "history": history,
+                                                 "candidates": candidates})
+            after["failed" if r.status_code == 500 else r.json()["arm"] if r.json()["arm"] == "canary" else "control"] += 1
+    return {"canary_answered": answered, "canary_failed": failed, "control_answered": control, "reason": reason,
+            "seconds_from_first_failure": round(rolled_at - first_failure, 2) if rolled_at and first_failure else None,
+            "seconds_from_start": round(rolled_at - start, 2) if rolled_at else None, "after_rollback": after}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mind", type=Path, required=True, help="MIND folder (behaviors.tsv)")
@@ -140,6 +186,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--check-every", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--fault-share", type=float, default=0.3, help="share of the canary's requests that fail")
+    p.add_argument("--canary-limits", default='{"window_s": 60, "min_requests": 30, "max_error_share": 0.05}')
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,10 +201,27 @@ def main() -> None:
             proc.terminate()
             proc.wait(20)
             forget(prefix)
-    summary = {name: {"decided_for_good": [r["decided_for_good"] for r in results if r["experiment"] == name],
+        canary_config = Path(tmp) / "canary.json"
+        canary_config.write_text(json.dumps({"experiments": [{"name": "cn", "arms": [
+            {"name": "stable", "model": args.model, "version": args.good, "weight": 90, "control": True},
+            {"name": "canary", "model": args.model, "version": args.bad, "weight": 10,
+             "canary": json.loads(args.canary_limits)}]}]}))
+        prefix = f"sim-{uuid.uuid4().hex[:8]}"
+        proc, url = serve(ROOT, args.artifacts, prefix, {
+            "RECSERVE_EXPERIMENTS": str(canary_config), "PYTHONPATH": f"{ROOT}:{ROOT / 'bench' / 'fault'}",
+            "RECSERVE_BENCH_FAULT": f"{args.bad}:error:{args.fault_share}"})
+        try:
+            day = impressions(args.mind / "behaviors.tsv", args.day)
+            canary = asyncio.run(canary_run(url, day, args.concurrency))
+        finally:
+            proc.terminate()
+            proc.wait(20)
+            forget(prefix)
+        print(json.dumps({"canary": canary}), flush=True)
+    summary = {"canary": canary, **{name: {"decided_for_good": [r["decided_for_good"] for r in results if r["experiment"] == name],
                       "median": statistics.median([r["decided_for_good"] or float("inf") for r in results
                                                    if r["experiment"] == name])}
-               for name in ("ab", "il")}
+               for name in ("ab", "il")}}
     print(json.dumps(summary))
     if args.out:
         args.out.write_text(json.dumps({"summary": summary, "runs": results}, indent=1))

@@ -144,7 +144,9 @@ def run_ours(kind: str, args, epochs: int, work: Path) -> dict:
     InteractionTask.__init__, InteractionTask.evaluate = init, evaluate
     started = time.perf_counter()
     try:
-        result = run(kind, args.data, work / "ours", cfg, DataOptions(features=["class"]))  # as the RecBole side (recbole_side.py)
+        # as the RecBole side (recbole_side.py): its features, and its recipe (one sample per prefix)
+        result = run(kind, args.data, work / "ours", cfg, DataOptions(features=["class"]),
+                     model_settings=RECBOLE_RECIPE.get(kind))
     finally:
         InteractionTask.__init__, InteractionTask.evaluate = original_init, original_evaluate
     wall = time.perf_counter() - started
@@ -199,6 +201,10 @@ def _targets(data, part) -> dict[str, str]:
     users = np.asarray(data.users.ids, dtype=object)[part.user]
     items = np.asarray(data.items.ids, dtype=object)[part.target]
     return {str(u): str(i) for u, i in zip(users, items)}
+
+
+# RecBole 1.2.1's training recipe where our defaults differ (models/gru4recf.py, bert4rec.py: window mode)
+RECBOLE_RECIPE = {"gru4recf": {"train_mode": "prefix"}, "bert4rec": {"train_mode": "prefix", "ft_ratio": 0.5}}
 
 
 def recbole_style_metrics(task, phase: str, ks: tuple[int, ...] = (10,)) -> dict[str, float]:

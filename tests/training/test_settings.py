@@ -34,7 +34,7 @@ def test_every_model_field_with_a_default_is_settable_and_a_change_is_kept(kind)
         elif t is float:
             value = default / 2
         elif t is str and name == "train_mode":
-            value = "window"
+            value = "prefix" if default == "window" else "window"
         else:
             continue
         settings = resolve(kind, assignments=[f"model.{name}={value}"])

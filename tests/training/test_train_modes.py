@@ -130,7 +130,7 @@ def atomic(tmp_path_factory):
 def test_window_mode_batches_cover_every_target_once_an_epoch(atomic, kind):
     model, task, _ = prepare(kind, atomic, DataOptions(max_seq_length=MAX_LEN), 0, {"train_mode": "window"})
     assert task.window and task.samples["item_seq"].shape[1] == MAX_LEN + 1
-    reference = prepare(kind, atomic, DataOptions(max_seq_length=MAX_LEN), 0)[1]
+    reference = prepare(kind, atomic, DataOptions(max_seq_length=MAX_LEN), 0, {"train_mode": "prefix"})[1]
     assert not reference.window and int(task.targets.sum()) == reference.size  # as many targets as prefix samples
     batches = list(task.train_batches(64, np.random.default_rng(0)))
     assert len(batches) == task.num_batches(64)
