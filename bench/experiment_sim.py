@@ -102,7 +102,7 @@ async def replay(client: httpx.AsyncClient, name: str, day: list, passes: int, c
         rng.shuffle(order)
         for start in range(0, len(order), check_every):
             answers = await asyncio.gather(*(one(*imp) for imp in order[start:start + check_every]))
-            await asyncio.sleep(0.3)  # the answers' summaries reach the attribution with the recorder's flush
+            await asyncio.sleep(0.15)  # the answers' summaries reach the attribution with the recorder's flush
             for user, request_id, hits in answers:
                 if hits:
                     r = await client.post(f"/users/{user}-{tag}/events",
@@ -110,7 +110,7 @@ async def replay(client: httpx.AsyncClient, name: str, day: list, passes: int, c
                     r.raise_for_status()
                     clicks += len(hits)
             shown += len(answers)
-            await asyncio.sleep(0.3)  # the counters flush with the recorder
+            await asyncio.sleep(0.15)  # the counters flush with the recorder
             body = (await client.get(f"/experiments/{name}")).json()
             checks.append({"impressions": shown, "clicks": clicks, "decided": decided(name, body)})
     settled = next((c["impressions"] for i, c in enumerate(checks) if all(x["decided"] for x in checks[i:])), None)
@@ -119,18 +119,16 @@ async def replay(client: httpx.AsyncClient, name: str, day: list, passes: int, c
             "decided_for_good": settled, "final": body}
 
 
-async def run(args, url: str) -> list[dict]:
-    day = impressions(args.mind / "behaviors.tsv", args.day)
-    print(f"{len(day)} impressions with a click on {args.day}", file=sys.stderr, flush=True)
+async def run(args, url: str, seed: int, day: list) -> list[dict]:
+    """One seed: the A/B experiment's replay, then the interleaved one's (their counters start at zero)."""
     results = []
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-        for seed in range(args.seeds):
-            for name in ("ab", "il"):
-                t0 = time.perf_counter()
-                out = await replay(client, name, day, args.passes, args.check_every, seed, args.concurrency)
-                out["seconds"] = round(time.perf_counter() - t0, 1)
-                print(json.dumps({k: v for k, v in out.items() if k != "final"}), flush=True)
-                results.append(out)
+        for name in ("ab", "il"):
+            t0 = time.perf_counter()
+            out = await replay(client, name, day, args.passes, args.check_every, seed, args.concurrency)
+            out["seconds"] = round(time.perf_counter() - t0, 1)
+            print(json.dumps({k: v for k, v in out.items() if k != "final"}), flush=True)
+            results.append(out)
     return results
 
 
@@ -140,7 +138,8 @@ async def canary_run(url: str, day: list, concurrency: int) -> dict:
     answered = failed = control = 0
     first_failure = rolled_at = None
     limit = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+    # no kept-alive connections: the server closes a connection after an answer that ended in an exception
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_keepalive_connections=0)) as client:
         async def one(user, history, candidates, _clicked):
             nonlocal answered, failed, control, first_failure
             async with limit:
@@ -188,19 +187,24 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--fault-share", type=float, default=0.3, help="share of the canary's requests that fail")
     p.add_argument("--canary-limits", default='{"window_s": 60, "min_requests": 30, "max_error_share": 0.05}')
+    p.add_argument("--only-canary", action="store_true", help="the canary run alone")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         config = experiments_file(Path(tmp), args.model, args.good, args.bad)
-        prefix = f"sim-{uuid.uuid4().hex[:8]}"
-        proc, url = serve(ROOT, args.artifacts, prefix, {"RECSERVE_EXPERIMENTS": str(config),
-                                                         "RECSERVE_FEEDBACK_FLUSH_S": "0.1"})
-        try:
-            results = asyncio.run(run(args, url))
-        finally:
-            proc.terminate()
-            proc.wait(20)
-            forget(prefix)
+        day = impressions(args.mind / "behaviors.tsv", args.day)
+        print(f"{len(day)} impressions with a click on {args.day}", file=sys.stderr, flush=True)
+        results = []
+        for seed in range(0 if args.only_canary else args.seeds):  # a server and counters of its own per seed
+            prefix = f"sim-{uuid.uuid4().hex[:8]}"
+            proc, url = serve(ROOT, args.artifacts, prefix, {"RECSERVE_EXPERIMENTS": str(config),
+                                                             "RECSERVE_FEEDBACK_FLUSH_S": "0.05"})
+            try:
+                results += asyncio.run(run(args, url, seed, day))
+            finally:
+                proc.terminate()
+                proc.wait(20)
+                forget(prefix)
         canary_config = Path(tmp) / "canary.json"
         canary_config.write_text(json.dumps({"experiments": [{"name": "cn", "arms": [
             {"name": "stable", "model": args.model, "version": args.good, "weight": 90, "control": True},
@@ -211,17 +215,17 @@ def main() -> None:
             "RECSERVE_EXPERIMENTS": str(canary_config), "PYTHONPATH": f"{ROOT}:{ROOT / 'bench' / 'fault'}",
             "RECSERVE_BENCH_FAULT": f"{args.bad}:error:{args.fault_share}"})
         try:
-            day = impressions(args.mind / "behaviors.tsv", args.day)
             canary = asyncio.run(canary_run(url, day, args.concurrency))
         finally:
             proc.terminate()
             proc.wait(20)
             forget(prefix)
         print(json.dumps({"canary": canary}), flush=True)
-    summary = {"canary": canary, **{name: {"decided_for_good": [r["decided_for_good"] for r in results if r["experiment"] == name],
-                      "median": statistics.median([r["decided_for_good"] or float("inf") for r in results
-                                                   if r["experiment"] == name])}
-               for name in ("ab", "il")}}
+    summary = {"canary": canary}
+    for name in ("ab", "il") if results else ():
+        decided = [r["decided_for_good"] for r in results if r["experiment"] == name]
+        summary[name] = {"decided_for_good": decided,
+                         "median": statistics.median([d if d is not None else float("inf") for d in decided])}
     print(json.dumps(summary))
     if args.out:
         args.out.write_text(json.dumps({"summary": summary, "runs": results}, indent=1))
