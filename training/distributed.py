@@ -80,12 +80,15 @@ def world() -> World:
 
 
 def shard(batch: dict[str, Tensor], world: World) -> tuple[dict[str, Tensor], float] | None:
-    """This rank's slice of a global batch and its share of the samples; None when the batch has fewer
-    samples than there are ranks (at most the epoch's last batch): every rank then skips it."""
+    """This rank's slice of a global batch and its share of the samples (of the targets, for windows, whose
+    loss is a mean over their targets); None when the batch has fewer samples than there are ranks (at most the
+    epoch's last batch): every rank then skips it."""
     n = len(next(iter(batch.values())))
     if n < world.size:
         return None
     parts = {k: torch.tensor_split(v, world.size)[world.rank] for k, v in batch.items()}
+    if "seq_len" in batch and "target" not in batch:  # windows (train_mode window): the loss averages over targets
+        return parts, float((parts["seq_len"] - 1).sum()) / float((batch["seq_len"] - 1).sum())
     return parts, len(next(iter(parts.values()))) / n
 
 

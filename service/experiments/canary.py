@@ -88,9 +88,7 @@ class Canaries:
     # --- the request path ---------------------------------------------------------------------------------
 
     def record(self, experiment: str, arm: str, seconds: float, failed: bool) -> None:
-        """One answer of an arm of an experiment (or its failure); kept only for experiments with a canary."""
-        if experiment not in self.watched:
-            return
+        """One answer of an arm of an experiment with a canary (`watched`: the routes ask), or its failure."""
         key = (experiment, arm, int(time.time() // BUCKET_S))
         with self._lock:
             row = self._tally.get(key)

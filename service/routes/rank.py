@@ -65,7 +65,7 @@ async def rank(request: Request) -> EncodedJSON:
                                           f"{settings.max_candidates}")
     request_id = answer_id(request) if arm is None else arm.request_id
     started = perf_counter()
-    if arm is None:
+    if arm is None or arm.experiment not in state.canaries.watched:
         answer = state.ranker.rank(model, body.user_id, body.history, body.candidates, request_id, arm)
     else:  # the arm's outcome and latency feed its experiment's canary guardrails (canary.py)
         with guarded(state.canaries, arm, started):
@@ -91,7 +91,7 @@ async def recommend(request: Request) -> EncodedJSON:
         raise unprocessable("k", f"{body.k} exceeds the limit of {settings.max_k}")
     request_id = answer_id(request) if arm is None else arm.request_id
     started = perf_counter()
-    if arm is None:
+    if arm is None or arm.experiment not in state.canaries.watched:
         answer = await state.ranker.recommend(model, body.user_id, body.history, body.k, body.exclude_history,
                                               body.exclude, request_id, arm)
     else:
