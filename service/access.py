@@ -27,6 +27,9 @@ from starlette.responses import JSONResponse
 from service.hot_routes import route_path
 
 
+ADMIN_PREFIX = "/admin/"  # every route under it is an admin route, whatever its path parameters
+
+
 class AccessControl:
     def __init__(self, app, api_key: SecretStr | None, admin_key: SecretStr | None, admin_paths: Iterable[str],
                  open_paths: Iterable[str], open_prefixes: Iterable[str] = ()):
@@ -48,7 +51,8 @@ class AccessControl:
         path = route_path(scope)
         if path in self.open_paths or path.startswith(self.open_prefixes):
             return None
-        return self._admin_refusal(scope) if path in self.admin_paths else self._api_refusal(scope)
+        admin = path in self.admin_paths or path.startswith(ADMIN_PREFIX)  # a templated admin path included
+        return self._admin_refusal(scope) if admin else self._api_refusal(scope)
 
     def _admin_refusal(self, scope) -> JSONResponse | None:
         if self.admin_key is not None:

@@ -178,3 +178,18 @@ def test_without_redis_the_process_rolls_back_its_own_canary(make_client, artifa
     assert any(r.status_code == 500 for r in answers(client).values())
     wait(lambda: all(r.status_code == 200 for r in answers(client).values()))
     assert "gru_ab/new" in client.get("/readyz").json()["rollbacks"]
+
+
+def test_the_restore_call_is_an_admin_route(bundles, tmp_path, artifacts):
+    build(artifacts, "gru4recf", version=V2, seed=3)
+    path = config(tmp_path / "experiments.json", {})
+    settings = Settings(artifacts=artifacts, experiments=path, feedback_dir=tmp_path / "log", api_key="api-key")
+    with TestClient(create_app(settings), client=("10.1.2.3", 40000)) as remote:
+        refused = remote.post("/admin/experiments/gru_ab/arms/new/restore",
+                              headers={"Authorization": "Bearer api-key"})
+        assert refused.status_code == 403 and "loopback" in refused.json()["detail"]
+    keyed = Settings(artifacts=artifacts, experiments=path, feedback_dir=tmp_path / "log", admin_key="admin-key")
+    with TestClient(create_app(keyed), client=("10.1.2.3", 40000)) as remote:
+        assert remote.post("/admin/experiments/gru_ab/arms/new/restore").status_code == 401
+        ok = remote.post("/admin/experiments/gru_ab/arms/new/restore", headers={"Authorization": "Bearer admin-key"})
+        assert ok.status_code == 200 and ok.json()["restored"] is False
