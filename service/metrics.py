@@ -60,7 +60,7 @@ class Metrics:
         # Canary arms (service/experiments/canary.py)
         self.rollbacks = Counter("recserve_experiment_rollbacks", "Canary arms this process rolled back on a "
                                  "guardrail breach", shadow, registry=self.registry)
-        self.rolled_back = Gauge("recserve_experiment_rolled_back", "1 while a canary arm is rolled back (weight 0 "
+        self.rolled_back = Gauge("recserve_experiment_rolled_back", "1 while a canary arm is rolled back (its users answered by the control "
                                  "on every replica)", shadow, registry=self.registry)
         self._children: dict = {}
         # listed from the start, so a dashboard's query finds them

@@ -168,7 +168,7 @@ class ModelInfo(BaseModel):
                                                    "RankResponse.fallback); null: they get a 422")
     rolled_back: dict[str, str] = Field(
         default_factory=dict, description="Canary arms answering with this model that a guardrail rolled back "
-                                          "(weight 0 on every replica): \"<experiment>/<arm>\" -> why")
+                                          "(its users answered by the control on every replica): \"<experiment>/<arm>\" -> why")
 
 
 class ReloadResponse(BaseModel):

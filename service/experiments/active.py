@@ -45,10 +45,15 @@ class Served:
     labels: tuple[str, ...]  # "<experiment>/<arm>": the arm as the log and the metrics name it
     shadows: tuple[int, ...] = ()  # the shadow arms (indices): they score sampled answers after the fact
 
+    # arm index -> the arm that answers the users assigned to it: itself, or for a rolled-back canary the
+    # control (canary.py), so a rollback moves the canary's users and nobody else's
+    answering: tuple[int, ...] | None = None
+
     def weight(self, i: int) -> float:
-        """Arm `i`'s share of assignment as served now (0 for a rolled-back canary)."""
-        upper = [*self.upper, 1.0]
-        return upper[i] - (upper[i - 1] if i else 0.0)
+        """The share of users arm `i` answers now (0 for a rolled-back canary, whose share the control takes)."""
+        upper = [0.0, *self.upper, 1.0]
+        answering = self.answering or range(len(self.experiment.arms))
+        return sum(upper[j + 1] - upper[j] for j, by in enumerate(answering) if by == i)
 
     def choose(self, user_id: str | None, request_id: str) -> int:
         """The arm (index) of this user, or of this request when it names no user."""
@@ -64,6 +69,8 @@ class Served:
             return self.models[control], Choice(experiment.name, INTERLEAVED, f"{experiment.name}/{INTERLEAVED}",
                                                 request_id, self)
         i = self.choose(user_id, request_id)
+        if self.answering is not None:
+            i = self.answering[i]
         return self.models[i], Choice(self.experiment.name, self.experiment.arms[i].name, self.labels[i], request_id)
 
 
@@ -77,7 +84,7 @@ class Experiments:
         self.config: dict[str, Experiment] = {}
         self.pinned: dict[tuple[str, str], ServedModel] = {}
         self.error: str | None = None  # why the last read was refused (the previous configuration serves)
-        self.rollbacks: dict[str, set[str]] = {}  # experiment -> canary arms rolled back (weight 0; canary.py)
+        self.rollbacks: dict[str, set[str]] = {}  # experiment -> canary arms rolled back (canary.py)
 
     def get(self, name: str) -> Served | None:
         return self.served.get(name)
@@ -112,28 +119,29 @@ class Experiments:
                 raise ExperimentsError(f"{self.path}: experiment {name!r}: a model is served under that name; "
                                        "name the experiment differently")
             bound = tuple(self._model(name, arm, models, pinned, load_one) for arm in experiment.arms)
-            served[name] = Served(experiment, bound, self._bounds(experiment),
+            served[name] = Served(experiment, bound, assign.bounds([a.weight for a in experiment.arms]),
                                   tuple(f"{name}/{a.name}" for a in experiment.arms),
-                                  tuple(i for i, a in enumerate(experiment.arms) if a.shadow))
+                                  tuple(i for i, a in enumerate(experiment.arms) if a.shadow),
+                                  self._answering(experiment))
         return served, pinned
 
-    def _bounds(self, experiment: Experiment) -> list[float]:
-        """Assignment's bounds: the file's weights, a rolled-back canary's at 0."""
+    def _answering(self, experiment: Experiment) -> tuple[int, ...] | None:
+        """Who answers each arm's users: the control for a rolled-back canary; None when no arm is."""
         off = self.rollbacks.get(experiment.name, set())
-        weights = [0.0 if a.name in off else a.weight for a in experiment.arms]
-        if not sum(weights):  # every arm with weight rolled back: the control answers
-            weights = [1.0 if a.control else 0.0 for a in experiment.arms]
-        return assign.bounds(weights)
+        if not off:
+            return None
+        control = next(i for i, a in enumerate(experiment.arms) if a.control)
+        return tuple(control if a.name in off else i for i, a in enumerate(experiment.arms))
 
     def set_rollbacks(self, rollbacks: dict[str, set[str]]) -> None:
-        """Serve each experiment with the canary arms `rollbacks` names at weight 0 (others at their own);
-        swapped in one assignment per experiment, as `load` swaps the whole dict."""
+        """Serve each experiment with the users of the canary arms `rollbacks` names answered by its control
+        (assignment itself unchanged: nobody else moves); swapped in one assignment, as `load` swaps the dict."""
         self.rollbacks = rollbacks
         served = dict(self.served)
         for name, one in served.items():
-            upper = self._bounds(one.experiment)
-            if upper != one.upper:
-                served[name] = replace(one, upper=upper)
+            answering = self._answering(one.experiment)
+            if answering != one.answering:
+                served[name] = replace(one, answering=answering)
         self.served = served
 
     def _model(self, experiment: str, arm: Arm, models: dict[str, ServedModel],

@@ -13,9 +13,9 @@ RECSERVE_CANARY_CHECK_S (1 s):
    (once each has `min_impressions`, from the experiment's counters);
 3. on a breach writes the rollback (HSETNX `<prefix>:{exp}:<experiment>:rollback`, arm -> JSON reason and
    time): the first writer logs it and counts it (`recserve_experiment_rollbacks_total`);
-4. reads the rollbacks and, where they changed, serves the experiment with each rolled-back arm's weight at 0:
-   its users move to the other arms (by the file's order, as any weight change moves them; assign.py), no one
-   else moves. So every worker and replica stops serving the arm within a check of the first to see the
+4. reads the rollbacks and, where they changed, has the control answer each rolled-back arm's users
+   (assignment itself is unchanged, so no other user moves, and they return to the canary when it is
+   restored). So every worker and replica stops serving the arm within a check of the first to see the
    breach. `POST /admin/experiments/{name}/arms/{arm}/restore` deletes the marker; a new configuration (a
    reload) keeps it, since it names the same arm. Promotion is never automatic: raise the canary's weight or
    make it the control in the file, and reload.
@@ -202,7 +202,7 @@ class Canaries:
         else:
             self._markers.setdefault(name, {})[arm] = entry
         if first:  # one replica's decision; the others only follow it
-            log.warning("experiment %r: canary arm %r rolled back (weight 0 on every worker and replica): %s",
+            log.warning("experiment %r: canary arm %r rolled back (its users answered by the control on every worker and replica): %s",
                         name, arm, reason)
             self.metrics.child(self.metrics.rollbacks, name, arm).inc()
 

