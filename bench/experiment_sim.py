@@ -167,7 +167,8 @@ async def canary_run(url: str, day: list, concurrency: int) -> dict:
         for user, history, candidates, _ in day[:200]:  # the canary's users now: all answered by the control
             r = await client.post("/rank", json={"model": "cn", "user_id": f"{user}-{tag}", "history": history,
                                                  "candidates": candidates})
-            after["failed" if r.status_code == 500 else r.json()["arm"] if r.json()["arm"] == "canary" else "control"] += 1
+            arm = None if r.status_code == 500 else r.json()["arm"]
+            after["failed" if arm is None else "canary" if arm == "canary" else "control"] += 1
     return {"canary_answered": answered, "canary_failed": failed, "control_answered": control, "reason": reason,
             "seconds_from_first_failure": round(rolled_at - first_failure, 2) if rolled_at and first_failure else None,
             "seconds_from_start": round(rolled_at - start, 2) if rolled_at else None, "after_rollback": after}

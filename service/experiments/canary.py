@@ -39,6 +39,12 @@ log = logging.getLogger("recserve.experiments")
 BUCKET_S = 10
 # latency bounds (seconds) of the histogram a p99 is read from: its bucket's upper bound
 BOUNDS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, float("inf"))
+# an arm's tally in a bucket, in this order; with Redis, the fields `<arm>:<field>` of the bucket's hash
+FIELDS = ("requests", "errors", *(f"le{i}" for i in range(len(BOUNDS))))
+
+
+def _row() -> list[int]:
+    return [0] * len(FIELDS)
 
 
 def p99(histogram: list[int]) -> float | None:
@@ -78,7 +84,7 @@ class Canaries:
         self.experiments, self.metrics, self.store, self.prefix = experiments, metrics, store, prefix
         self.check_s, self.counts = check_s, counts  # counts: the per-arm impressions and clicks (counters.py)
         self._tally: dict[tuple[str, str, int], list[int]] = {}  # (experiment, arm, bucket) -> counts
-        self._local: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0] * (2 + len(BOUNDS)))
+        self._local: dict[tuple[str, str, int], list[int]] = defaultdict(_row)  # without Redis: the window's tally
         self._lock = threading.Lock()
         self._task: asyncio.Task | None = None
         self.rolled_back: dict[str, dict[str, dict]] = {}  # experiment -> arm -> {"reason", "at"}: as served
@@ -93,7 +99,7 @@ class Canaries:
         with self._lock:
             row = self._tally.get(key)
             if row is None:
-                row = self._tally[key] = [0] * (2 + len(BOUNDS))
+                row = self._tally[key] = _row()
             row[0] += 1
             row[1] += failed
             row[2 + bisect.bisect_left(BOUNDS, seconds)] += 1
@@ -130,9 +136,9 @@ class Canaries:
         guarded = {name: served for name, served in self.experiments.served.items()
                    if any(a.canary for a in served.experiment.arms)}
         self.watched = frozenset(guarded)
-        oldest = int(time.time() // BUCKET_S) - 1000  # the in-process window's buckets (without Redis): bounded
-        self._local = defaultdict(self._local.default_factory, {k: v for k, v in self._local.items() if k[2] >= oldest})
         if self.store is None:
+            oldest = int(time.time() // BUCKET_S) - 1000  # the in-process window's buckets: bounded
+            self._local = defaultdict(_row, {k: v for k, v in self._local.items() if k[2] >= oldest})
             for key, row in tally.items():
                 self._local[key] = [a + b for a, b in zip(self._local[key], row)]
         else:
@@ -156,7 +162,7 @@ class Canaries:
         pipe = self.store.client.pipeline(transaction=False)
         for (name, arm, bucket), row in tally.items():
             key = self.key(name, f"guard:{bucket}")
-            for field, n in zip(("requests", "errors", *(f"le{i}" for i in range(len(BOUNDS)))), row):
+            for field, n in zip(FIELDS, row):
                 if n:
                     pipe.hincrby(key, f"{arm}:{field}", n)
             pipe.expireat(key, int((bucket + 1) * BUCKET_S + longest + BUCKET_S))
@@ -165,7 +171,7 @@ class Canaries:
         except Exception:
             with self._lock:  # kept for the next check: a handful of keys
                 for key, row in tally.items():
-                    mine = self._tally.setdefault(key, [0] * len(row))
+                    mine = self._tally.setdefault(key, _row())
                     self._tally[key] = [a + b for a, b in zip(mine, row)]
             raise
 
@@ -175,7 +181,7 @@ class Canaries:
         span = max(a.canary.window_s for a in served.experiment.arms if a.canary)
         last = int(now // BUCKET_S)
         buckets = range(last - int(span // BUCKET_S), last + 1)
-        rows: dict[str, list[int]] = defaultdict(lambda: [0] * (2 + len(BOUNDS)))
+        rows: dict[str, list[int]] = defaultdict(_row)
         if self.store is None:
             for (experiment, arm, bucket), row in self._local.items():
                 if experiment == name and bucket in buckets:
@@ -184,12 +190,13 @@ class Canaries:
             pipe = self.store.client.pipeline(transaction=False)
             for bucket in buckets:
                 pipe.hgetall(self.key(name, f"guard:{bucket}"))
-            names = ("requests", "errors", *(f"le{i}" for i in range(len(BOUNDS))))
             for found in pipe.execute():
                 for field, n in found.items():
                     arm, _, what = field.decode().rpartition(":")
-                    rows[arm][names.index(what)] += int(n)
-        counts = self.counts.read(name) if self.counts is not None else {}
+                    rows[arm][FIELDS.index(what)] += int(n)
+        # CTR only where a limit asks for it: the counters are one more Redis read a check
+        ctr = self.counts is not None and any(a.canary and a.canary.max_ctr_drop for a in served.experiment.arms)
+        counts = self.counts.read(name) if ctr else {}
         return {a.name: {"requests": rows[a.name][0], "errors": rows[a.name][1], "histogram": rows[a.name][2:],
                          "impressions": counts.get(a.name, {}).get("impressions", 0),
                          "clicks": counts.get(a.name, {}).get("clicks", 0)} for a in served.experiment.arms}
@@ -236,8 +243,7 @@ class Canaries:
                     self.store.client.delete(*keys)
         else:
             gone = self._markers.get(name, {}).pop(arm, None) is not None
-            self._local = defaultdict(lambda: [0] * (2 + len(BOUNDS)),
-                                      {k: v for k, v in self._local.items() if k[0] != name})
+            self._local = defaultdict(_row, {k: v for k, v in self._local.items() if k[0] != name})
         if gone:
             log.warning("experiment %r: arm %r restored to its configured weight by an admin call", name, arm)
             found = {n: {a: e for a, e in arms.items() if not (n == name and a == arm)}

@@ -50,12 +50,13 @@ def client(bundles) -> Iterator[TestClient]:
 @pytest.fixture()
 def make_client(bundles) -> Iterator:
     """make_client(**settings) -> a started TestClient; artifacts default to the shared bundles. `address`:
-    the client's (host, port), default loopback."""
+    the client's (host, port), default loopback; `raise_server_exceptions=False` answers an exception with its
+    500, as a server does, instead of raising it in the test."""
     opened = []
 
-    def make(address: tuple[str, int] = LOOPBACK, **overrides) -> TestClient:
+    def make(address: tuple[str, int] = LOOPBACK, raise_server_exceptions: bool = True, **overrides) -> TestClient:
         settings = Settings(**{"artifacts": bundles[0], **overrides})
-        c = TestClient(create_app(settings), client=address)
+        c = TestClient(create_app(settings), client=address, raise_server_exceptions=raise_server_exceptions)
         c.__enter__()
         opened.append(c)
         return c

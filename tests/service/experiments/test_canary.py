@@ -3,21 +3,19 @@ back on every instance through Redis, shown in /experiments, /models, /readyz an
 that restores it."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 
 import pytest
-from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.config import Settings
 from service.experiments.active import Served
 from service.experiments.assign import bounds
 from service.experiments.canary import BOUNDS, breach, p99
 from service.experiments.config import ExperimentsError, Guardrails, parse
 from service.ranking import Ranker
 from tests.service.bundles import build
-from tests.service.conftest import LOOPBACK, REDIS_URL
+from tests.service.conftest import REDIS_URL
 
 V1, V2 = "20260101T000000Z-00000001", "20260102T000000Z-00000002"
 USERS = [f"new{i}" for i in range(80)]
@@ -74,20 +72,9 @@ def test_a_bad_guardrail_refuses_the_file_naming_the_field(limits, error):
 
 
 @pytest.fixture()
-def make_client(bundles):
+def make_client(make_client):
     """Started apps that answer a failing request with its 500, as a server does (not re-raised)."""
-    opened = []
-
-    def make(**overrides) -> TestClient:
-        client = TestClient(create_app(Settings(**{"artifacts": bundles[0], **overrides})), client=LOOPBACK,
-                            raise_server_exceptions=False)
-        client.__enter__()
-        opened.append(client)
-        return client
-
-    yield make
-    for client in reversed(opened):
-        client.__exit__(None, None, None)
+    return functools.partial(make_client, raise_server_exceptions=False)
 
 
 @pytest.fixture()
@@ -177,19 +164,17 @@ def test_without_redis_the_process_rolls_back_its_own_canary(make_client, artifa
     assert "gru_ab/new" in client.get("/readyz").json()["rollbacks"]
 
 
-def test_the_restore_call_is_an_admin_route(bundles, tmp_path, artifacts):
+def test_the_restore_call_is_an_admin_route(make_client, tmp_path, artifacts):
     build(artifacts, "gru4recf", version=V2, seed=3)
-    path = config(tmp_path / "experiments.json", {})
-    settings = Settings(artifacts=artifacts, experiments=path, feedback_dir=tmp_path / "log", api_key="api-key")
-    with TestClient(create_app(settings), client=("10.1.2.3", 40000)) as remote:
-        refused = remote.post("/admin/experiments/gru_ab/arms/new/restore",
-                              headers={"Authorization": "Bearer api-key"})
-        assert refused.status_code == 403 and "loopback" in refused.json()["detail"]
-    keyed = Settings(artifacts=artifacts, experiments=path, feedback_dir=tmp_path / "log", admin_key="admin-key")
-    with TestClient(create_app(keyed), client=("10.1.2.3", 40000)) as remote:
-        assert remote.post("/admin/experiments/gru_ab/arms/new/restore").status_code == 401
-        ok = remote.post("/admin/experiments/gru_ab/arms/new/restore", headers={"Authorization": "Bearer admin-key"})
-        assert ok.status_code == 200 and ok.json()["restored"] is False
+    settings = dict(address=("10.1.2.3", 40000), artifacts=artifacts, feedback_dir=tmp_path / "log",
+                    experiments=config(tmp_path / "experiments.json", {}))
+    remote = make_client(api_key="api-key", **settings)
+    refused = remote.post("/admin/experiments/gru_ab/arms/new/restore", headers={"Authorization": "Bearer api-key"})
+    assert refused.status_code == 403 and "loopback" in refused.json()["detail"]
+    remote = make_client(admin_key="admin-key", **settings)
+    assert remote.post("/admin/experiments/gru_ab/arms/new/restore").status_code == 401
+    ok = remote.post("/admin/experiments/gru_ab/arms/new/restore", headers={"Authorization": "Bearer admin-key"})
+    assert ok.status_code == 200 and ok.json()["restored"] is False
 
 
 def test_a_rollback_moves_the_canarys_users_to_the_control_and_nobody_else():
