@@ -11,6 +11,9 @@ The run is `recserve train`'s own (the same data preparation, `training.loop.fit
 wall clock, validation included, these extra test passes excluded. It stops at the first epoch ending past
 `--minutes` or at `--epochs`, whichever comes first (no early stopping: the curve is the point).
 `--recbole FILE.json` (bench/recbole_side.py's output on the same data) adds RecBole's validation curve to the PNG.
+With `--test-every N` the test passes run after every N-th epoch only; when the run ends by itself (its epochs,
+early stopping, or `--set max_minutes=...`), the model it keeps (the best epoch by validation) is scored on test:
+`final` in the JSON, the figure `recserve train` would report.
 """
 from __future__ import annotations
 
@@ -41,12 +44,16 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1000)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a setting, as `recserve train --set` takes it")
+    p.add_argument("--test-every", type=int, default=1, metavar="N",
+                   help="score the test users after every N-th epoch only (each pass costs time a long run can "
+                        "use); the best epoch's model is scored at the end either way")
     p.add_argument("--recbole", type=Path, help="bench/recbole_side.py's JSON for the same data")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--from-log", type=Path, help="only rebuild --out (JSON, PNG) from the points a stopped run printed")
     args = p.parse_args()
     if args.from_log:
-        points = [json.loads(line) for line in args.from_log.read_text().splitlines() if line.startswith('{"epoch"')]
+        points = [json.loads(line) for line in args.from_log.read_text().splitlines()
+                  if line.startswith('{"epoch"') and '"test_ndcg@10"' in line]
         out = {"model": args.model, "data": str(args.data), "points": points,
                "best_by_valid": max(points, key=lambda x: x["valid_ndcg@10"]), "stopped_by_hand": True}
         args.out.write_text(json.dumps(out, indent=1))
@@ -72,6 +79,11 @@ def main() -> None:
 
     def on_epoch(epoch: int, valid: float) -> None:
         minutes = (time.perf_counter() - started - extra[0]) / 60
+        if (epoch + 1) % args.test_every:
+            print(json.dumps({"epoch": epoch + 1, "minutes": round(minutes, 2), "valid_ndcg@10": valid}), flush=True)
+            if minutes >= args.minutes:
+                raise OutOfTime
+            return
         t = time.perf_counter()
         model.eval()
         with torch.no_grad():
@@ -89,12 +101,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as run_dir:
         try:
-            fit(task, cfg, Path(run_dir), on_epoch=on_epoch)
+            result = fit(task, cfg, Path(run_dir), on_epoch=on_epoch)
         except OutOfTime:
-            pass
+            result = None
+        trained = (time.perf_counter() - started - extra[0]) / 60
+        final = None
+        if result is not None:  # fit ended by itself and left the best epoch's weights: what `recserve train` exports
+            with torch.no_grad():
+                final = {"best_epoch": result.best_epoch + 1, "valid_ndcg@10": result.best_metric,
+                         "test_ndcg@10": task.evaluate("test")["ndcg@10"],
+                         "test_ndcg@10_recbole_way": recbole_style_metrics(task, "test")["ndcg@10"],
+                         "minutes": round(trained, 2), "epochs": len(result.history)}
+            print(json.dumps({"final": final}), flush=True)
     best = max(points, key=lambda x: x["valid_ndcg@10"])
     out = {"model": args.model, "data": str(args.data), "settings": settings.as_dict(), "points": points,
-           "best_by_valid": best, "threads": torch.get_num_threads()}
+           "best_by_valid": best, "final": final, "threads": torch.get_num_threads()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     plot(out, args.recbole, args.out.with_suffix(".png"))

@@ -86,14 +86,14 @@ class Catalog:
             out.append(item)
         return out
 
-    def ids_json(self, rows: Sequence[int]) -> bytes:
-        """The ids of catalog rows as a JSON array, from each row's id encoded once and kept (at most HEADS_KEPT):
-        the feedback log writes every answer's items and history window, and this joins them in C, where
-        encoding the strings again cost the recorder more than the rest of the record."""
+    def ids_json_parts(self, rows: Sequence[int]) -> list[bytes]:
+        """Each row's id as JSON, encoded once and kept (at most HEADS_KEPT): the feedback log writes the ids of
+        every answer's rows (service/feedback/columns.py), and joining kept pieces costs a fraction of encoding
+        the strings again."""
         kept = self._ids_json
         rows = rows.tolist() if isinstance(rows, np.ndarray) else rows
         try:
-            return b"[" + b",".join(map(kept.__getitem__, rows)) + b"]"
+            return list(map(kept.__getitem__, rows))
         except KeyError:
             pass
         if len(kept) >= HEADS_KEPT:
@@ -101,7 +101,11 @@ class Catalog:
         for row in rows:
             if row not in kept:
                 kept[row] = orjson.dumps(self.id_of(int(row)))
-        return b"[" + b",".join(map(kept.__getitem__, rows)) + b"]"
+        return list(map(kept.__getitem__, rows))
+
+    def ids_json(self, rows: Sequence[int]) -> bytes:
+        """The ids of catalog rows as a JSON array (see `ids_json_parts`)."""
+        return b"[" + b",".join(self.ids_json_parts(rows)) + b"]"
 
     def lookup(self, ids: Sequence[str]) -> tuple[list[int], list[str]]:
         """(rows of the known ids in order, the unknown ids). Bundle ids looked up lately are answered from a

@@ -50,6 +50,9 @@ class TrainConfig:
     progress: bool = True            # show a progress bar
     eval_initial: bool = False       # validate the untrained model too: its weights stay the best until beaten
     device: str = "cpu"              # "cpu", "cuda" (a rank's own GPU) or "auto" (training/device.py)
+    lr_schedule: str = "constant"    # "constant", or "cosine": from lr down to 0 over `epochs`, step by step
+    max_minutes: float | None = None  # wall-clock budget: no epoch starts that would end past it (by the mean
+                                     # epoch so far, evaluation included), so a run fits a time it was given
 
 
 class Task(Protocol):
@@ -123,7 +126,18 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
     step_loss = wrap(model, world, device) if world.size > 1 else None
     bad_epochs = sum(1 for h in result.history if h["epoch"] > result.best_epoch)
     epoch_seconds: list[float] = []  # whole epochs of this process (training, evaluation, checkpoints): the ETA
+    # the budget's clock: what the run spent before a resume (its epochs, evaluation included), then this process
+    spent_before = sum(h["seconds"] + h.get("eval_seconds", 0.0) for h in result.history)
+    fit_started = time.perf_counter()
     for epoch in range(start, cfg.epochs):
+        if cfg.max_minutes is not None and epoch_seconds:
+            left = cfg.max_minutes * 60 - spent_before - (time.perf_counter() - fit_started)
+            if world.from_main(float(np.mean(epoch_seconds)) > left):  # rank 0's clock decides for every rank
+                result.stopped_early = True
+                if world.main:
+                    log.info("stopping: another epoch (~%s) would end past max_minutes %g (%s left)",
+                             duration(float(np.mean(epoch_seconds))), cfg.max_minutes, duration(max(left, 0.0)))
+                break
         if world.from_main(bad_epochs >= cfg.patience):  # the other ranks wait here for rank 0's evaluation
             result.stopped_early = True
             if not world.main:
@@ -174,6 +188,16 @@ def _eta(epoch_seconds: list[float], epochs_left: int) -> str:
     return f"ETA {eta} for the run ({epochs_left} epoch{'s' if epochs_left > 1 else ''} left at most)"
 
 
+def scheduled_lr(cfg: TrainConfig, epochs_done: float) -> float:
+    """The learning rate after `epochs_done` (fractional) epochs of `cfg.epochs`. Cosine decay lets a run with a
+    fixed budget take large steps early and settle at its end (on ml-1m BERT4Rec's validation swung +-0.005
+    between epochs at a constant 1e-3: docs/benchmarks.md, section 11). A function of the step alone, so a
+    resumed run and every data-parallel rank use the same rate."""
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(epochs_done / cfg.epochs, 1.0)))
+    return cfg.lr
+
+
 def epoch_rng(seed: int, epoch: int, rank: int = 0) -> np.random.Generator:
     """Seed torch (dropout, masking) for one epoch and return the epoch's numpy generator (order, negatives).
 
@@ -220,6 +244,9 @@ def _train_epoch(task: Task, cfg: TrainConfig, epoch: int, optimizer: torch.opti
                 if part is None:
                     continue
                 loss = step_loss(to_device(part[0], device), part[1])
+            if cfg.lr_schedule != "constant":
+                for group in optimizer.param_groups:
+                    group["lr"] = scheduled_lr(cfg, epoch + step / total)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at {desc}, step {step + 1}; lower --lr")
             optimizer.zero_grad(set_to_none=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from models.limits import AT_LEAST_1, NON_EMPTY, NON_NEGATIVE, OneOf, SettingError
+from models.limits import AT_LEAST_1, NON_EMPTY, NON_NEGATIVE, OneOf, Range, SettingError
 from models.recipe import Recipe
 from models.registry import KINDS, recipe as recipe_of
 from training.loop import TrainConfig
@@ -38,7 +38,8 @@ METRICS = {"interactions": ("ndcg@10", "recall@10", "mrr@10", "hit@10"),
 # lr 0 stays allowed: a run that only validates its starting point (the DDP tests use one).
 TRAIN_LIMITS = {"epochs": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE,
                 "patience": AT_LEAST_1, "seed": NON_NEGATIVE, "max_steps_per_epoch": AT_LEAST_1,
-                "device": OneOf(("auto", "cpu", "cuda"))}
+                "device": OneOf(("auto", "cpu", "cuda")), "lr_schedule": OneOf(("constant", "cosine")),
+                "max_minutes": Range(0, low_open=True)}
 DATA_LIMITS = {"k_core": NON_NEGATIVE, "max_seq_length": AT_LEAST_1, "features": NON_EMPTY}
 FAMILY_DATA = {"interactions": ("min_rating", "k_core"), "news": ()}
 # TrainConfig fields that say where and how a run shows, not what it learns: left out of a tuned config file.

@@ -41,8 +41,9 @@ class Summary(NamedTuple):
 
 
 class Shown(Protocol):
-    def remember(self, entries: Sequence[tuple[str, float, Summary]]) -> None:
-        """Keep (request id, answer time, summary) entries; may raise (the recorder logs and drops them)."""
+    def remember(self, entries: Sequence[tuple[str, float, bytes]]) -> None:
+        """Keep (request id, answer time, encoded summary: `Summary.encode`) entries; may raise (the recorder
+        logs and drops them)."""
 
     def find(self, request_id: str) -> Summary | None:
         """The answer's summary, None when unknown, older than the window, or unreadable (fails open)."""
@@ -53,10 +54,10 @@ class LocalShown:
 
     def __init__(self, window_s: float, size: int = 200_000):
         self.window_s, self.size = window_s, size
-        self._entries: OrderedDict[str, tuple[float, Summary]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()  # decoded when a click asks
         self._lock = threading.Lock()
 
-    def remember(self, entries: Sequence[tuple[str, float, Summary]]) -> None:
+    def remember(self, entries: Sequence[tuple[str, float, bytes]]) -> None:
         with self._lock:
             for request_id, ts, summary in entries:
                 self._entries[request_id] = (ts, summary)
@@ -68,7 +69,7 @@ class LocalShown:
         found = self._entries.get(request_id)
         if found is None or time.time() - found[0] > self.window_s:
             return None
-        return found[1]
+        return Summary.decode(found[1])
 
 
 class RedisShown:
@@ -82,10 +83,10 @@ class RedisShown:
     def key(self, bucket: int) -> str:
         return f"{self.prefix}:{{fb.{bucket}}}:shown"
 
-    def remember(self, entries: Sequence[tuple[str, float, Summary]]) -> None:
+    def remember(self, entries: Sequence[tuple[str, float, bytes]]) -> None:
         by_bucket: dict[int, dict[str, bytes]] = {}
         for request_id, ts, summary in entries:
-            by_bucket.setdefault(int(ts // BUCKET_S), {})[request_id] = summary.encode()
+            by_bucket.setdefault(int(ts // BUCKET_S), {})[request_id] = summary
         pipe = self.writer.client.pipeline(transaction=False)
         for bucket, mapping in by_bucket.items():
             pipe.hset(self.key(bucket), mapping=mapping)

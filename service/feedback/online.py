@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from orjson import Fragment
 
 from service.cache import RedisStore, Store
 from service.config import Settings, SettingsError
 from service.experiments.counters import ArmCounts
-from service.feedback import records
-from service.feedback.attribution import LocalShown, RedisShown, Summary
+from service.feedback import columns, records
+from service.feedback.attribution import LocalShown, RedisShown
 from service.feedback.recorder import Pending, Recorder
 from service.feedback.sinks import FileSink, RedisStreamSink, Sink
 from service.metrics import Metrics
@@ -164,8 +163,8 @@ class Feedback:
 
 class Answer(NamedTuple):
     """An answer as the request left it (rows, not ids; scores as computed): a tuple, the cheapest thing a
-    request can queue. The recorder makes its log record and its attribution summary
-    (service/feedback/recorder.py, `Pending`)."""
+    request can queue. The recorder makes the log records and attribution summaries of many at once
+    (`encode_many`)."""
 
     feedback: Feedback
     model: object  # the ServedModel (service/model.py) that answered
@@ -181,17 +180,9 @@ class Answer(NamedTuple):
     arm: str
     ts: float
 
-    def shown(self) -> tuple[str, float, Summary]:
-        model = self.model
-        items = model.catalog.ids_of(self.rows[:self.feedback.positions])
-        return self.request_id, self.ts, Summary(model.name, model.version, self.arm, items)
-
-    def record(self) -> dict | None:
-        if not self.feedback.logging_on:
-            return None
-        model, ids = self.model, self.model.catalog.ids_json
-        excluded = Fragment(ids(self.excluded)) if self.route == "recommend" else []
-        return records.impression(
-            self.request_id, records.hashed_user(self.user_id, self.feedback.salt), model.name, model.bundle.kind,
-            model.version, self.route, self.fallback, Fragment(ids(self.window)), self.history_len,
-            Fragment(ids(self.rows)), self.scores, self.arm, ts=self.ts, excluded=excluded)
+    @staticmethod
+    def encode_many(answers: Sequence[Answer]) -> tuple[list[bytes], list[tuple[str, float, bytes]]]:
+        """The log lines and attribution entries of many answers at once, in columns
+        (service/feedback/columns.py): what the recorder calls instead of making a record per answer."""
+        feedback = answers[0].feedback
+        return columns.encode(answers, feedback.positions, feedback.salt, feedback.logging_on)

@@ -26,10 +26,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from service.feedback import columns
 from service.feedback.records import FILE_PREFIX, FILE_SUFFIX, STREAM_FIELD, stream_key
 
-TYPES = ("impression", "event", "item")
-REQUIRED = {"impression": ("model", "items"), "event": ("user", "items"), "item": ("model", "item_id")}  # non-null
+TYPES = ("impression", "event", "item", "impressions")  # "impressions": many, expanded here (columns.py)
+REQUIRED = {"impression": ("model", "items"), "event": ("user", "items"), "item": ("model", "item_id"),
+            "impressions": ("model", "ids", "request_id")}  # non-null
 SKEW_S = 60.0       # clock skew and write delay allowed between processes (see the module's docstring)
 PAGE = 1000         # stream entries per XRANGE call
 FILE_NAME = re.compile(re.escape(FILE_PREFIX) + r"(\d{8}T\d{6})-(\d+)-(\d+)" + re.escape(FILE_SUFFIX) + "$")
@@ -101,9 +103,7 @@ class Reader:
                     raise LogError(f"{where_entry}: no field {STREAM_FIELD.decode()!r} (not a feedback record)")
                 for n, line in enumerate((fields.get(STREAM_FIELD) or b"").split(b"\n"), start=1):
                     if line.strip():
-                        record = self._parse(line, f"{where_entry} line {n}")
-                        if record is not None:
-                            yield record
+                        yield from self._parse(line, f"{where_entry} line {n}")
             if len(entries) < self.page:
                 return
             low = "(" + entries[-1][0].decode()
@@ -128,11 +128,11 @@ class Reader:
                     self.partial += 1
                     return
                 if line.strip():
-                    record = self._parse(line, f"{path}:{lineno}")
-                    if record is not None:
-                        yield record
+                    yield from self._parse(line, f"{path}:{lineno}")
 
-    def _parse(self, data: bytes, where: str) -> dict | None:
+    def _parse(self, data: bytes, where: str) -> list[dict]:
+        """The records of one line: one, none (a type this version does not know), or an "impressions"
+        record's impressions."""
         try:
             record = orjson.loads(data)
         except ValueError as err:  # UnicodeDecodeError is a ValueError
@@ -143,11 +143,17 @@ class Reader:
                            "numeric 'ts')")
         if record["type"] not in TYPES:
             self.unknown += 1
-            return None
+            return []
         missing = [name for name in REQUIRED[record["type"]] if record.get(name) is None]
         if missing:
             raise LogError(f"{where}: {record['type']} record without {' or '.join(missing)}")
-        return record
+        if record["type"] != "impressions":
+            return [record]
+        try:
+            return list(columns.expand(record))
+        except (ValueError, KeyError, TypeError, IndexError) as err:  # binascii.Error is a ValueError
+            raise LogError(f"{where}: impressions record whose columns do not agree ({type(err).__name__}: "
+                           f"{err})") from None
 
 
 def record_files(folder: Path) -> list[tuple[float, Path]]:

@@ -21,6 +21,7 @@ rows, the scores array).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ log = logging.getLogger("recserve.feedback")
 PROBE = 10  # records tried first while the sink is failing
 LOG, ATTRIBUTION, COUNTERS = "feedback log", "click attribution", "experiment counters"  # what can fail
 CHUNK = 50  # records made and encoded between two yields to the requests (~1 ms)
+COLUMN_CHUNK = 500  # answers encoded together, as one record, between two yields (~1 ms)
 
 
 class Pending(Protocol):
@@ -47,6 +49,9 @@ class Pending(Protocol):
 
     def shown(self) -> tuple[str, float, Summary] | None:
         """(request id, time, summary) for click attribution."""
+
+    # optional, on the class: `encode_many(items) -> (lines, [(request id, time, encoded summary)])`, which the
+    # recorder calls with many queued items of that class at once instead of `record` and `shown` one by one
 
 
 class Recorder:
@@ -103,9 +108,18 @@ class Recorder:
                 self._io, self._attempt, COUNTERS, self.counts.flush, 0)
 
     async def _drain(self) -> None:
-        """Write what is queued, a batch at a time; after a failure, wait `retry_s` (unless stopping)."""
-        while self._queue:
-            taken = [self._queue.popleft() for _ in range(min(self.batch, len(self._queue)))]
+        """Write what is queued now, a batch at a time; after a failure, wait `retry_s` (unless stopping). What
+        comes meanwhile waits for the next wake: draining until the queue was empty wrote, under load, what
+        the last write's wait had let in, ~100 answers 25 times a second, each write's fixed cost (a pipeline,
+        two round trips) paid for a few answers (+13 us of CPU an answer; docs/benchmarks.md 9.1)."""
+        queued = len(self._queue)
+        while queued > 0 and self._queue:
+            if len(self._queue) <= self.batch:  # the usual case: the whole queue, swapped for an empty one
+                taken, self._queue = list(self._queue), deque()
+            else:
+                popleft = self._queue.popleft
+                taken = [popleft() for _ in range(min(self.batch, queued))]
+            queued -= len(taken)
             if LOG in self._failing:  # try a few first: while the sink is down, a batch is dropped unencoded
                 probe, taken = taken[:PROBE], taken[PROBE:]
                 if not await self._write(probe):
@@ -122,11 +136,18 @@ class Recorder:
     async def _write(self, entries: list[dict | Pending]) -> bool:
         """Make and encode one batch's records and summaries here, in chunks; store them in the I/O thread.
         False when the sink failed (the batch's records are dropped). A record that cannot be made is dropped
-        and counted alone (`reason="encode_error"`, logged the first time): it never stops the others."""
-        lines, shown = [], []
+        and counted alone (`reason="encode_error"`, logged the first time): it never stops the others.
+        Answers that encode many at once (`encode_many`: the routes' answers, service/feedback/columns.py) are
+        taken apart from the rest, `COLUMN_CHUNK` of them a record; the lines' order is not the answers'
+        (readers order records by `ts`)."""
+        lines, shown, together = [], [], {}
         for start in range(0, len(entries), CHUNK):
             for item in entries[start:start + CHUNK]:
-                try:
+                many = getattr(type(item), "encode_many", None)
+                if many is not None:
+                    together.setdefault(many, []).append(item)
+                    continue
+                with self._counting_errors(1):
                     if isinstance(item, dict):
                         lines.append(encode(item))
                         continue
@@ -134,15 +155,30 @@ class Recorder:
                     if record is not None:
                         lines.append(encode(record))
                     if summary is not None:
-                        shown.append(summary)
-                except Exception:  # a bug or a value the encoder refuses: this record only
-                    self.metrics.child(self.metrics.log_dropped, "encode_error").inc()
-                    if not self._bad_logged:
-                        log.exception("feedback log: a record could not be made; dropped (and counted, "
-                                      "recserve_log_dropped_total{reason=\"encode_error\"}, without more lines)")
-                        self._bad_logged = True
+                        request_id, ts, summary = summary
+                        shown.append((request_id, ts, summary.encode()))
             await asyncio.sleep(0)  # the requests waiting go first
+        for encode_many, items in together.items():
+            for start in range(0, len(items), COLUMN_CHUNK):
+                chunk = items[start:start + COLUMN_CHUNK]
+                with self._counting_errors(len(chunk)):
+                    more_lines, more_shown = encode_many(chunk)
+                    lines += more_lines
+                    shown += more_shown
+                await asyncio.sleep(0)
         return await asyncio.get_running_loop().run_in_executor(self._io, self._store, lines, shown)
+
+    @contextlib.contextmanager
+    def _counting_errors(self, records: int):
+        """A bug or a value the encoder refuses drops these `records` only, counted and logged once."""
+        try:
+            yield
+        except Exception:
+            self.metrics.child(self.metrics.log_dropped, "encode_error").inc(records)
+            if not self._bad_logged:
+                log.exception("feedback log: a record could not be made; dropped (and counted, "
+                              "recserve_log_dropped_total{reason=\"encode_error\"}, without more lines)")
+                self._bad_logged = True
 
     def _store(self, lines: list[bytes], shown: list) -> bool:
         """In the I/O thread: the summaries to the attribution, the lines to the sink. False when the sink

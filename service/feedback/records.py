@@ -39,6 +39,19 @@ event: a POST /users/{id}/events.
     request_id  the impression the event answers, or null (unattributed)
 item: one item added or updated through POST /items.
     model, item_id, title, category (category may be null)
+impressions: many impressions of one model in columns, as the recorder writes the routes' answers
+    (service/feedback/columns.py, which also expands it; readers see only the impression records it holds).
+    ts          the earliest of its impressions' times
+    model, kind, version
+                as in impression records, the same for all
+    ids         the distinct item ids its lists name, once each
+    request_id, at (each impression's ts), user, arm, route, fallback, history_len
+                one entry per impression
+    items, history, excluded
+                every impression's list, concatenated, as indexes into `ids`; `items_n`, `history_n`,
+                `excluded_n` say how many entries each impression has
+    scores      the scores of `items`, concatenated: base64 of little-endian floats of `scores_dtype`
+                ("<f4" or "<f8")
 
 Where records live:
 - Redis: one stream, `stream_key(prefix)`, each entry a single field `r` holding one or more records as JSON
@@ -47,8 +60,9 @@ Where records live:
   Redis server's clock, at most a flush interval after the records' own `ts`), so a time range maps onto
   XRANGE bounds with a margin.
 - Files: JSON Lines under a folder, `<folder>/records-<UTC yyyymmddTHHMMSS>-<pid>-<seq 4 digits>.jsonl`,
-  one record per line, each process writing its own files (no interleaving between workers), in the order
-  the process made its records; a file is complete up to its last newline.
+  one record per line, each process writing its own files (no interleaving between workers), in about the
+  order the process made its records (a batch's "impressions" records after its other records; readers order
+  by `ts`); a file is complete up to its last newline.
 """
 from __future__ import annotations
 

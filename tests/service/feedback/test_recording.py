@@ -11,16 +11,22 @@ import orjson
 import pytest
 import redis
 
-from service.feedback import records
+from service.feedback import columns, records
 from tests.service.bundles import MAX_HISTORY
 from tests.service.conftest import REDIS_URL
 from tests.service.processes import free_port, wait_for
 
 
+def expanded(record: dict) -> list[dict]:
+    """A logged record as readers see it: an "impressions" record (the answers in columns) as its impressions."""
+    return list(columns.expand(record)) if record["type"] == "impressions" else [record]
+
+
 def logged(folder) -> list[dict]:
-    """Every record in the files sink's folder, in file and line order."""
-    return [json.loads(line) for path in sorted(folder.glob("records-*.jsonl"))
-            for line in path.read_text().splitlines()]
+    """Every record in the files sink's folder, in file and line order (answers' records after the others
+    of their batch)."""
+    return [r for path in sorted(folder.glob("records-*.jsonl"))
+            for line in path.read_text().splitlines() for r in expanded(json.loads(line))]
 
 
 def wait_records(folder, count: int) -> list[dict]:
@@ -160,8 +166,8 @@ def test_redis_sink_writes_batches_to_the_stream(make_client, redis_prefix, redi
     key = records.stream_key(redis_prefix)
 
     def stream() -> list[dict]:
-        return [orjson.loads(line) for _, fields in redis_client.xrange(key)
-                for line in fields[records.STREAM_FIELD].split(b"\n")]
+        return [r for _, fields in redis_client.xrange(key)
+                for line in fields[records.STREAM_FIELD].split(b"\n") for r in expanded(orjson.loads(line))]
 
     wait_for(lambda: len(stream()) == 5, timeout_s=10)
     assert [r["request_id"] for r in stream()] == ids
@@ -216,7 +222,8 @@ def test_a_sink_down_drops_and_counts_and_recording_resumes(make_client, tmp_pat
         after = client.post("/rank", json=rank).json()["request_id"]
 
         def written() -> bool:
-            lines = [orjson.loads(line) for _, f in log_redis.xrange(key) for line in f[b"r"].split(b"\n")]
+            lines = [r for _, f in log_redis.xrange(key) for line in f[b"r"].split(b"\n")
+                     for r in expanded(orjson.loads(line))]
             return after in [r["request_id"] for r in lines]
 
         wait_for(written, timeout_s=15)
