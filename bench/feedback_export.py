@@ -6,7 +6,7 @@
 Writes `--n` synthetic impressions (`--rate` a second of log time; half /rank of a news model, half /recommend
 of a sequence model; 10 items, a 20-item history, made-up scores), a click on one shown item for `--ctr` of them
 5 to 120 s later, and a few added items, as `--processes` workers' JSON Lines files (records-*.jsonl, as the
-files sink names them) or, with `--redis`, into a stream under a private prefix (batches of 500 records an
+files sink names them; with `--columns` the impressions in columns, as the service writes them) or, with `--redis`, into a stream under a private prefix (batches of 500 records an
 entry, as the sink writes them; deleted afterwards). Then runs the export in a child process and prints
 impressions/s and the child's peak RSS: the export keeps one attribution window of impressions (`--rate` x
 `--window`), so its memory grows with the window's traffic, not with --n.
@@ -60,12 +60,53 @@ def synthetic(n: int, ctr: float, rate: float, seed: int = 0):
         yield event
 
 
-def write_files(folder: Path, n: int, ctr: float, rate: float, processes: int) -> int:
+class InColumns:
+    """The service's way of writing impressions: a process's answers of a model taken together and written as one
+    "impressions" record per `chunk` (service/feedback/columns.py). The synthetic ids are `<prefix><row>`, so a
+    catalog of rows 1..9999 maps them back to rows."""
+
+    def __init__(self, chunk: int = 500):
+        from types import SimpleNamespace
+
+        from service.catalog import Catalog
+
+        self.chunk, self.open = chunk, {}
+        self.feedback = SimpleNamespace(positions=20, salt=None, logging_on=True)
+        self.models = {name: SimpleNamespace(name=name, version="v1", bundle=SimpleNamespace(kind=name),
+                                             catalog=Catalog.of([f"{prefix}{i}" for i in range(1, 10_000)],
+                                                                np.zeros((9_999, 1), dtype=np.float32)))
+                       for name, prefix in (("nrms", "N"), ("bert4rec", "i"))}
+
+    def add(self, process: int, record: dict) -> list[bytes]:
+        """The lines to write now (a full chunk's record, or none)."""
+        from service.feedback.online import Answer
+
+        key = (process, record["model"])
+        row = lambda item: int(item[1:])  # noqa: E731
+        self.open.setdefault(key, []).append(Answer(
+            self.feedback, self.models[record["model"]], record["route"], record["request_id"], record["user"],
+            [row(i) for i in record["history"]], record["history_len"], np.asarray([row(i) for i in record["items"]]),
+            np.asarray(record["scores"], dtype=np.float32), record["fallback"], np.zeros(0, dtype=np.int64),
+            record["arm"], record["ts"]))
+        return self.flush(key) if len(self.open[key]) >= self.chunk else []
+
+    def flush(self, key) -> list[bytes]:
+        from service.feedback import columns
+
+        return columns.encode(self.open.pop(key), 20, None, True)[0]
+
+
+def write_files(folder: Path, n: int, ctr: float, rate: float, processes: int, columns: bool) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     outs = [open(folder / f"{FILE_PREFIX}20251124T160000-{1000 + p}-0001{FILE_SUFFIX}", "wb") for p in range(processes)]
-    count = 0
+    gathering, count = (InColumns() if columns else None), 0
     for count, record in enumerate(synthetic(n, ctr, rate), start=1):
-        outs[count % processes].write(orjson.dumps(record) + b"\n")
+        process = count % processes
+        lines = [orjson.dumps(record)] if gathering is None or record["type"] != "impression" else \
+            gathering.add(process, record)
+        outs[process].writelines(line + b"\n" for line in lines)
+    for key in list(gathering.open if gathering else ()):
+        outs[key[0]].writelines(line + b"\n" for line in gathering.flush(key))
     for f in outs:
         f.close()
     return count
@@ -99,6 +140,9 @@ def main() -> None:
     p.add_argument("--processes", type=int, default=4, help="files sink: writer processes, one file each (default 4)")
     p.add_argument("--workdir", type=Path, required=True, help="scratch folder (emptied)")
     p.add_argument("--redis", help="write the log to a stream on this Redis instead of files")
+    p.add_argument("--columns", action="store_true",
+                   help="files sink: impressions in columns, 500 answers of a model a record, as the service writes "
+                        "them (default: one record each, as a log written before columns holds them)")
     args = p.parse_args()
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
@@ -108,7 +152,7 @@ def main() -> None:
         written, source = write_stream(args.redis, prefix, args.n, args.ctr, args.rate), args.redis
     else:
         written, source = write_files(args.workdir / "log", args.n, args.ctr, args.rate,
-                                           args.processes), str(args.workdir / "log")
+                                      args.processes, args.columns), str(args.workdir / "log")
     print(f"wrote {written:,} records in {time.perf_counter() - start:.1f} s to {'Redis' if args.redis else source}")
     command = [sys.executable, "-m", "recserve.cli", "logs", "export", "--source", source, "--prefix", prefix,
                "--out", str(args.workdir / "out"), "--window", str(args.window)]
