@@ -132,11 +132,12 @@ def fit(task: Task, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, me
     for epoch in range(start, cfg.epochs):
         if cfg.max_minutes is not None and epoch_seconds:
             left = cfg.max_minutes * 60 - spent_before - (time.perf_counter() - fit_started)
-            if world.from_main(float(np.mean(epoch_seconds)) > left):  # rank 0's clock decides for every rank
+            mean_epoch = float(np.mean(epoch_seconds))
+            if world.from_main(mean_epoch > left):  # rank 0's clock decides for every rank
                 result.stopped_early = True
                 if world.main:
                     log.info("stopping: another epoch (~%s) would end past max_minutes %g (%s left)",
-                             duration(float(np.mean(epoch_seconds))), cfg.max_minutes, duration(max(left, 0.0)))
+                             duration(mean_epoch), cfg.max_minutes, duration(max(left, 0.0)))
                 break
         if world.from_main(bad_epochs >= cfg.patience):  # the other ranks wait here for rank 0's evaluation
             result.stopped_early = True

@@ -114,7 +114,7 @@ class Recorder:
         two round trips) paid for a few answers (+13 us of CPU an answer; docs/benchmarks.md 9.1)."""
         queued = len(self._queue)
         while queued > 0 and self._queue:
-            if len(self._queue) <= self.batch:  # the usual case: the whole queue, swapped for an empty one
+            if len(self._queue) <= min(self.batch, queued):  # the usual case: the whole queue, swapped for a new one
                 taken, self._queue = list(self._queue), deque()
             else:
                 popleft = self._queue.popleft
