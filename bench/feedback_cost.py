@@ -14,7 +14,10 @@ throughput on a shared machine):
 - redis: this tree, the feedback log on the Redis stream (the default with Redis);
 - files: this tree, the JSON Lines files sink;
 - sink down: this tree, the log's Redis (RECSERVE_FEEDBACK_REDIS_URL) a port where nothing listens.
-`--sample 0.25` adds a row of the Redis sink recording a quarter of the answers. wrk fails the run on any non-2xx
+`--sample 0.25` adds a row of the Redis sink recording a quarter of the answers, `--flush 0.1` one flushing every
+0.1 s. `--threads` prints, per /rank, each thread's CPU (the event loop's thread is "main"), page faults and context
+switches; `--pin` runs the worker alone on core 0 and wrk and Redis on core 1 (what the worker itself costs, as where
+clients and Redis run elsewhere). Redis's own CPU per /rank is printed too. wrk fails the run on any non-2xx
 answer. `--soak S` then keeps /rank under load for S seconds with the sink
 down, sampling the worker's resident memory every 30 s, and reports the records dropped. Run it alone.
 """
@@ -50,6 +53,39 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def counters(pid: int) -> dict[str, float]:
+    """Per-thread CPU seconds (the event loop's thread apart, user and system apart), minor page faults and context switches
+    of every thread: where a /rank's CPU goes, and whether it is the kernel's (faults, wakes) or Python's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = "main" if task.name == str(pid) else f"thread {task.name}"
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            status = (task / "status").read_text().splitlines()
+        except OSError:
+            continue
+        out[f"{name} user"] = out.get(f"{name} user", 0.0) + int(fields[11]) / tick
+        out[f"{name} sys"] = out.get(f"{name} sys", 0.0) + int(fields[12]) / tick
+        out["minflt"] = out.get("minflt", 0.0) + int(fields[7])
+        for line in status:
+            if line.endswith("ctxt_switches:") or "ctxt_switches:" in line:
+                key = line.split(":")[0]
+                out[key] = out.get(key, 0.0) + int(line.split()[1])
+    return out
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Every thread of `pid` onto `cores`."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cores)
+
+
+def redis_pid() -> int:
+    return int(subprocess.run(["pgrep", "-f", "redis-server 127.0.0.1:6379"], capture_output=True, text=True,
+                              check=True).stdout.split()[0])
+
+
 def dropped(url: str) -> float:
     total = 0.0
     for line in httpx.get(f"{url}/metrics").text.splitlines():
@@ -68,16 +104,28 @@ def main() -> None:
     p.add_argument("--soak", type=int, default=0, help="seconds of load with the sink down, memory sampled")
     p.add_argument("--sample", type=float, nargs="*", default=[],
                    help="also the Redis sink recording this share of answers (RECSERVE_FEEDBACK_SAMPLE), each a row")
+    p.add_argument("--threads", action="store_true",
+                   help="also print each thread's CPU (us, user and system), page faults and context switches a /rank")
+    p.add_argument("--flush", type=float, nargs="*", default=[],
+                   help="also the Redis sink flushing every this many seconds (RECSERVE_FEEDBACK_FLUSH_S), each a row")
+    p.add_argument("--pin", action="store_true",
+                   help="the worker alone on core 0, wrk and Redis on core 1: the worker's own cost, as where Redis and "
+                        "the clients run on other machines")
     p.add_argument("--configs", nargs="*", help="only these rows (names as printed; default: all)")
     args = p.parse_args()
     dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    server = redis_pid()
+    if args.pin:
+        os.sched_setaffinity(0, {1})  # this script and wrk, its child
+        pin(server, {1})
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(before), args.before], check=True)
         configs = {"before": (before, {}), "not recording": (ROOT, {"RECSERVE_FEEDBACK_SAMPLE": "0"}), "redis": (ROOT, {}),
                    "files": (ROOT, {"RECSERVE_FEEDBACK_SINK": "files", "RECSERVE_FEEDBACK_DIR": f"{tmp}/log"}),
                    "sink down": (ROOT, {"RECSERVE_FEEDBACK_REDIS_URL": dead}),
-                   **{f"redis, {s:.0%} sampled": (ROOT, {"RECSERVE_FEEDBACK_SAMPLE": str(s)}) for s in args.sample}}
+                   **{f"redis, {s:.0%} sampled": (ROOT, {"RECSERVE_FEEDBACK_SAMPLE": str(s)}) for s in args.sample},
+                   **{f"redis, flush {f:g} s": (ROOT, {"RECSERVE_FEEDBACK_FLUSH_S": str(f)}) for f in args.flush}}
         configs = {name: configs[name] for name in args.configs or configs}
         try:
             bodies = rank_bodies(args.artifacts, args.model, Path(tmp), "user_id")
@@ -87,12 +135,20 @@ def main() -> None:
                 for name, (tree, settings) in configs.items():
                     prefix = f"bench-{uuid.uuid4().hex[:8]}"
                     proc, url = serve(tree, args.artifacts, prefix, settings)
+                    if args.pin:
+                        pin(proc.pid, {0})
                     try:
                         wrk(f"{url}/rank", bodies, 2, "POST")  # warm: every user vector cached
                         healthz = wrk(f"{url}/healthz", None, args.seconds, "GET")
-                        before_cpu = cpu_s(proc.pid)
+                        before_cpu, before_counts, before_redis = cpu_s(proc.pid), counters(proc.pid), cpu_s(server)
                         rank = wrk(f"{url}/rank", bodies, args.seconds, "POST")
                         cpu_us = (cpu_s(proc.pid) - before_cpu) / (rank * args.seconds) * 1e6
+                        after_counts = counters(proc.pid)
+                        redis_us = (cpu_s(server) - before_redis) / (rank * args.seconds) * 1e6
+                        if args.threads:
+                            per = {k: (v - before_counts.get(k, 0.0)) / (rank * args.seconds) * (1e6 if k.endswith(("user", "sys")) else 1)
+                                   for k, v in after_counts.items()}
+                            print("  per /rank: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items()) if abs(v) > 0.005))
                         lost = dropped(url) if tree == ROOT else 0
                     finally:
                         proc.terminate()
@@ -101,7 +157,7 @@ def main() -> None:
                     ratios[name].append(rank / healthz)
                     cpu[name].append(cpu_us)
                     print(f"{name}: /healthz {healthz:.0f} req/s, warm /rank {rank:.0f} req/s, ratio "
-                          f"{rank / healthz:.3f}, worker CPU {cpu_us:.0f} us a /rank, records dropped {lost:.0f}",
+                          f"{rank / healthz:.3f}, worker CPU {cpu_us:.0f} us a /rank, Redis {redis_us:.0f}, records dropped {lost:.0f}",
                           flush=True)
             med = {k: statistics.median(v) for k, v in ratios.items()}
             first = next(iter(configs))
@@ -112,6 +168,8 @@ def main() -> None:
                 soak(args, bodies, dead)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=False)
+            if args.pin:  # Redis serves other work after the run
+                pin(server, set(range(os.cpu_count())))
 
 
 def soak(args, bodies: Path, dead: str) -> None:

@@ -10,7 +10,8 @@ The run is `recserve train`'s own (the same data preparation, `training.loop.fit
 ("repeatable": nothing left out), so the figures compare with RecBole's. The minutes are the training's own
 wall clock, validation included, these extra test passes excluded. It stops at the first epoch ending past
 `--minutes` or at `--epochs`, whichever comes first (no early stopping: the curve is the point).
-`--recbole FILE.json` (bench/recbole_side.py's output on the same data) adds RecBole's validation curve to the PNG.
+`--recbole FILE.json` (bench/recbole_side.py's output on the same data) adds RecBole's validation curve to the PNG;
+`--replot RUN.json` only redraws the PNG of a finished run (with `--recbole`, say).
 With `--test-every N` the test passes run after every N-th epoch only; when the run ends by itself (its epochs,
 early stopping, or `--set max_minutes=...`), the model it keeps (the best epoch by validation) is scored on test:
 `final` in the JSON, the figure `recserve train` would report.
@@ -50,7 +51,10 @@ def main() -> None:
     p.add_argument("--recbole", type=Path, help="bench/recbole_side.py's JSON for the same data")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--from-log", type=Path, help="only rebuild --out (JSON, PNG) from the points a stopped run printed")
+    p.add_argument("--replot", type=Path, help="only draw --out's PNG from a finished run's JSON (with --recbole)")
     args = p.parse_args()
+    if args.replot:
+        return plot(json.loads(args.replot.read_text()), args.recbole, args.out.with_suffix(".png"))
     if args.from_log:
         points = [json.loads(line) for line in args.from_log.read_text().splitlines()
                   if line.startswith('{"epoch"') and '"test_ndcg@10"' in line]
@@ -135,17 +139,15 @@ def plot(ours: dict, recbole: Path | None, path: Path) -> None:
     ax.plot(minutes, [p["test_ndcg@10_recbole_way"] for p in pts], "s--", label=f"{ours['model']}: test, RecBole's way")
     ax.plot(minutes, [p["valid_ndcg@10"] for p in pts], ".:", label=f"{ours['model']}: valid")
     if recbole is not None:
-        rb = json.loads(recbole.read_text())
-        elapsed, xs = 0.0, []
-        for e in rb["epochs"]:
-            elapsed += e["seconds"]
+        rb = json.loads(recbole.read_text())  # bench/recbole_side.py's JSON: `history`, one entry an epoch
+        xs, elapsed = [], 0.0
+        for epoch, valid_s in zip(rb["history"], rb["valid_eval_seconds"]):
+            elapsed += epoch["seconds"] + valid_s  # its epochs and validations, as our minutes count them
             xs.append(elapsed / 60)
-        valid = [e["metrics"]["ndcg@10"] for e in rb["evals"] if e["phase"] == "valid"]
-        xs = [x + sum(e["seconds"] for e in rb["evals"][:i + 1] if e["phase"] == "valid") / 60 for i, x in enumerate(xs)]
-        ax.plot(xs[:len(valid)], valid, "^-", label=f"RecBole 1.2.1 {rb['model']}: valid")
-        test = rb.get("test", {}).get("ndcg@10") if isinstance(rb.get("test"), dict) else None
+        ax.plot(xs, [e["valid_ndcg@10"] for e in rb["history"]], "^-", label=f"RecBole 1.2.1 {rb['model']}: valid, its own way")
+        test = rb.get("test", {}).get("ndcg@10")
         if test is not None:
-            ax.plot([xs[len(valid) - 1]], [test], "v", label=f"RecBole 1.2.1 {rb['model']}: test (best epoch)")
+            ax.plot([xs[rb["best_epoch"]]], [test], "v", label=f"RecBole 1.2.1 {rb['model']}: test, its own way")
     ax.set_xlabel("training minutes (2 cores, validation included)")
     ax.set_ylabel("NDCG@10")
     ax.grid(alpha=0.3)
