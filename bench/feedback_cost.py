@@ -69,7 +69,7 @@ def counters(pid: int) -> dict[str, float]:
         out[f"{name} sys"] = out.get(f"{name} sys", 0.0) + int(fields[12]) / tick
         out["minflt"] = out.get("minflt", 0.0) + int(fields[7])
         for line in status:
-            if line.endswith("ctxt_switches:") or "ctxt_switches:" in line:
+            if "ctxt_switches:" in line:
                 key = line.split(":")[0]
                 out[key] = out.get(key, 0.0) + int(line.split()[1])
     return out
