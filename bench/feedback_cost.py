@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from state_cost import ROOT, forget, free_port, rank_bodies, serve, wrk
+from state_cost import REDIS_URL, ROOT, forget, free_port, rank_bodies, serve, wrk
 
 
 def rss_mb(pid: int) -> float:
@@ -46,32 +46,36 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def stat_fields(path: Path) -> list[str]:
+    """/proc/<pid>/stat or /proc/<pid>/task/<tid>/stat, the fields after the command name (state first)."""
+    return path.read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_s(pid: int) -> float:
     """CPU seconds (user + system) the process has used: what a request costs the worker, whatever else the
     machine does meanwhile (its throughput moved by +-8% between runs of the same code here)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(Path(f"/proc/{pid}/stat"))
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def counters(pid: int) -> dict[str, float]:
-    """Per-thread CPU seconds (the event loop's thread apart, user and system apart), minor page faults and context switches
-    of every thread: where a /rank's CPU goes, and whether it is the kernel's (faults, wakes) or Python's."""
+    """Each thread's CPU seconds (user and system apart; the event loop's thread is "main"), and the minor page
+    faults and context switches of all threads together: whether a /rank's CPU is Python's or the kernel's."""
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
+    out = {"minflt": 0.0, "voluntary_ctxt_switches": 0.0, "nonvoluntary_ctxt_switches": 0.0}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            name = "main" if task.name == str(pid) else f"thread {task.name}"
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(task / "stat")
             status = (task / "status").read_text().splitlines()
-        except OSError:
+        except OSError:  # the thread ended meanwhile
             continue
-        out[f"{name} user"] = out.get(f"{name} user", 0.0) + int(fields[11]) / tick
-        out[f"{name} sys"] = out.get(f"{name} sys", 0.0) + int(fields[12]) / tick
-        out["minflt"] = out.get("minflt", 0.0) + int(fields[7])
+        name = "main" if task.name == str(pid) else f"thread {task.name}"
+        out[f"{name} user"], out[f"{name} sys"] = int(fields[11]) / tick, int(fields[12]) / tick
+        out["minflt"] += int(fields[7])
         for line in status:
-            if "ctxt_switches:" in line:
-                key = line.split(":")[0]
-                out[key] = out.get(key, 0.0) + int(line.split()[1])
+            key, _, value = line.partition(":")
+            if key in out:
+                out[key] += int(value)
     return out
 
 
@@ -82,8 +86,16 @@ def pin(pid: int, cores: set[int]) -> None:
 
 
 def redis_pid() -> int:
-    return int(subprocess.run(["pgrep", "-f", "redis-server 127.0.0.1:6379"], capture_output=True, text=True,
-                              check=True).stdout.split()[0])
+    """The process of the Redis the bench uses, as Redis itself reports it."""
+    import redis
+
+    return int(redis.Redis.from_url(REDIS_URL).info("server")["process_id"])
+
+
+def per_rank(before: dict[str, float], after: dict[str, float], ranks: float) -> str:
+    """`counters` moved over `ranks` requests: CPU in us, faults and switches as counts, each a /rank."""
+    per = {k: (v - before.get(k, 0.0)) / ranks * (1e6 if k.endswith(("user", "sys")) else 1) for k, v in after.items()}
+    return ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items()) if abs(v) > 0.005)
 
 
 def dropped(url: str) -> float:
@@ -140,15 +152,13 @@ def main() -> None:
                     try:
                         wrk(f"{url}/rank", bodies, 2, "POST")  # warm: every user vector cached
                         healthz = wrk(f"{url}/healthz", None, args.seconds, "GET")
-                        before_cpu, before_counts, before_redis = cpu_s(proc.pid), counters(proc.pid), cpu_s(server)
+                        before_cpu, before_redis = cpu_s(proc.pid), cpu_s(server)
+                        before_counts = counters(proc.pid) if args.threads else {}
                         rank = wrk(f"{url}/rank", bodies, args.seconds, "POST")
                         cpu_us = (cpu_s(proc.pid) - before_cpu) / (rank * args.seconds) * 1e6
-                        after_counts = counters(proc.pid)
                         redis_us = (cpu_s(server) - before_redis) / (rank * args.seconds) * 1e6
                         if args.threads:
-                            per = {k: (v - before_counts.get(k, 0.0)) / (rank * args.seconds) * (1e6 if k.endswith(("user", "sys")) else 1)
-                                   for k, v in after_counts.items()}
-                            print("  per /rank: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items()) if abs(v) > 0.005))
+                            print("  per /rank: " + per_rank(before_counts, counters(proc.pid), rank * args.seconds))
                         lost = dropped(url) if tree == ROOT else 0
                     finally:
                         proc.terminate()
@@ -157,7 +167,8 @@ def main() -> None:
                     ratios[name].append(rank / healthz)
                     cpu[name].append(cpu_us)
                     print(f"{name}: /healthz {healthz:.0f} req/s, warm /rank {rank:.0f} req/s, ratio "
-                          f"{rank / healthz:.3f}, worker CPU {cpu_us:.0f} us a /rank, Redis {redis_us:.0f}, records dropped {lost:.0f}",
+                          f"{rank / healthz:.3f}, worker CPU {cpu_us:.0f} us a /rank, Redis {redis_us:.0f}, "
+                          f"records dropped {lost:.0f}",
                           flush=True)
             med = {k: statistics.median(v) for k, v in ratios.items()}
             first = next(iter(configs))

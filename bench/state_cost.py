@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the Redis every bench server uses (cache, state, the feedback log)
 
 
 def free_port() -> int:
@@ -47,7 +48,7 @@ def wrk(url: str, bodies: Path | None, seconds: int, method: str) -> float:
 def serve(tree: Path, artifacts: Path, prefix: str, settings: dict | None = None) -> tuple[subprocess.Popen, str]:
     """One uvicorn worker of `tree` on `artifacts`, Redis on; `settings`: more RECSERVE_ variables."""
     port = free_port()
-    env = {**os.environ, "RECSERVE_ARTIFACTS": str(artifacts), "RECSERVE_REDIS_URL": "redis://127.0.0.1:6379/0",
+    env = {**os.environ, "RECSERVE_ARTIFACTS": str(artifacts), "RECSERVE_REDIS_URL": REDIS_URL,
            "RECSERVE_CACHE_PREFIX": prefix, "RECSERVE_LOG_LEVEL": "warning", "PYTHONPATH": str(tree),
            **(settings or {})}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port)], cwd=tree,
@@ -70,7 +71,7 @@ def forget(prefix: str) -> None:
     """Delete the run's keys (state keys have no TTL)."""
     import redis
 
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(REDIS_URL)
     keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
