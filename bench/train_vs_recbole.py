@@ -139,7 +139,7 @@ def run_ours(kind: str, args, epochs: int, work: Path) -> dict:
         return result
 
     cfg = train_config(kind, epochs=epochs, batch_size=args.batch_size, patience=epochs, progress=False,
-                       seed=args.seed)
+                       seed=args.seed, lr=1e-3, lr_schedule="constant")  # RecBole's Adam (bert4rec's default: cosine)
     print(f"[{kind}] ours: run({kind!r}, {str(args.data)!r}, ..., {cfg})", file=sys.stderr, flush=True)
     InteractionTask.__init__, InteractionTask.evaluate = init, evaluate
     started = time.perf_counter()
