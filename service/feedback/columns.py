@@ -32,14 +32,15 @@ def encode(answers: Sequence, positions: int, salt: str | None, logging_on: bool
     for answer in answers:  # dtype.char: comparing the dtype with np.float64 cost ~0.5 us an answer
         by_model.setdefault((id(answer.model), answer.scores.dtype.char == "d"), []).append(answer)
     lines, shown = [], []
-    for group in by_model.values():
-        line = _encode_group(group, positions, salt, shown)
+    for (_, float64), group in by_model.items():
+        line = _encode_group(group, np.dtype("<f8") if float64 else np.dtype("<f4"), positions, salt, shown)
         if logging_on:
             lines.append(line)
     return lines, shown
 
 
-def _encode_group(group: list, positions: int, salt: str | None, shown: list) -> bytes:
+def _encode_group(group: list, dtype: np.dtype, positions: int, salt: str | None, shown: list) -> bytes:
+    """One model's answers whose scores all have one type, written as `dtype`."""
     model = group[0].model
     # the answers' fields as columns (tuples), transposed in C: per answer, Python touches only what has no column
     col = dict(zip(group[0]._fields, zip(*group)))
@@ -77,7 +78,6 @@ def _encode_group(group: list, positions: int, salt: str | None, shown: list) ->
         shown.append((request_id, ts, head + b",".join(top[start:end]) + b"]]"))
         start = end
     scores = col["scores"]
-    dtype = np.dtype("<f8") if scores[0].dtype.char == "d" else np.dtype("<f4")
     users = col["user_id"]
     record = {
         "type": "impressions", "v": records.SCHEMA_VERSION, "ts": min(col["ts"]),
