@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -63,6 +64,9 @@ def main() -> None:
         args.out.write_text(json.dumps(out, indent=1))
         return plot(out, args.recbole, args.out.with_suffix(".png"))
 
+    # the loop's per-epoch line (training loss, epoch time) goes to the log beside the points: whether the model
+    # still fits its training windows better when validation stands still
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     import torch
 
     from train_vs_recbole import recbole_style_metrics
