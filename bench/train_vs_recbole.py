@@ -205,8 +205,8 @@ def _targets(data, part) -> dict[str, str]:
 
 # RecBole 1.2.1's training recipe where our defaults differ (models/gru4recf.py, bert4rec.py: window mode)
 RECBOLE_RECIPE = {"gru4recf": {"train_mode": "prefix"},
-                  "bert4rec": {"train_mode": "prefix", "ft_ratio": 0.5, "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2,
-                               "mask_ratio": 0.2}}
+                  "bert4rec": {"train_mode": "prefix", "ft_ratio": 0.5, "mask_ratio": 0.2,
+                               "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2}}
 
 
 def recbole_style_metrics(task, phase: str, ks: tuple[int, ...] = (10,)) -> dict[str, float]:

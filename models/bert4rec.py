@@ -36,7 +36,8 @@ class BERT4RecConfig:
     attn_dropout_prob: float = 0.1   # dropout on attention weights (RecBole: 0.2)
     layer_norm_eps: float = 1e-12    # LayerNorm epsilon
     initializer_range: float = 0.02  # std of the normal initialisation
-    mask_ratio: float = 0.3          # share of positions masked in training (RecBole: 0.2; ml-1m: docs/benchmarks.md 11)
+    mask_ratio: float = 0.3          # share of positions masked in training (RecBole: 0.2; ml-1m, 30% better:
+                                     # docs/benchmarks.md 11)
     ft_ratio: float = 0.1            # share of training samples that mask only the last item (RecBole: 0.5)
     max_seq_length: int = 50         # longest history; one more position holds the mask token
     train_mode: str = "window"       # "window": cloze over whole windows of a user's sequence, one sample per
