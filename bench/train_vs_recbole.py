@@ -138,15 +138,18 @@ def run_ours(kind: str, args, epochs: int, work: Path) -> dict:
               f"{evals[-1]['seconds']:.2f} s", file=sys.stderr, flush=True)
         return result
 
-    cfg = train_config(kind, epochs=epochs, batch_size=args.batch_size, patience=epochs, progress=False,
-                       seed=args.seed, lr=1e-3, lr_schedule="constant")  # RecBole's Adam (bert4rec's default: cosine)
+    # RecBole's recipe where our defaults differ (the recipe's `reference`: one sample per prefix, its dropout,
+    # a constant lr 1e-3, ...), with this comparison's epochs and batch size; RecBole's own side has no stopping
+    reference = recipe_settings(kind, "train")
+    cfg = train_config(kind, **{**reference, "epochs": epochs, "batch_size": args.batch_size, "patience": epochs,
+                                "progress": False, "seed": args.seed})
     print(f"[{kind}] ours: run({kind!r}, {str(args.data)!r}, ..., {cfg})", file=sys.stderr, flush=True)
     InteractionTask.__init__, InteractionTask.evaluate = init, evaluate
     started = time.perf_counter()
     try:
         # as the RecBole side (recbole_side.py): its features, and its recipe (one sample per prefix)
         result = run(kind, args.data, work / "ours", cfg, DataOptions(features=["class"]),
-                     model_settings=RECBOLE_RECIPE.get(kind))
+                     model_settings=recipe_settings(kind, "model"))
     finally:
         InteractionTask.__init__, InteractionTask.evaluate = original_init, original_evaluate
     wall = time.perf_counter() - started
@@ -203,10 +206,13 @@ def _targets(data, part) -> dict[str, str]:
     return {str(u): str(i) for u, i in zip(users, items)}
 
 
-# RecBole 1.2.1's training recipe where our defaults differ (models/gru4recf.py, bert4rec.py: window mode)
-RECBOLE_RECIPE = {"gru4recf": {"train_mode": "prefix"},
-                  "bert4rec": {"train_mode": "prefix", "ft_ratio": 0.5, "mask_ratio": 0.2,
-                               "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2}}
+def recipe_settings(kind: str, section: str) -> dict:
+    """One section of the kind's reference recipe (models/<kind>.py `reference`: RecBole 1.2.1's settings where
+    our defaults differ), as field -> value."""
+    from models.registry import recipe
+
+    return {name.split(".")[1]: value for name, value in recipe(kind).reference.items()
+            if name.startswith(section + ".")}
 
 
 def recbole_style_metrics(task, phase: str, ks: tuple[int, ...] = (10,)) -> dict[str, float]:

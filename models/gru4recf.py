@@ -161,8 +161,8 @@ RECIPE = Recipe(
     attach=lambda model, data, opts: model.set_item_features(
         {f: torch.from_numpy(data.item_features[f]) for f in model.cfg.selected_features}),
     # batch_size: targets a step (window mode); 256 reached ml-1m's published NDCG@10 in 5 minutes (benchmarks 11).
-    # RecBole 1.2.1's recipe: --set train_mode=prefix --set batch_size=2048
     defaults={"batch_size": 256, "lr": 1e-3, "epochs": 30, "monitor": "ndcg@10"},
+    reference={"model.train_mode": "prefix", "train.batch_size": 2048},
     limits={"embedding_size": AT_LEAST_1, "hidden_size": AT_LEAST_1, "num_layers": AT_LEAST_1,
             "dropout_prob": PROBABILITY, "train_mode": TRAIN_MODES},
     from_data=("max_seq_length", "selected_features"), data_options=("max_seq_length", "features"),

@@ -49,6 +49,9 @@ class Recipe:
     checks: tuple = ()
     from_data: tuple[str, ...] = ()
     data_options: tuple[str, ...] = ()
+    # The settings (`section.field`: value) that turn the defaults into the reference implementation's recipe
+    # (RecBole 1.2.1's) where the defaults trade it for speed or accuracy: `recserve train --reference-recipe`.
+    reference: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

@@ -22,10 +22,10 @@ def add_train_parser(sub) -> None:
     p.add_argument("--data-interactions", type=Path, help="with --all: the atomic-file folder for the interaction models")
     p.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts folder (default: artifacts)")
     # Unset options take the model's recipe defaults (models/<kind>.py), printed when training starts.
-    p.add_argument("--epochs", type=COUNT, help="maximum epochs (default: the model's: convncf and bert4rec 10, gru4recf 30, nrms 5)")
-    p.add_argument("--batch-size", type=COUNT, help="training batch size (default: the model's: convncf and bert4rec 2048, gru4recf 256 targets a step, nrms 32)")
-    p.add_argument("--lr", type=NON_NEGATIVE_FLOAT, help="Adam learning rate (default: the model's; 1e-3, nrms 5e-4)")
-    p.add_argument("--patience", type=COUNT, help="epochs without a better validation metric before stopping (default: the model's; 3, nrms 2)")
+    p.add_argument("--epochs", type=COUNT, help="maximum epochs (default: the model's: convncf 10, gru4recf 30, bert4rec 50, nrms 5)")
+    p.add_argument("--batch-size", type=COUNT, help="training batch size (default: the model's: convncf 2048, gru4recf 256 and bert4rec 1024 targets a step, nrms 32)")
+    p.add_argument("--lr", type=NON_NEGATIVE_FLOAT, help="Adam learning rate (default: the model's; 1e-3, bert4rec 2e-3, nrms 5e-4, plm_nrms 1e-4)")
+    p.add_argument("--patience", type=COUNT, help="epochs without a better validation metric before stopping (default: the model's; 3, nrms and plm_nrms 2, bert4rec 50)")
     p.add_argument("--seed", type=NON_NEGATIVE, help="random seed, >= 0 (default: 2020)")  # numpy's SeedSequence
     p.add_argument("--max-steps", type=COUNT, help="cap on training steps per epoch (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<model>/train/last.pt")
@@ -54,10 +54,15 @@ def add_settings_options(p) -> None:
     """--config, --set and --show-config (training/settings.py): every hyperparameter by name."""
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="a YAML file of settings (sections train, data, model; what --show-config and `recserve "
-                        "tune` write). Precedence: the model's defaults < --config < the options above < --set")
+                        "tune` write). Precedence: the model's defaults < --reference-recipe < --config < the options above "
+                        "< --set")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                    help="set one setting, e.g. --set model.hidden_size=128 --set lr=3e-4 (repeatable; a bare name "
                         "where one section has it); --show-config lists them")
+    p.add_argument("--reference-recipe", action="store_true",
+                   help="start from the reference implementation's recipe (RecBole 1.2.1's) where the model's "
+                        "defaults differ from it (gru4recf, bert4rec: one sample per prefix, ...); --show-config "
+                        "shows it. --config, the options above and --set still apply over it")
     p.add_argument("--show-config", action="store_true",
                    help="print the effective settings of --model as YAML (the form --config reads) and exit")
 
@@ -73,7 +78,7 @@ def command_line_settings(args) -> dict:
 
 
 def resolve_settings(args, kind: str):
-    """One kind's effective settings: its defaults < --config < the explicit options < --set. The options a kind
+    """One kind's effective settings: its defaults < --reference-recipe < --config < the explicit options < --set. The options a kind
     does not read (--features for bert4rec) are left out, as training always did."""
     from training.settings import read_file, resolve, section_types
     from models.registry import recipe
@@ -81,7 +86,8 @@ def resolve_settings(args, kind: str):
     config = read_file(args.config) if args.config else None
     known = section_types(recipe(kind))
     options = {k: v for k, v in command_line_settings(args).items() if k.split(".")[1] in known[k.split(".")[0]]}
-    return resolve(kind, config=config, options=options, assignments=args.settings)
+    return resolve(kind, config=config, options=options, assignments=args.settings,
+                   reference=args.reference_recipe)
 
 
 def cmd_train(args) -> int:
@@ -97,8 +103,8 @@ def cmd_train(args) -> int:
         print(resolve_settings(args, args.model).to_yaml(), end="")
         return 0
     if args.all:
-        if args.config or args.settings:
-            raise UsageError("recserve train: --config and --set are for one --model, not --all")
+        if args.config or args.settings or args.reference_recipe:
+            raise UsageError("recserve train: --config, --set and --reference-recipe are for one --model, not --all")
         if not (args.data_news and args.data_interactions):
             raise UsageError("recserve train --all needs --data-news DIR and --data-interactions DIR")
         folders = {"news": args.data_news, "interactions": args.data_interactions}

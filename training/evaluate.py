@@ -45,12 +45,19 @@ def rank_metrics(ranks: np.ndarray, ks: Sequence[int] = (10,)) -> dict[str, floa
     return out
 
 
-def csr_pairs(indptr: np.ndarray, indices: np.ndarray, rows: slice) -> tuple[Tensor, Tensor]:
-    """The (row, item) pairs of a slice of CSR rows, row numbers relative to the slice start."""
-    start, stop = rows.start, rows.stop
-    counts = np.diff(indptr[start : stop + 1])
-    row_ids = np.repeat(np.arange(stop - start), counts)
-    items = indices[indptr[start] : indptr[stop]]
+def csr_pairs(indptr: np.ndarray, indices: np.ndarray, rows: slice | np.ndarray) -> tuple[Tensor, Tensor]:
+    """The (row, item) pairs of some CSR rows, a slice or an array of row numbers; the row numbers in the pairs are
+    positions in `rows` (0 for its first row)."""
+    if isinstance(rows, slice):
+        start, stop = rows.start, rows.stop
+        counts = np.diff(indptr[start : stop + 1])
+        items = indices[indptr[start] : indptr[stop]]
+    else:
+        rows = np.asarray(rows, dtype=np.int64)
+        counts = indptr[rows + 1] - indptr[rows]
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        items = indices[np.repeat(indptr[rows], counts) + within]
+    row_ids = np.repeat(np.arange(len(counts)), counts)
     return torch.from_numpy(row_ids), torch.from_numpy(np.asarray(items, dtype=np.int64))
 
 

@@ -54,6 +54,26 @@ def sample_negatives(users: np.ndarray, n_items: int, positive_keys: np.ndarray,
     return negatives
 
 
+# Window batches are cut from pools of about this many batches' worth of targets, each pool sorted by window
+# length, so a batch holds windows of about one length and is cut to the longest: at a 200-item history about half
+# of the positions of a window are padding on ml-1m (docs/benchmarks.md 11). Batches keep their random order.
+POOL_BATCHES = 64
+
+
+def by_length_in_pools(order: np.ndarray, lengths: np.ndarray, targets: np.ndarray, pool_targets: int) -> np.ndarray:
+    """`order` (a permutation of windows) with each run of about `pool_targets` targets sorted by window length;
+    windows of one length keep their shuffled order."""
+    pool = np.cumsum(targets[order]) // pool_targets
+    return order[np.lexsort((lengths[order], pool))]
+
+
+def cut_to_longest(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A batch of left-aligned sequences (`item_seq` [B, L], `seq_len`) without the padding columns past its longest
+    sequence: the models mask padding, so nothing they compute changes (tests/training/test_train_modes.py)."""
+    width = max(int(batch["seq_len"].max()), 1)
+    return {**batch, "item_seq": batch["item_seq"][:, :width]}
+
+
 class InteractionTask:
     """Training batches and evaluation for one interaction model on one leave-one-out split."""
 
@@ -101,10 +121,13 @@ class InteractionTask:
                 sl = slice(i, i + batch_size)
                 yield {"user": users[sl], "pos_item": items[sl], "neg_item": negatives[sl]}
         elif self.window:
-            counts = self.targets[order.numpy()]
+            order = by_length_in_pools(order.numpy(), self.samples["seq_len"].numpy(), self.targets,
+                                       POOL_BATCHES * batch_size)
+            counts = self.targets[order]
             batch_of = (np.cumsum(counts) - counts) // batch_size  # a window joins the batch its first target falls in
-            for idx in np.split(order, np.flatnonzero(np.diff(batch_of)) + 1):
-                yield {k: v[idx] for k, v in self.samples.items()}
+            batches = np.split(order, np.flatnonzero(np.diff(batch_of)) + 1)
+            for b in rng.permutation(len(batches)):
+                yield cut_to_longest({k: v[batches[b]] for k, v in self.samples.items()})
         else:
             for i in range(0, self.size, batch_size):
                 idx = order[i : i + batch_size]
@@ -125,10 +148,14 @@ class InteractionTask:
         inputs, device = self.eval_inputs(phase), self.model.device
         items = self.model.item_vectors()
         targets = torch.from_numpy(part.target.astype(np.int64))
+        # Sequences go shortest first, each batch cut to its longest history (metrics are means: order-free).
+        order = np.arange(len(targets)) if self.pairwise else np.argsort(inputs["seq_len"].numpy(), kind="stable")
         ranks = []
         for start in range(0, len(targets), self.eval_batch_size):
-            rows = slice(start, min(start + self.eval_batch_size, len(targets)))
-            users = self.model.user_vectors({k: v[rows].to(device) for k, v in inputs.items()})
+            rows = order[start : start + self.eval_batch_size]
+            batch = {k: v[rows] for k, v in inputs.items()}
+            users = self.model.user_vectors({k: v.to(device) for k, v in
+                                             (batch if self.pairwise else cut_to_longest(batch)).items()})
             scores = self.model.full_sort_scores(users, items)
             ex_rows, ex_items = csr_pairs(part.history_indptr, part.history_items, rows)
             ranks.append(target_ranks(scores, targets[rows], ex_rows, ex_items).cpu())

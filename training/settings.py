@@ -11,7 +11,7 @@ dataclass annotation (int, float, str, bool, lists, `| None`) and the recipe's l
 every refusal is one SettingError line naming the field and what it takes.
 
 Precedence, lowest first: the model's defaults (its recipe's training defaults, its config's defaults) <
-`--config FILE` < the explicit options of `recserve train` (--epochs, --lr, --max-seq-length, ...) < `--set`
+`--reference-recipe` (the recipe's `reference`: the reference implementation's settings) < `--config FILE` < the explicit options of `recserve train` (--epochs, --lr, --max-seq-length, ...) < `--set`
 (in the order given). The effective settings land in metrics.json and in the bundle's manifest
 (`training.settings`), in the form `--config` reads back.
 """
@@ -260,11 +260,16 @@ def read_file(path: str | Path) -> dict:
 
 
 def resolve(kind: str, *, config: dict | None = None, options: dict[str, Any] | None = None,
-            assignments: list[str] = ()) -> Settings:
-    """The effective settings: defaults < `config` (read_file's dict) < `options` (explicit command-line options,
-    `section.field` -> value) < `assignments` (--set name=value, in order)."""
+            assignments: list[str] = (), reference: bool = False) -> Settings:
+    """The effective settings: defaults < the recipe's `reference` settings (with `reference`) < `config`
+    (read_file's dict) < `options` (explicit command-line options, `section.field` -> value) < `assignments`
+    (--set name=value, in order)."""
     out = defaults(kind)
     layers: list[tuple[str, str, Any]] = []
+    if reference:
+        if not recipe_of(kind).reference:
+            raise SettingError(f"--reference-recipe: {kind}'s defaults are its reference recipe already")
+        layers += [(*resolve_name(kind, name), value) for name, value in recipe_of(kind).reference.items()]
     config = config or {}
     if config.get("kind") not in (None, kind):
         raise SettingError(f"--config is for {config['kind']}, not {kind}: its settings would not fit")

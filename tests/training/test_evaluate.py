@@ -41,6 +41,8 @@ def test_csr_pairs_are_relative_to_the_slice():
     items = np.array([7, 8, 1, 2, 3])
     rows, cols = csr_pairs(indptr, items, slice(1, 3))
     assert rows.tolist() == [1, 1, 1] and cols.tolist() == [1, 2, 3]
+    rows, cols = csr_pairs(indptr, items, np.array([2, 0, 1]))          # any rows, in any order: as a slice would
+    assert rows.tolist() == [0, 0, 0, 1, 1] and cols.tolist() == [1, 2, 3, 7, 8]
 
 
 def test_impression_metrics_by_hand():

@@ -175,6 +175,34 @@ def test_show_config_prints_yaml_that_config_reads_back(tmp_path, capsys):
     assert again["model"]["hidden_size"] == 16 and again["train"]["epochs"] == 5
 
 
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_reference_recipe_is_settings_that_differ_from_the_defaults(kind):
+    reference = recipe(kind).reference
+    if not reference:
+        with pytest.raises(SettingError, match=f"{kind}'s defaults are its reference recipe already"):
+            resolve(kind, reference=True)
+        return
+    before, after = defaults(kind).as_dict(), resolve(kind, reference=True).as_dict()
+    for name, value in reference.items():  # every name a setting, every value allowed, and each a change
+        section, field_name = name.split(".")
+        assert after[section][field_name] == value and before[section][field_name] != value, name
+    changed = {f"{s}.{n}" for s in ("train", "data", "model") for n in after[s] if after[s][n] != before[s][n]}
+    assert changed == set(reference)
+
+
+def test_reference_recipe_is_recboles_bert4rec_and_the_rest_applies_over_it(capsys):
+    assert main(["train", "--model", "bert4rec", "--reference-recipe", "--show-config", "--epochs", "4",
+                 "--set", "mask_ratio=0.25"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    # RecBole 1.2.1's BERT4Rec: one sample per prefix, half of them masking only the last item, dropout 0.2,
+    # Adam at a constant 1e-3 on batches of 2048, early stopping after 3 epochs; our options and --set still win
+    assert shown["model"]["train_mode"] == "prefix" and shown["model"]["ft_ratio"] == 0.5
+    assert shown["model"]["hidden_dropout_prob"] == shown["model"]["attn_dropout_prob"] == 0.2
+    assert shown["train"]["batch_size"] == 2048 and shown["train"]["lr"] == 1e-3 and shown["train"]["patience"] == 3
+    assert shown["train"]["lr_schedule"] == "constant"
+    assert shown["train"]["epochs"] == 4 and shown["model"]["mask_ratio"] == 0.25
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "bert4rec", "--set", "n_heads=3"], "model.n_heads: must divide model.hidden_size (64); got 3"),
     (["--model", "bert4rec", "--set", "hiden_size=3"], "unknown setting 'hiden_size' for bert4rec; known: train.epochs"),

@@ -8,6 +8,7 @@ import torch
 from models.registry import recipe
 from training.data.sequences import prefix_samples, window_samples
 from training.data.synthetic import write_synthetic_atomic
+from training.interactions import by_length_in_pools
 from training.loop import fit
 from training.train import DataOptions, prepare, train_config
 
@@ -136,9 +137,50 @@ def test_window_mode_batches_cover_every_target_once_an_epoch(atomic, kind):
     assert len(batches) == task.num_batches(64)
     targets = [int((b["seq_len"] - 1).sum()) for b in batches]
     assert sum(targets) == reference.size
-    assert all(abs(t - 64) < MAX_LEN for t in targets[:-1])             # batch_size targets, give or take a window
-    rows = torch.cat([b["item_seq"] for b in batches])
+    assert sorted(targets)[1] > 64 - MAX_LEN                              # batch_size targets, give or take a window
+    # each batch cut to its longest window, no real item lost: padded back, the rows are the task's windows
+    assert all(b["item_seq"].shape[1] == int(b["seq_len"].max()) for b in batches)
+    rows = torch.cat([torch.nn.functional.pad(b["item_seq"], (0, MAX_LEN + 1 - b["item_seq"].shape[1])) for b in batches])
     assert len(rows) == task.size and len(torch.unique(rows, dim=0)) == len(torch.unique(task.samples["item_seq"], dim=0))
+
+
+def test_window_batches_group_windows_of_one_length_in_a_random_order():
+    # 300 users: 100 with short sequences, 200 longer than a window (a full window plus a short remainder)
+    user, item = sequences([3] * 100 + [2 * MAX_LEN + 3] * 200, seed=6)
+    lengths = window_samples(user, item, MAX_LEN)["seq_len"]
+    targets = lengths - 1
+    order = np.random.default_rng(0).permutation(len(lengths))
+    pooled = by_length_in_pools(order, lengths, targets, pool_targets=1000)
+    pool_of = np.empty(len(order), dtype=int)
+    pool_of[order] = np.cumsum(targets[order]) // 1000                   # each window's pool, by the shuffled order
+    assert len(np.unique(pool_of)) > 2 and sorted(pooled) == list(range(len(lengths)))
+    assert (np.diff(pool_of[pooled]) >= 0).all()                          # the pools in turn
+    for p in np.unique(pool_of):
+        members = pooled[pool_of[pooled] == p]
+        assert sorted(members) == sorted(order[pool_of[order] == p])       # each pool's own windows
+        assert (np.diff(lengths[members]) >= 0).all()                      # sorted by length within it
+        for n in np.unique(lengths[members]):                              # one length keeps the shuffled order
+            same = members[lengths[members] == n]
+            assert list(same) == [w for w in order if pool_of[w] == p and lengths[w] == n]
+
+
+@pytest.mark.parametrize("kind", ["gru4recf", "bert4rec"])
+def test_a_batch_cut_to_its_longest_window_has_the_full_width_loss(kind):
+    # windows are left-aligned and the models mask padding: cutting the padded tail changes no number
+    torch.manual_seed(0)
+    r = recipe(kind)
+    extra = ({"feature_vocab_sizes": {"class": 6}, "feature_lengths": {"class": 2}} if kind == "gru4recf"
+             else {"ft_ratio": 1.0})  # BERT4Rec: only the last item masked, so both widths draw the same mask
+    model = r.model(r.config(n_items=N_ITEMS, max_seq_length=MAX_LEN, train_mode="window", **extra)).eval()
+    if kind == "gru4recf":
+        model.set_item_features({"class": torch.randint(0, 6, (N_ITEMS, 2))})
+    user, item = sequences([2, 3, 5], seed=7)
+    w = tensors(window_samples(user, item, MAX_LEN))
+    assert w["item_seq"].shape[1] == MAX_LEN + 1 and int(w["seq_len"].max()) == 5
+    with torch.no_grad():
+        full = model.compute_loss(w)
+        cut = model.compute_loss({**w, "item_seq": w["item_seq"][:, :5]})
+    assert torch.allclose(full, cut, atol=1e-6), (full, cut)
 
 
 @pytest.mark.parametrize("kind", ["gru4recf", "bert4rec"])
@@ -149,3 +191,20 @@ def test_window_mode_trains(atomic, tmp_path, kind):
     losses = [h["loss"] for h in result.history]
     assert all(np.isfinite(losses)) and losses[1] < losses[0]
     assert result.history[0]["steps"] == task.num_batches(64)
+
+
+@pytest.mark.parametrize("kind", ["gru4recf", "bert4rec"])
+def test_evaluation_by_length_gives_the_full_width_metrics(atomic, kind):
+    from training.evaluate import csr_pairs, rank_metrics, target_ranks
+
+    model, task, _ = prepare(kind, atomic, DataOptions(max_seq_length=100), 0, {"train_mode": "window"})
+    model.eval()
+    part, inputs = task.split.valid, task.eval_inputs("valid")
+    assert len(set(inputs["seq_len"].tolist())) > 1  # histories of several lengths: batches are cut differently
+    with torch.no_grad():  # every user at once, at the full width, in the split's order
+        scores = model.full_sort_scores(model.user_vectors(inputs), model.item_vectors())
+        ranks = target_ranks(scores, torch.from_numpy(part.target.astype(np.int64)),
+                             *csr_pairs(part.history_indptr, part.history_items, slice(0, len(part.target))))
+    task.eval_batch_size = 7
+    expected = rank_metrics(ranks.numpy(), (5, 10))
+    assert task.evaluate("valid", ks=(5, 10)) == pytest.approx(expected, abs=1e-6)
