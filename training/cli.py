@@ -22,10 +22,10 @@ def add_train_parser(sub) -> None:
     p.add_argument("--data-interactions", type=Path, help="with --all: the atomic-file folder for the interaction models")
     p.add_argument("--out", type=Path, default=Path("artifacts"), help="artifacts folder (default: artifacts)")
     # Unset options take the model's recipe defaults (models/<kind>.py), printed when training starts.
-    p.add_argument("--epochs", type=COUNT, help="maximum epochs (default: the model's: convncf 10, gru4recf 30, bert4rec 50, nrms 5)")
+    p.add_argument("--epochs", type=COUNT, help="maximum epochs (default: the model's: convncf 10, gru4recf 30, bert4rec 80, nrms 5)")
     p.add_argument("--batch-size", type=COUNT, help="training batch size (default: the model's: convncf 2048, gru4recf 256 and bert4rec 1024 targets a step, nrms 32)")
     p.add_argument("--lr", type=NON_NEGATIVE_FLOAT, help="Adam learning rate (default: the model's; 1e-3, bert4rec 2e-3, nrms 5e-4, plm_nrms 1e-4)")
-    p.add_argument("--patience", type=COUNT, help="epochs without a better validation metric before stopping (default: the model's; 3, nrms and plm_nrms 2, bert4rec 50)")
+    p.add_argument("--patience", type=COUNT, help="epochs without a better validation metric before stopping (default: the model's; 3, nrms and plm_nrms 2, bert4rec 80)")
     p.add_argument("--seed", type=NON_NEGATIVE, help="random seed, >= 0 (default: 2020)")  # numpy's SeedSequence
     p.add_argument("--max-steps", type=COUNT, help="cap on training steps per epoch (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/<model>/train/last.pt")

@@ -17,7 +17,7 @@ from training.train import DataOptions, run, train_config
 SETTINGS = {
     "convncf": {"epochs": 4, "batch_size": 256, "lr": 1e-2},
     "gru4recf": {"epochs": 2, "batch_size": 128, "lr": 3e-3},  # test NDCG@10 0.503 against 0.148 needed
-    # its defaults (window mode, 1024 targets a step, dropout 0.1, a cosine) but over 180 epochs, not 50: 400 users
+    # its defaults (window mode, 1024 targets a step, dropout 0.1, a cosine) but over 180 epochs, not 80: 400 users
     # make ~20 steps an epoch, where the defaults are sized for ml-1m's ~800 (~30 s here); test NDCG@10 0.410
     # against 0.148 needed. Its structure shows late: at 20% masked, 0.315 at 100 epochs, 0.127 at 50
     # (docs/benchmarks.md 11)
