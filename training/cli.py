@@ -54,8 +54,8 @@ def add_settings_options(p) -> None:
     """--config, --set and --show-config (training/settings.py): every hyperparameter by name."""
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="a YAML file of settings (sections train, data, model; what --show-config and `recserve "
-                        "tune` write). Precedence: the model's defaults < --reference-recipe < --config < the options above "
-                        "< --set")
+                        "tune` write). Precedence: the model's defaults < --reference-recipe < --config < the "
+                        "options above < --set")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
                    help="set one setting, e.g. --set model.hidden_size=128 --set lr=3e-4 (repeatable; a bare name "
                         "where one section has it); --show-config lists them")
@@ -78,8 +78,8 @@ def command_line_settings(args) -> dict:
 
 
 def resolve_settings(args, kind: str):
-    """One kind's effective settings: its defaults < --reference-recipe < --config < the explicit options < --set. The options a kind
-    does not read (--features for bert4rec) are left out, as training always did."""
+    """One kind's effective settings: its defaults < --reference-recipe < --config < the explicit options < --set.
+    The options a kind does not read (--features for bert4rec) are left out, as training always did."""
     from training.settings import read_file, resolve, section_types
     from models.registry import recipe
 
