@@ -19,7 +19,7 @@ from typing import NamedTuple, Protocol
 
 import orjson
 
-from service.cache import RedisStore
+from service.cache import RedisStore, send_packed
 
 BUCKET_S = 60
 
@@ -84,15 +84,24 @@ class RedisShown:
         return f"{self.prefix}:{{fb.{bucket}}}:shown"
 
     def remember(self, entries: Sequence[tuple[str, float, bytes]]) -> None:
-        by_bucket: dict[int, dict[str, bytes]] = {}
-        for request_id, ts, summary in entries:
-            by_bucket.setdefault(int(ts // BUCKET_S), {})[request_id] = summary
-        pipe = self.writer.client.pipeline(transaction=False)
-        for bucket, mapping in by_bucket.items():
-            pipe.hset(self.key(bucket), mapping=mapping)
+        if not entries:
+            return
+        request_ids, times, summaries = zip(*entries)  # columns, transposed in C
+        first, last = int(min(times) // BUCKET_S), int(max(times) // BUCKET_S)
+        if first == last:  # the usual case: one minute, its fields interleaved in C
+            fields = [None] * (2 * len(entries))
+            fields[0::2], fields[1::2] = request_ids, summaries
+            by_bucket = {first: fields}
+        else:
+            by_bucket = {}
+            for request_id, ts, summary in entries:
+                by_bucket.setdefault(int(ts // BUCKET_S), []).extend((request_id, summary))
+        commands = []
+        for bucket, fields in by_bucket.items():
+            commands.append(("HSET", self.key(bucket), *fields))
             # the whole minute lives until its last answer's window has passed (plus a flush's delay)
-            pipe.expireat(self.key(bucket), (bucket + 1) * BUCKET_S + self.window_s + BUCKET_S)
-        pipe.execute()
+            commands.append(("EXPIREAT", self.key(bucket), (bucket + 1) * BUCKET_S + self.window_s + BUCKET_S))
+        send_packed(self.writer.client, commands)
 
     def find(self, request_id: str) -> Summary | None:
         now = time.time()

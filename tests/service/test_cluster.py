@@ -15,6 +15,7 @@ import redis
 
 from service.state import RedisState
 from service.cache import Keys, RedisStore, _cluster_nodes, digest, make_store, redis_factory
+from service.feedback.attribution import BUCKET_S, RedisShown, Summary
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
                                 reason="redis-server and redis-cli are needed for a local cluster")
@@ -263,3 +264,13 @@ def test_a_dead_node_degrades_the_cache_then_it_recovers(cluster, make_client, p
     assert client.post("/rank", json={**rank, "user_id": "after"}).status_code == 200
     assert len(user_keys(cluster, prefix, "after")) == 1
     assert "recserve_cache_degraded 0.0" in client.get("/metrics").text
+
+
+def test_click_attribution_summaries_on_a_cluster(cluster, prefix):
+    """The summaries' two minutes are two keys, two slots: the cluster client sends each to its node
+    (service.cache.send_packed takes its pipeline there)."""
+    shown = RedisShown(*(RedisStore(cluster.url, TIMEOUT_S, 1.0, lambda down: None) for _ in range(2)), prefix, 3600)
+    minute = int(time.time() // BUCKET_S) * BUCKET_S
+    entries = [(f"r{i}", minute - 30 + i * 20, Summary("m", "v1", "default", [f"i{i}"]).encode()) for i in range(4)]
+    shown.remember(entries)
+    assert [shown.find(f"r{i}") for i in range(4)] == [Summary("m", "v1", "default", [f"i{i}"]) for i in range(4)]
