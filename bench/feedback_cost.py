@@ -106,6 +106,14 @@ def dropped(url: str) -> float:
     return total
 
 
+def configurations(before: Path, tmp: Path, dead: str) -> dict[str, tuple[Path, dict[str, str]]]:
+    """The rows every feedback bench compares: name -> (tree, RECSERVE_ settings). `dead`: a Redis URL where
+    nothing listens."""
+    return {"before": (before, {}), "not recording": (ROOT, {"RECSERVE_FEEDBACK_SAMPLE": "0"}), "redis": (ROOT, {}),
+            "files": (ROOT, {"RECSERVE_FEEDBACK_SINK": "files", "RECSERVE_FEEDBACK_DIR": f"{tmp}/log"}),
+            "sink down": (ROOT, {"RECSERVE_FEEDBACK_REDIS_URL": dead})}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--before", required=True, help="a commit that records nothing")
@@ -133,9 +141,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         before = Path(tmp) / "before"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(before), args.before], check=True)
-        configs = {"before": (before, {}), "not recording": (ROOT, {"RECSERVE_FEEDBACK_SAMPLE": "0"}), "redis": (ROOT, {}),
-                   "files": (ROOT, {"RECSERVE_FEEDBACK_SINK": "files", "RECSERVE_FEEDBACK_DIR": f"{tmp}/log"}),
-                   "sink down": (ROOT, {"RECSERVE_FEEDBACK_REDIS_URL": dead}),
+        configs = {**configurations(before, Path(tmp), dead),
                    **{f"redis, {s:.0%} sampled": (ROOT, {"RECSERVE_FEEDBACK_SAMPLE": str(s)}) for s in args.sample},
                    **{f"redis, flush {f:g} s": (ROOT, {"RECSERVE_FEEDBACK_FLUSH_S": str(f)}) for f in args.flush}}
         configs = {name: configs[name] for name in args.configs or configs}
