@@ -100,8 +100,10 @@ class Settings(BaseSettings):
     feedback_dir: Path | None = Field(
         None, description="Folder of the files sink; default: `feedback` beside the artifacts folder")
     feedback_sample: float = Field(
-        1.0, ge=0, le=1, description="Share of /rank and /recommend answers recorded and counted (a random draw "
-                                     "per request; 0: none); events and added items are always recorded")
+        1.0, ge=0, le=1, description="Share of users whose /rank and /recommend answers are recorded and counted: "
+                                     "a fixed draw per user id, all of a user's answers or none, the same users in "
+                                     "every process (requests without a user_id: a draw each; 0: none); events and "
+                                     "added items are always recorded")
     feedback_buffer: int = Field(
         20_000, ge=1, description="Records waiting to be written, per process; past it new ones are dropped "
                                   "(recserve_log_dropped_total), never waited for")

@@ -81,7 +81,7 @@ def _answer(ranker: Ranker, choice: Choice, route: str, ranked: tuple[Ranking, R
         kinds = _joined([m.bundle.kind for m in models])
         feedback.answered_by(name, version, choice.label, fallback, len(items), Answer(
             feedback, models[control], kinds, name, version, route, choice.request_id, ranked[control], items,
-            scores, named, fallback, choice.label, time.time()))
+            scores, named, fallback, choice.label, time.time()), ranked[control].user.user_id)
     return body
 
 

@@ -7,7 +7,7 @@ Online metrics, per model, version and arm: recserve_impressions_total (with `fa
 recserve_items_shown_total, recserve_attributed_clicks_total and recserve_clicked_position; CTR per version
 is `sum by (model, version) (rate(recserve_attributed_clicks_total[5m])) / sum by (model, version)
 (rate(recserve_impressions_total[5m]))`. With RECSERVE_FEEDBACK_SAMPLE below 1 they count the sampled
-answers, so the ratio stays right.
+answers (all of a sampled user's, none of the others': `Feedback.sampled`), so the ratio stays right.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from service.cache import RedisStore, Store
 from service.config import Settings, SettingsError
+from service.experiments.assign import point
 from service.experiments.counters import ArmCounts
 from service.feedback import columns, records
 from service.feedback.attribution import LocalShown, RedisShown
@@ -30,6 +31,7 @@ from service.feedback.sinks import FileSink, RedisStreamSink, Sink
 from service.metrics import Metrics
 
 log = logging.getLogger("recserve.feedback")
+SAMPLE_SALT = "recserve.feedback.sample"  # which users RECSERVE_FEEDBACK_SAMPLE keeps: no experiment's arms
 WRITER_TIMEOUT_S = 2.0  # the recorder's Redis timeout: its I/O thread, off the request path, may wait for Redis
 
 
@@ -77,7 +79,7 @@ class Feedback:
             shown = RedisShown(writer, reader, settings.cache_prefix, settings.attribution_window_s)
             counts = ArmCounts(writer, reader, settings.cache_prefix, settings.attribution_window_s)
         log.info("feedback log: %s%s", where,
-                 f", {settings.feedback_sample:.0%} of answers" if settings.feedback_sample < 1 else "")
+                 f", the answers of {settings.feedback_sample:.0%} of users" if settings.feedback_sample < 1 else "")
         recorder = Recorder(sink, shown, metrics, settings.feedback_buffer, settings.feedback_batch,
                             settings.feedback_flush_s, retry_s, counts)
         return cls(settings, metrics, recorder, sink is not None)
@@ -88,7 +90,7 @@ class Feedback:
         """An answer of catalog `rows` was sent: count it and queue it as it is (`Answer`, a tuple); its record
         and its summary for click attribution are made by the recorder, off the request. What a request pays here is what
         its recording costs the warm /rank path (docs/benchmarks.md, "The feedback log")."""
-        if self.sample < 1.0 and random.random() >= self.sample:
+        if self.sample < 1.0 and not self.sampled(user_id):
             return
         key = (model.name, model.version, arm, fallback)
         counters = self._counters.get(key)
@@ -102,10 +104,10 @@ class Feedback:
                                  fallback, excluded, arm, time.time()))
 
     def answered_by(self, name: str, version: str, arm: str, fallback: str | None, shown: int,
-                    answer: Pending) -> None:
+                    answer: Pending, user_id: str | None) -> None:
         """An answer that makes its own record and summary (an interleaved one: service/experiments/
         interleaved.py), under the model `name` and `version` it names: counted as `answered` counts, queued."""
-        if self.sample < 1.0 and random.random() >= self.sample:
+        if self.sample < 1.0 and not self.sampled(user_id):
             return
         key = (name, version, arm, fallback)
         counters = self._counters.get(key)
@@ -115,6 +117,17 @@ class Feedback:
         counters[1].inc(shown)
         self.counts.add(arm, "impressions")
         self.recorder.add(answer)
+
+    def sampled(self, user_id: str | None) -> bool:
+        """Whether an answer to `user_id` is recorded and counted, when RECSERVE_FEEDBACK_SAMPLE is below 1: a
+        fixed draw per user (its point in [0, 1), as experiments draw arms, under a salt of its own), so a
+        sampled user's answers are all recorded, on every worker and replica and across restarts, and the
+        others' none: whole sessions for the exports (a click of a user sampled per request would often lose
+        its impression, and its label) and the readouts. A request without a user_id (a history alone) is
+        drawn by itself."""
+        if user_id is None:
+            return random.random() < self.sample
+        return point(SAMPLE_SALT, user_id) < self.sample  # a keyed BLAKE2b: ~1 us
 
     def _children(self, name: str, version: str, arm: str, fallback: str | None) -> tuple:
         """The impression and items-shown counters of (model version, arm, fallback or not), made once."""

@@ -137,17 +137,38 @@ def test_added_items_are_recorded_with_their_raw_inputs(make_client, tmp_path):
         "type": "item", "model": "nrms", "item_id": "NEW", "title": "w1 w2", "category": "c"}
 
 
-def test_sampling_records_a_share_of_answers(make_client, tmp_path):
-    client = make_client(feedback_dir=tmp_path, feedback_sample=0.25, feedback_flush_s=0.05)
+def impressions(client) -> float:
+    """recserve_impressions_total over every label."""
+    return sum(float(line.rpartition(" ")[2]) for line in client.get("/metrics").text.splitlines()
+               if line.startswith("recserve_impressions_total{"))
+
+
+def test_sampling_keeps_whole_users_the_same_in_every_process(make_client, tmp_path):
+    """Below 1, RECSERVE_FEEDBACK_SAMPLE keeps a fixed share of users, all their answers, and the same users in
+    every process (two apps here, as two workers or replicas); requests without a user_id are drawn one by one."""
+    users = [f"v{i}" for i in range(200)]
+    kept = []
+    for name in ("one", "two"):
+        client = make_client(feedback_dir=tmp_path / name, feedback_sample=0.25, feedback_flush_s=0.05)
+        for user in users:
+            for _ in range(2):
+                answer = client.post("/rank", json={"model": "nrms", "user_id": user, "candidates": ["N1"]})
+                assert answer.status_code == 200
+        counted = impressions(client)
+        answers = wait_records(tmp_path / name, int(counted))
+        time.sleep(0.2)
+        assert len(logged(tmp_path / name)) == counted  # every answer counted is recorded, and no other
+        per_user = {u: sum(r["user"] == u for r in answers) for u in users}
+        assert set(per_user.values()) == {0, 2}  # a user's answers: all or none
+        kept.append({u for u, n in per_user.items() if n})
+    assert 25 <= len(kept[0]) <= 75  # 50 expected; 4 standard deviations either side
+    assert kept[0] == kept[1]
+
+    client = make_client(feedback_dir=tmp_path / "anonymous", feedback_sample=0.25, feedback_flush_s=0.05)
     for _ in range(400):
-        client.post("/rank", json={"model": "nrms", "user_id": "u1", "candidates": ["N1"]})
-    version = client.get("/models").json()[-1]["version"]
-    counted = metric(client, "recserve_impressions_total", model="nrms", version=version, arm="default",
-                     fallback="false")
-    assert 50 <= counted <= 150  # 100 expected; 5 standard deviations either side
-    wait_records(tmp_path, int(counted))  # every answer counted is recorded, once written
-    time.sleep(0.2)
-    assert len(logged(tmp_path)) == counted
+        answer = client.post("/rank", json={"model": "nrms", "history": ["N2"], "candidates": ["N1"]})
+        assert answer.status_code == 200
+    assert 50 <= impressions(client) <= 150  # 100 expected; 5 standard deviations either side
 
 
 def test_off_records_nothing_but_still_counts(make_client, tmp_path):
