@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -39,9 +37,10 @@ from pathlib import Path
 import httpx
 
 from feedback_cost import configurations
-from state_cost import REDIS_URL, ROOT, forget, free_port, rank_bodies
+from state_cost import ROOT, forget, free_port, rank_bodies, serve, wrk
 
 FLUSH_S = "10"  # the longest the settings allow: batches as large as a worker this slow can make
+WRK_TIMEOUT_S = 30  # a /rank under callgrind takes up to ~1 s at concurrency 16
 
 
 def rank_count(url: str) -> float:
@@ -49,12 +48,6 @@ def rank_count(url: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=60).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith("recserve_request_seconds_count") and 'route="/rank"' in line)
-
-
-def load(url: str, bodies: Path, seconds: int) -> None:
-    subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds}s", "--timeout", "30s", "-s",
-                    str(ROOT / "bench" / "wrk_bodies.lua"), f"{url}/rank", "--", str(bodies), "POST"],
-                   capture_output=True, check=True)
 
 
 def instructions(out: Path) -> int:
@@ -71,35 +64,21 @@ def measure(tree: Path, artifacts: Path, settings: dict, bodies: Path | None, se
     """(instructions counted, /rank requests answered meanwhile) of one worker of `tree` under callgrind, loaded
     with `bodies` for `seconds`, or left idle as long when `bodies` is None; its file kept in `keep` as
     callgrind.<name>.<requests>.<id>."""
-    port, prefix = free_port(), f"bench-{uuid.uuid4().hex[:8]}"
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
     out = folder / f"callgrind.{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "RECSERVE_ARTIFACTS": str(artifacts), "RECSERVE_REDIS_URL": REDIS_URL,
-           "RECSERVE_CACHE_PREFIX": prefix, "RECSERVE_LOG_LEVEL": "warning", "PYTHONPATH": str(tree),
-           "RECSERVE_FEEDBACK_FLUSH_S": FLUSH_S, **settings}
-    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-                             sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port)],
-                            cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    callgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    proc, url = serve(tree, artifacts, prefix, {"RECSERVE_FEEDBACK_FLUSH_S": FLUSH_S, **settings}, callgrind,
+                      ready_s=300)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=30).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"{tree}: the worker did not get ready under callgrind")
-            time.sleep(1)
         if bodies is not None:
-            load(url, bodies, 10)  # warm: every user vector cached, every id's JSON made
+            wrk(f"{url}/rank", bodies, 10, "POST", WRK_TIMEOUT_S)  # warm: user vectors cached, ids' JSON made
         time.sleep(float(FLUSH_S) + 2)  # what the warm-up queued is written before the count starts
         first = rank_count(url)
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True, check=True)
         if bodies is None:
             time.sleep(seconds)
         else:
-            load(url, bodies, seconds)
+            wrk(f"{url}/rank", bodies, seconds, "POST", WRK_TIMEOUT_S)
         answered = rank_count(url) - first
         proc.send_signal(signal.SIGTERM)  # the recorder writes what it holds, counted
         proc.wait(300)

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -36,25 +37,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wrk(url: str, bodies: Path | None, seconds: int, method: str) -> float:
-    args = ["wrk", "-t1", "-c16", f"-d{seconds}s", "-s", str(ROOT / "bench" / "wrk_bodies.lua"), url, "--",
-            str(bodies or "/dev/null"), method]
+def wrk(url: str, bodies: Path | None, seconds: int, method: str, timeout_s: int = 2) -> float:
+    """Requests a second at concurrency 16; fails on any non-2xx answer or socket error (a reply slower than
+    `timeout_s`, wrk's own default 2 s, is one)."""
+    args = ["wrk", "-t1", "-c16", f"-d{seconds}s", "--timeout", f"{timeout_s}s", "-s",
+            str(ROOT / "bench" / "wrk_bodies.lua"), url, "--", str(bodies or "/dev/null"), method]
     last = subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     out = json.loads(last)
     assert out["non2xx"] == 0 and out["socket_errors"] == 0, out
     return out["requests"] / (out["duration_us"] / 1e6)
 
 
-def serve(tree: Path, artifacts: Path, prefix: str, settings: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """One uvicorn worker of `tree` on `artifacts`, Redis on; `settings`: more RECSERVE_ variables."""
+def serve(tree: Path, artifacts: Path, prefix: str, settings: dict | None = None, wrapper: Sequence[str] = (),
+          ready_s: float = 120) -> tuple[subprocess.Popen, str]:
+    """One uvicorn worker of `tree` on `artifacts`, Redis on; `settings`: more RECSERVE_ variables; `wrapper`: a
+    command the worker runs under (valgrind ...), given `ready_s` seconds to answer /readyz."""
     port = free_port()
     env = {**os.environ, "RECSERVE_ARTIFACTS": str(artifacts), "RECSERVE_REDIS_URL": REDIS_URL,
            "RECSERVE_CACHE_PREFIX": prefix, "RECSERVE_LOG_LEVEL": "warning", "PYTHONPATH": str(tree),
            **(settings or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port)], cwd=tree,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*wrapper, sys.executable, "-m", "uvicorn", "service.app:app", "--port", str(port)],
+                            cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + ready_s
     while True:
         try:
             if httpx.get(f"{url}/readyz").status_code == 200:
