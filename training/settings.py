@@ -12,8 +12,9 @@ every refusal is one SettingError line naming the field and what it takes.
 
 Precedence, lowest first: the model's defaults (its recipe's training defaults, its config's defaults) <
 `--reference-recipe` (the recipe's `reference`: the reference implementation's settings) < `--config FILE` <
-the explicit options of `recserve train` (--epochs, --lr, --max-seq-length, ...) < `--set` (in the order given). The effective settings land in metrics.json and in the bundle's manifest
-(`training.settings`), in the form `--config` reads back.
+the explicit options of `recserve train` (--epochs, --lr, --max-seq-length, ...) < `--set` (in the order given).
+The effective settings land in metrics.json and in the bundle's manifest (`training.settings`), in the form
+`--config` reads back.
 """
 from __future__ import annotations
 
